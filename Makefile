@@ -13,6 +13,8 @@
 # corpus replayer, a new tests/bench/bench_*.c a benchmark. Flags live in mk/flags.mk.
 
 MODE ?= debug
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 B := build/$(MODE)
 
 include mk/flags.mk
@@ -117,56 +119,56 @@ clean:
 $(LIBKS): $(KS_OBJ)
 	@mkdir -p $(@D)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(LIBRC): $(RC_OBJ)
 	@mkdir -p $(@D)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 LINK_LIBS := $(LIBKS) $(LIBRC)
 
 $(MORGATECTL): $(CTL_OBJ) $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(CTL_OBJ) $(LINK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CTL_OBJ) $(LINK_LIBS) $(LDLIBS)
 
 # router-core tests, fuzzers and benchmarks link router-core alone, so the library is testable on
 # its own (and builds while another library is mid-change).
 $(B)/tests/test_rc_%: $(B)/obj/tests/unit/test_rc_%.o $(SUPPORT_OBJ) $(LIBRC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBRC) $(LDLIBS) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBRC) $(LDLIBS) $(CMOCKA_LIBS)
 
 $(B)/fuzz/replay_fuzz_rc_%: $(B)/obj/tests/fuzz/fuzz_rc_%.o $(B)/obj/tests/fuzz/replay_main.o $(LIBRC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/obj/tests/fuzz/replay_main.o $(LIBRC) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(B)/obj/tests/fuzz/replay_main.o $(LIBRC) $(LDLIBS)
 
 $(B)/fuzz/fuzz_rc_%: $(B)/obj/tests/fuzz/fuzz_rc_%.o $(LIBRC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBRC) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBRC) $(LDLIBS)
 
 $(B)/bench/bench_rc_%: $(B)/obj/tests/bench/bench_rc_%.o $(SUPPORT_OBJ) $(LIBRC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBRC) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBRC) $(LDLIBS)
 
 $(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(SUPPORT_OBJ) $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LINK_LIBS) $(LDLIBS) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LINK_LIBS) $(LDLIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/%: $(B)/obj/tests/support/bin_%.o $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 $(B)/fuzz/replay_%: $(B)/obj/tests/fuzz/%.o $(B)/obj/tests/fuzz/replay_main.o $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/obj/tests/fuzz/replay_main.o $(LINK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(B)/obj/tests/fuzz/replay_main.o $(LINK_LIBS) $(LDLIBS)
 
 $(B)/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LINK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 $(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(SUPPORT_OBJ) $(LINK_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LINK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LINK_LIBS) $(LDLIBS)
 
 # Migrations are embedded in the binaries: the store applies and checksums them without files.
 $(B)/gen/ks_migrations.c: $(MIGRATIONS) scripts/embed-migrations
@@ -175,10 +177,11 @@ $(B)/gen/ks_migrations.c: $(MIGRATIONS) scripts/embed-migrations
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(INCLUDES) -Ikeystore/src $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(INCLUDES) -Ikeystore/src $(CFLAGS) -c -o $@ $<
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(INCLUDES) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(INCLUDES) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
