@@ -52,7 +52,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 SUPPORT_BIN := $(patsubst tests/support/bin_%.c,$(B)/tests/%,$(wildcard tests/support/bin_*.c))
 
 BINS := $(MORGATECTL)
-INCLUDES := -Ikeystore/include -Irouter-core/include -I$(B)/gen
+INCLUDES := -Ikeystore/include -Irouter-core/include -Itests/support -I$(B)/gen
 
 # ---- top-level targets --------------------------------------------------------------------------
 .PHONY: all deps test asan check fuzz fuzz-smoke bench run lint format format-check install clean \
