@@ -587,7 +587,18 @@ int rc_abi_encode_call(struct rc_str sig, const struct rc_abi_value *args, size_
 	struct rc_abi_type *t;
 	struct rc_abi_value tuple;
 	size_t n;
-	int rc = rc_abi_type_parse(lp, sig.len - off, &t, err);
+	int rc;
+	if (sig.len - off == 2 && lp[1] == ')') {
+		/* "f()": the ABI has no empty tuple type; the calldata is the selector alone. */
+		if (nargs != 0)
+			return RC_EINVAL;
+		if ((rc = rc_buf_grow(out, 4)) != RC_OK)
+			return rc;
+		rc_abi_selector(sig.ptr, sig.len, (uint8_t *)out->ptr + out->len);
+		rc_buf_setlen(out, out->len + 4);
+		return RC_OK;
+	}
+	rc = rc_abi_type_parse(lp, sig.len - off, &t, err);
 	if (rc) {
 		if (rc == RC_EPARSE && err)
 			err->offset += off;

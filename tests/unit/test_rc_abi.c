@@ -286,6 +286,12 @@ static void test_rc_abi__encode_signed_and_range_checks(void **state)
 
 	struct rc_buf b = RC_BUF_INIT;
 	struct rc_errinfo err;
+	/* no arguments: the selector alone (getBidFee() is 8dbb4647, §3.2) */
+	assert_int_equal(rc_abi_encode_call(RC_STR_LIT("getBidFee()"), NULL, 0, &b, &err), RC_OK);
+	assert_int_equal(b.len, 4);
+	assert_memory_equal(b.ptr, "\x8d\xbb\x46\x47", 4);
+	assert_int_equal(rc_abi_encode_call(RC_STR_LIT("getBidFee()"), a, 1, &b, &err), RC_EINVAL);
+	rc_buf_reset(&b);
 	assert_int_equal(rc_abi_encode_call(RC_STR_LIT("f(uint257)"), a, 1, &b, &err), RC_EPARSE);
 	assert_int_equal(err.offset, 2);
 	assert_int_equal(rc_abi_encode_call(RC_STR_LIT("(uint256)"), a, 1, &b, &err), RC_EPARSE);

@@ -147,7 +147,7 @@ void rc_abi_selector(const char *sig, size_t len, uint8_t out[4]);
 
 /*
  * Calldata for a call: appends selector(sig) || encode((T1,...,Tn), args) to out (an rc_buf the
- * caller owns). sig is "name(T1,...,Tn)". RC_OK, RC_EPARSE (bad signature; err says where),
+ * caller owns). sig is "name(T1,...,Tn)", or "name()" with nargs 0 (selector only). RC_OK, RC_EPARSE (bad signature; err says where),
  * RC_EINVAL / RC_ERANGE (args do not fit the types) or RC_ENOMEM; on error out is unchanged.
  */
 int rc_abi_encode_call(struct rc_str sig, const struct rc_abi_value *args, size_t nargs,
