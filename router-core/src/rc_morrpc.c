@@ -401,7 +401,7 @@ static int key_matches(const char *key, size_t klen, const char *name)
 	return i == klen;
 }
 
-/* Find the member of obj that Go would bind to name (the last one in document order). */
+/* The member of obj that Go would bind to name (the last in document order), for envelopes. */
 static const json_t *member(const json_t *obj, const char *name)
 {
 	const char *key;
@@ -537,16 +537,26 @@ static int present(const struct field *f, const struct rc_morrpc_body *b)
 	}
 }
 
+/*
+ * Go's decoder visits members in document order and stores every one whose key folds to a
+ * field's name: the last wins, null is a no-op, and one of the wrong type fails the whole
+ * Unmarshal even if a later member would have overridden it. Mirror exactly that.
+ */
 static int decode_fields(const struct field *f, size_t n, const json_t *obj,
 			 struct rc_morrpc_body *b, struct rc_errinfo *err)
 {
 	for (size_t i = 0; i < n; i++, f++) {
-		const json_t *v = member(obj, f->name);
-		int seen = v && !json_is_null(v);
-		if (seen) {
+		int seen = 0;
+		for (void *it = json_object_iter((json_t *)obj); it;
+		     it = json_object_iter_next((json_t *)obj, it)) {
+			const json_t *v = json_object_iter_value(it);
+			if (json_is_null(v) || !key_matches(json_object_iter_key(it),
+							    json_object_iter_key_len(it), f->name))
+				continue;
 			int rc = decode_one(f, v, b, err);
 			if (rc != RC_OK)
 				return rc;
+			seen = 1;
 		}
 		if (!(f->flags & F_OPTIONAL) && (!seen || !present(f, b)))
 			return set_err(err, RC_EPROTO, 0, "missing or empty \"%s\"", f->name);
@@ -679,6 +689,7 @@ static int seal_blob(struct rc_buf *scratch, const uint8_t user_pub[RC_SECP_PUBK
 		return RC_ERANGE;
 	size_t blob_len = len + RC_ECIES_OVERHEAD, n;
 	rc_buf_reset(scratch);
+	/* Room for blob and hex up front: the hex append below must not move `blob`. */
 	int rc = rc_buf_grow(scratch, 3 * blob_len);
 	if (rc != RC_OK)
 		return rc;

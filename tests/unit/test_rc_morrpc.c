@@ -690,6 +690,47 @@ static void test_rc_morrpc__go_lenient_parsing_still_verifies(void **state)
 	assert_int_equal(rc_morrpc_verify(&d, f->user_pub, &f->scratch), RC_OK);
 	rc_morrpc_msg_release(&m);
 
+	/* keys that fold alike: Go decodes each in document order, the last one wins */
+	static const char inner[] = "\"{\\\"messages\\\":[{\\\"content\\\":\\\"hi\\\",\\\"role\\\":"
+				    "\\\"user\\\"}],\\\"model\\\":\\\"\\\",\\\"stream\\\":true}\"";
+	static const struct {
+		const char *stray, *second_key;
+		int parse_rc, decode_rc;
+	} variants[] = {
+		/* the exact same key twice is a duplicate and refused */
+		{"\"x\":0", "message", RC_EPARSE, 0},
+		/* a stray variant of the wrong type fails, as it fails Go's Unmarshal */
+		{"\"Message\":7", "MESSAGE", RC_OK, RC_EPROTO},
+		/* null is a no-op; the last string wins */
+		{"\"Message\":null", "MESSAGE", RC_OK, RC_OK},
+		{"\"Message\":\"overridden\"", "mesSAGE", RC_OK, RC_OK},
+	};
+	for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+		n = snprintf(wire, sizeof wire,
+			     "{\"id\":\"0badf00d\",\"method\":\"session.prompt\",\"params\":{"
+			     "\"TIMESTAMP\":1,\"signature\":\"%s\",\"sessionid\":\"%s\",\"message\":%s,"
+			     "%s,\"Timestamp\":2,\"timestamp\":1735689700000,\"%s\":%s}}",
+			     PROMPT_SIG, SESSION_ID, inner, variants[i].stray, variants[i].second_key,
+			     inner);
+		assert_true(n > 0 && (size_t)n < sizeof wire);
+		struct rc_errinfo ei;
+		assert_int_equal(rc_morrpc_parse_request(&m, wire, (size_t)n, NULL),
+				 variants[i].parse_rc);
+		if (variants[i].parse_rc != RC_OK)
+			continue;
+		assert_int_equal(rc_morrpc_decode(&d, m.type, m.params, &ei), variants[i].decode_rc);
+		if (variants[i].decode_rc == RC_OK) {
+			assert_int_equal(d.u.prompt_req.timestamp, 1735689700000ull);
+			rc_buf_reset(&f->out);
+			assert_int_equal(rc_morrpc_signed_bytes(&d, &f->out), RC_OK);
+			assert_buf(&f->out, PROMPT_SIGNED);
+			assert_int_equal(rc_morrpc_verify(&d, f->user_pub, &f->scratch), RC_OK);
+		} else {
+			assert_string_equal(ei.text, "\"message\" must be a string");
+		}
+		rc_morrpc_msg_release(&m);
+	}
+
 	/* Go ignores v in VerifySignature: the other parity and 27/28 still verify */
 	assert_int_equal(rc_morrpc_parse_request(&m, REQ_WIRE, strlen(REQ_WIRE), NULL), RC_OK);
 	assert_int_equal(rc_morrpc_decode(&d, m.type, m.params, NULL), RC_OK);

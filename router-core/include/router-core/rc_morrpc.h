@@ -182,8 +182,9 @@ int rc_morrpc_signed_bytes(const struct rc_morrpc_body *b, struct rc_buf *out);
 
 /*
  * Sign b in place with k: keccak256 of the signed bytes, secp256k1 RFC 6979, low-S, v = 0/1
- * (go-ethereum crypto.Sign, no EIP-191 prefix); sets sig and sig_len = 65. scratch is reset and
- * used for the signed bytes (reuse one per thread: no allocation once it has grown).
+ * (go-ethereum crypto.Sign, no EIP-191 prefix); sets sig and sig_len = 65. The signed bytes are
+ * built in scratch past its current content, which is left as it was (reuse one buffer per
+ * thread: no allocation once it has grown).
  * RC_OK, RC_EINVAL, RC_ENOMEM or RC_ECRYPTO.
  */
 int rc_morrpc_sign(struct rc_morrpc_body *b, const struct rc_secp_privkey *k,
@@ -224,7 +225,8 @@ int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id,
  * Provider: encrypt one response chunk to the consumer's key, sign, and append the wire bytes
  * {"id":...,"result":{"message":<hex>,"signature":...,"timestamp":ts}} to out. With eph/iv NULL
  * the ECIES ephemeral key and IV are fresh random; non-NULL pins them (test vectors only).
- * scratch holds the blob and its hex between calls; reuse both buffers across chunks.
+ * scratch is overwritten (blob and its hex); out is appended to. Reuse both across chunks: after
+ * the first chunks of a stream no call allocates.
  * RC_OK, RC_EINVAL (user_pub invalid), RC_ENOMEM or RC_ECRYPTO.
  */
 int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
@@ -242,12 +244,13 @@ int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_s
 			 const uint8_t *eph, const uint8_t *iv);
 
 /*
- * Consumer: open one streamed response of a session.prompt. m is a parsed response. On RC_OK,
+ * Consumer: open one streamed response of a session.prompt. m is a parsed response; scratch is
+ * overwritten (it ends up holding the ECIES blob). On RC_OK,
  * *b is the decoded body, either PROMPT_RES (a chunk) or ERROR, and plain (reset first) holds:
  * for a chunk or a signed error, the decrypted plaintext; for an unsigned error, its message
  * text. Signed bodies are verified against provider_pub before decryption.
  * Returns RC_OK, RC_EPROTO (malformed body or hex), RC_ECRYPTO (bad signature or MAC),
- * RC_ETRUNC/RC_EPARSE (bad ECIES blob) or RC_ENOMEM. scratch is reused as for rc_morrpc_sign().
+ * RC_ETRUNC/RC_EPARSE (bad ECIES blob) or RC_ENOMEM.
  */
 int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m, const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
 			 const struct rc_secp_privkey *user, struct rc_buf *scratch,
