@@ -15,6 +15,7 @@ const char *rc_strerror(int rc)
 	case RC_ETIMEOUT: return "timed out";
 	case RC_EPROTO: return "protocol violation";
 	case RC_ENOTFOUND: return "not found";
+	case RC_ENOTSUP: return "unsupported version or format";
 	}
 	return "unknown error";
 }

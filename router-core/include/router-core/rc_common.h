@@ -22,7 +22,8 @@ enum rc_error {
 	RC_EIO = -7,       /* a file or socket operation failed (errno is kept) */
 	RC_ETIMEOUT = -8,  /* a deadline passed */
 	RC_EPROTO = -9,    /* the peer broke the protocol */
-	RC_ENOTFOUND = -10 /* the thing asked for does not exist */
+	RC_ENOTFOUND = -10, /* the thing asked for does not exist */
+	RC_ENOTSUP = -11    /* a well-formed input in a version or variant we do not support */
 };
 
 /* A borrowed run of bytes; not NUL-terminated unless an API says so. */
