@@ -430,7 +430,7 @@ static int size_of(const struct rc_abi_type *t, const struct rc_abi_value *v, si
 
 /* Size of a sequence of n values (members of t's tuple, or n elements of type elem). */
 static int seq_size(const struct rc_abi_type *members, const struct rc_abi_type *elem,
-		    const struct rc_abi_value *items, size_t n, size_t *size)
+                    const struct rc_abi_value *items, size_t n, size_t *size)
 {
 	size_t total = 0;
 	const struct rc_abi_type *e = members;
@@ -503,7 +503,7 @@ static size_t enc(const struct rc_abi_type *t, const struct rc_abi_value *v, uin
 
 /* Heads then tails; returns bytes written. Values were validated by size_of(). */
 static size_t enc_seq(const struct rc_abi_type *members, const struct rc_abi_type *elem,
-		      const struct rc_abi_value *items, size_t n, uint8_t *out)
+                      const struct rc_abi_value *items, size_t n, uint8_t *out)
 {
 	size_t head = 0, tail = 0;
 	const struct rc_abi_type *e = members;
@@ -554,7 +554,7 @@ int rc_abi_encoded_size(const struct rc_abi_type *t, const struct rc_abi_value *
 }
 
 int rc_abi_encode(const struct rc_abi_type *t, const struct rc_abi_value *v, uint8_t *out,
-		  size_t cap, size_t *outlen)
+                  size_t cap, size_t *outlen)
 {
 	size_t n;
 	int rc = size_of(t, v, &n);
@@ -578,7 +578,7 @@ void rc_abi_selector(const char *sig, size_t len, uint8_t out[4])
 }
 
 int rc_abi_encode_call(struct rc_str sig, const struct rc_abi_value *args, size_t nargs,
-		       struct rc_buf *out, struct rc_errinfo *err)
+                       struct rc_buf *out, struct rc_errinfo *err)
 {
 	const char *lp = memchr(sig.ptr, '(', sig.len);
 	if (!lp || lp == sig.ptr)
@@ -659,11 +659,11 @@ static int read_size(struct dec *d, size_t pos, size_t *out, const char *what)
 }
 
 static int dec_value(struct dec *d, const struct rc_abi_type *t, size_t pos,
-		     struct rc_abi_value *out);
+                     struct rc_abi_value *out);
 
 /* n values laid out as a tuple body starting at base. */
 static int dec_seq(struct dec *d, const struct rc_abi_type *members, const struct rc_abi_type *elem,
-		   size_t n, size_t base, struct rc_abi_value *items)
+                   size_t n, size_t base, struct rc_abi_value *items)
 {
 	size_t h = base;
 	const struct rc_abi_type *e = members;
@@ -689,7 +689,7 @@ static int dec_seq(struct dec *d, const struct rc_abi_type *members, const struc
 }
 
 static int dec_value(struct dec *d, const struct rc_abi_type *t, size_t pos,
-		     struct rc_abi_value *out)
+                     struct rc_abi_value *out)
 {
 	struct rc_abi_value *items;
 	size_t n;
@@ -727,11 +727,12 @@ static int dec_value(struct dec *d, const struct rc_abi_type *t, size_t pos,
 			out->u.list.count = n;
 		}
 		return t->kind == RC_ABI_TUPLE ? dec_seq(d, t->child, NULL, n, pos, items)
-					       : dec_seq(d, NULL, t->child, n, pos, items);
+		                               : dec_seq(d, NULL, t->child, n, pos, items);
 	case RC_ABI_ARRAY:
 		if ((rc = read_size(d, pos, &n, "array length exceeds data")) != RC_OK)
 			return rc;
-		/* every element needs at least its head in the data: no huge loops on short input */
+		/* every element needs at least its head in the data: no huge loops on short input
+		 */
 		if (n > (d->len - pos - 32) / t->child->head)
 			return fail(d->err, pos, "array length exceeds data");
 		if ((rc = take(d, n, pos, &items)) != RC_OK)
@@ -756,7 +757,7 @@ static int dec_value(struct dec *d, const struct rc_abi_type *t, size_t pos,
 }
 
 int rc_abi_decode(const struct rc_abi_type *t, const uint8_t *data, size_t len, unsigned flags,
-		  struct rc_abi_value **out, struct rc_errinfo *err)
+                  struct rc_abi_value **out, struct rc_errinfo *err)
 {
 	struct dec d = {.data = data, .len = len, .flags = flags, .err = err};
 	struct rc_abi_value *root;

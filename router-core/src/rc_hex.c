@@ -15,6 +15,7 @@
 
 static const char digits[] = "0123456789abcdef";
 
+/* clang-format off */
 static const uint8_t unhex[256] = {
 #define X 0xff
 	/* 0x00 */ X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
@@ -35,9 +36,10 @@ static const uint8_t unhex[256] = {
 	X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
 #undef X
 };
+/* clang-format on */
 
 __attribute__((format(printf, 3, 4))) static int fail(struct rc_errinfo *err, size_t off,
-						      const char *fmt, ...)
+                                                      const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
@@ -77,7 +79,7 @@ int rc_hex_encode_0x(const void *in, size_t len, char *out, size_t cap)
 }
 
 int rc_hex_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *outlen,
-		  struct rc_errinfo *err)
+                  struct rc_errinfo *err)
 {
 	size_t start = skip_0x(s, slen);
 	size_t ndig = slen - start;
@@ -93,7 +95,7 @@ int rc_hex_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *
 		return RC_ERANGE;
 	for (size_t i = 0; i < ndig / 2; i++)
 		out[i] = (uint8_t)(unhex[(uint8_t)s[start + 2 * i]] << 4 |
-				   unhex[(uint8_t)s[start + 2 * i + 1]]);
+		                   unhex[(uint8_t)s[start + 2 * i + 1]]);
 	if (outlen)
 		*outlen = ndig / 2;
 	return RC_OK;
@@ -218,7 +220,7 @@ int rc_u256_mul(struct rc_u256 *out, const struct rc_u256 *a, const struct rc_u2
 		unsigned __int128 carry = 0;
 		for (int j = 0; j < 4; j++) {
 			unsigned __int128 t =
-				(unsigned __int128)a->w[i] * b->w[j] + r[i + j] + carry;
+			        (unsigned __int128)a->w[i] * b->w[j] + r[i + j] + carry;
 			r[i + j] = (uint64_t)t;
 			carry = t >> 64;
 		}
@@ -257,7 +259,7 @@ static int bitlen(const struct rc_u256 *a)
 }
 
 int rc_u256_divmod(struct rc_u256 *q, struct rc_u256 *r, const struct rc_u256 *a,
-		   const struct rc_u256 *b)
+                   const struct rc_u256 *b)
 {
 	if (rc_u256_is_zero(b))
 		return RC_ERANGE;

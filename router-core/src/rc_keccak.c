@@ -20,7 +20,7 @@
 #define LANES_PER_BLOCK (RC_KECCAK256_RATE / 8)
 
 _Static_assert(sizeof(struct sha3_state) == sizeof(((struct rc_keccak *)0)->st),
-	       "nettle sha3_state must be 25 lanes");
+               "nettle sha3_state must be 25 lanes");
 
 static inline uint64_t load64le(const uint8_t *p)
 {

@@ -30,9 +30,9 @@
 #define VERSION "1"
 #define KDF_NAME "argon2id13"
 #define AEAD_NAME "xchacha20poly1305-ietf"
-#define SALT_LEN crypto_pwhash_argon2id_SALTBYTES               /* 16 */
-#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  /* 24 */
-#define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES       /* 16 */
+#define SALT_LEN crypto_pwhash_argon2id_SALTBYTES              /* 16 */
+#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES /* 24 */
+#define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES      /* 16 */
 #define CT_LEN (RC_SECP_PRIVKEY_LEN + TAG_LEN)
 #define CHECK_LEN 16
 #define OPS_MAX 16ull
@@ -55,7 +55,7 @@ static bool params_ok(unsigned long long ops, unsigned long long mem)
 }
 
 static int derive(uint8_t k[32], const char *pass, size_t passlen, const uint8_t *salt,
-		  unsigned long long ops, size_t mem)
+                  unsigned long long ops, size_t mem)
 {
 	if (crypto_pwhash(k, 32, pass, passlen, salt, ops, mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
 		return RC_ENOMEM; /* libsodium's only runtime failure here is the allocation */
@@ -63,7 +63,7 @@ static int derive(uint8_t k[32], const char *pass, size_t passlen, const uint8_t
 }
 
 int rc_keyfile_seal(const struct rc_secp_privkey *key, const char *pass, size_t passlen,
-		    const struct rc_keyfile_params *params, struct rc_buf *out)
+                    const struct rc_keyfile_params *params, struct rc_buf *out)
 {
 	struct rc_keyfile_params p = params ? *params : RC_KEYFILE_PARAMS_DEFAULT;
 	uint8_t salt[SALT_LEN], nonce[NONCE_LEN], ct[CT_LEN], k[32], addr[20], check[CHECK_LEN];
@@ -84,7 +84,7 @@ int rc_keyfile_seal(const struct rc_secp_privkey *key, const char *pass, size_t 
 		rc = rc_buf_append(&b, saddr, strlen(saddr));
 	rc_hex_encode(salt, sizeof salt, hex, sizeof hex);
 	snprintf(line, sizeof line, "\nkdf " KDF_NAME " opslimit=%llu memlimit=%zu salt=%s\n",
-		 p.opslimit, p.memlimit, hex);
+	         p.opslimit, p.memlimit, hex);
 	if (rc == RC_OK)
 		rc = rc_buf_append(&b, line, strlen(line));
 	rc_hex_encode(nonce, sizeof nonce, hex, sizeof hex);
@@ -98,7 +98,7 @@ int rc_keyfile_seal(const struct rc_secp_privkey *key, const char *pass, size_t 
 		goto out;
 	/* the header so far is the associated data */
 	crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, key->d, RC_SECP_PRIVKEY_LEN,
-						   (const uint8_t *)b.ptr, b.len, NULL, nonce, k);
+	                                           (const uint8_t *)b.ptr, b.len, NULL, nonce, k);
 	rc_hex_encode(ct, sizeof ct, hex, sizeof hex);
 	snprintf(line, sizeof line, "ciphertext %s\n", hex);
 	if ((rc = rc_buf_append(&b, line, strlen(line))) != RC_OK)
@@ -164,13 +164,13 @@ static bool eat_num(const char **line, size_t *n, const char *name, unsigned lon
 }
 
 int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passlen,
-		    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err)
+                    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err)
 {
 	struct lines l = {text, len, 0};
 	const char *ln;
 	size_t n, at, aad_len = 0;
 	uint8_t want_addr[20], salt[SALT_LEN], nonce[NONCE_LEN], ct[CT_LEN], check[CHECK_LEN],
-		sum[CHECK_LEN], k[32], pt[RC_SECP_PRIVKEY_LEN];
+	        sum[CHECK_LEN], k[32], pt[RC_SECP_PRIVKEY_LEN];
 	unsigned long long ops, mem;
 	int rc;
 
@@ -195,8 +195,8 @@ int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passl
 		return fail(err, cl, RC_EPARSE, "checksum mismatch: the key file is corrupt");
 	l.len = cl;
 
-	if (!next_line(&l, &ln, &n, &at) || !eat(&ln, &n, "address ") ||
-	    n != 42 || rc_addr_parse(want_addr, ln, n, NULL) != RC_OK)
+	if (!next_line(&l, &ln, &n, &at) || !eat(&ln, &n, "address ") || n != 42 ||
+	    rc_addr_parse(want_addr, ln, n, NULL) != RC_OK)
 		return fail(err, at, RC_EPARSE, "bad address line");
 
 	if (!next_line(&l, &ln, &n, &at) || !eat(&ln, &n, "kdf "))
@@ -207,7 +207,8 @@ int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passl
 	    !eat(&ln, &n, "salt=") || rc_hex_decode_exact(ln, n, salt, SALT_LEN, NULL) != RC_OK)
 		return fail(err, at, RC_EPARSE, "bad kdf line");
 	if (!params_ok(ops, mem))
-		return fail(err, at, RC_ENOTSUP, "key derivation limits outside the supported range");
+		return fail(err, at, RC_ENOTSUP,
+		            "key derivation limits outside the supported range");
 
 	if (!next_line(&l, &ln, &n, &at) || !eat(&ln, &n, "aead "))
 		return fail(err, at, RC_EPARSE, "bad aead line");
@@ -225,8 +226,8 @@ int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passl
 
 	if ((rc = derive(k, pass, passlen, salt, ops, (size_t)mem)) != RC_OK)
 		return rc;
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, ct, CT_LEN,
-						       (const uint8_t *)text, aad_len, nonce, k) != 0) {
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+	            pt, NULL, NULL, ct, CT_LEN, (const uint8_t *)text, aad_len, nonce, k) != 0) {
 		rc = fail(err, 0, RC_ECRYPTO, "wrong passphrase");
 		goto out;
 	}
@@ -270,7 +271,7 @@ static int sync_dir(const char *path)
 }
 
 int rc_keyfile_write(const char *path, const struct rc_secp_privkey *key, const char *pass,
-		     size_t passlen, const struct rc_keyfile_params *params, unsigned flags)
+                     size_t passlen, const struct rc_keyfile_params *params, unsigned flags)
 {
 	struct rc_buf b = RC_BUF_INIT;
 	char tmp[PATH_MAX];
@@ -302,8 +303,9 @@ int rc_keyfile_write(const char *path, const struct rc_secp_privkey *key, const 
 		goto fail_tmp;
 	}
 	fd = -1;
-	if (flags & RC_KEYFILE_OVERWRITE ? rename(tmp, path) != 0
-					 : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0)
+	if (flags & RC_KEYFILE_OVERWRITE
+	            ? rename(tmp, path) != 0
+	            : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0)
 		goto fail_tmp;
 	sync_dir(path); /* best effort: the data itself is already durable */
 	rc = RC_OK;
@@ -320,8 +322,8 @@ out:
 	return rc;
 }
 
-int rc_keyfile_read(const char *path, const char *pass, size_t passlen,
-		    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err)
+int rc_keyfile_read(const char *path, const char *pass, size_t passlen, struct rc_secp_privkey *key,
+                    uint8_t addr[20], struct rc_errinfo *err)
 {
 	char buf[FILE_MAX + 1];
 	size_t len = 0;

@@ -32,7 +32,7 @@ static void put_u64_word(uint8_t w[32], uint64_t x)
 }
 
 void rc_morpheus_bid_id(const uint8_t provider[20], const uint8_t model_id[32],
-			const struct rc_u256 *nonce, uint8_t out[32])
+                        const struct rc_u256 *nonce, uint8_t out[32])
 {
 	uint8_t n[32];
 	struct rc_keccak k;
@@ -45,7 +45,7 @@ void rc_morpheus_bid_id(const uint8_t provider[20], const uint8_t model_id[32],
 }
 
 void rc_morpheus_session_id(const uint8_t user[20], const uint8_t provider[20],
-			    const uint8_t bid_id[32], const struct rc_u256 *nonce, uint8_t out[32])
+                            const uint8_t bid_id[32], const struct rc_u256 *nonce, uint8_t out[32])
 {
 	uint8_t n[32];
 	struct rc_keccak k;
@@ -59,7 +59,7 @@ void rc_morpheus_session_id(const uint8_t user[20], const uint8_t provider[20],
 }
 
 void rc_morpheus_approval_encode(const struct rc_morpheus_approval *a,
-				 uint8_t out[RC_MORPHEUS_APPROVAL_LEN])
+                                 uint8_t out[RC_MORPHEUS_APPROVAL_LEN])
 {
 	memcpy(out, a->bid_id, 32);
 	put_u64_word(out + 32, a->chain_id);
@@ -69,7 +69,7 @@ void rc_morpheus_approval_encode(const struct rc_morpheus_approval *a,
 }
 
 int rc_morpheus_approval_decode(const uint8_t *in, size_t len, struct rc_morpheus_approval *a,
-				struct rc_errinfo *err)
+                                struct rc_errinfo *err)
 {
 	static const char type[] = "(bytes32,uint256,address,uint128)";
 	struct rc_abi_type *t = NULL;
@@ -77,7 +77,7 @@ int rc_morpheus_approval_decode(const uint8_t *in, size_t len, struct rc_morpheu
 	int rc;
 	if (len != RC_MORPHEUS_APPROVAL_LEN)
 		return fail(err, len < RC_MORPHEUS_APPROVAL_LEN ? len : RC_MORPHEUS_APPROVAL_LEN,
-			    "approval must be 128 bytes");
+		            "approval must be 128 bytes");
 	if ((rc = rc_abi_type_parse(type, sizeof type - 1, &t, NULL)) != RC_OK)
 		return rc;
 	if ((rc = rc_abi_decode(t, in, len, 0, &v, err)) != RC_OK)
@@ -96,7 +96,7 @@ out:
 }
 
 void rc_morpheus_receipt_encode(const struct rc_morpheus_receipt *r,
-				uint8_t out[RC_MORPHEUS_RECEIPT_LEN])
+                                uint8_t out[RC_MORPHEUS_RECEIPT_LEN])
 {
 	memcpy(out, r->session_id, 32);
 	put_u64_word(out + 32, r->chain_id);
@@ -108,7 +108,7 @@ void rc_morpheus_receipt_encode(const struct rc_morpheus_receipt *r,
 }
 
 int rc_morpheus_verify_blob(const uint8_t *blob, size_t len, const uint8_t sig[65],
-			    const uint8_t signer[20])
+                            const uint8_t signer[20])
 {
 	uint8_t h[32];
 	rc_secp_eth_message_hash(blob, len, h);
@@ -116,8 +116,8 @@ int rc_morpheus_verify_blob(const uint8_t *blob, size_t len, const uint8_t sig[6
 }
 
 int rc_morpheus_open_session_calldata(const uint8_t user[20], const struct rc_u256 *amount,
-				      bool direct, const uint8_t *approval, size_t approval_len,
-				      const uint8_t *sig, size_t sig_len, struct rc_buf *out)
+                                      bool direct, const uint8_t *approval, size_t approval_len,
+                                      const uint8_t *sig, size_t sig_len, struct rc_buf *out)
 {
 	struct rc_abi_value a[5];
 	rc_abi_set_address(&a[0], user);
@@ -126,11 +126,11 @@ int rc_morpheus_open_session_calldata(const uint8_t user[20], const struct rc_u2
 	rc_abi_set_bytes(&a[3], approval, approval_len);
 	rc_abi_set_bytes(&a[4], sig, sig_len);
 	return rc_abi_encode_call(RC_STR_LIT("openSession(address,uint256,bool,bytes,bytes)"), a, 5,
-				  out, NULL);
+	                          out, NULL);
 }
 
 int rc_morpheus_close_session_calldata(const uint8_t *receipt, size_t receipt_len,
-				       const uint8_t *sig, size_t sig_len, struct rc_buf *out)
+                                       const uint8_t *sig, size_t sig_len, struct rc_buf *out)
 {
 	struct rc_abi_value a[2];
 	rc_abi_set_bytes(&a[0], receipt, receipt_len);

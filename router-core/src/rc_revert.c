@@ -20,6 +20,7 @@ struct known {
 	const char *name, *signature;
 };
 
+/* clang-format off */
 #define E(sel, kind, name, args) {sel, kind, name, name args}
 
 /* morpheus-protocol §3.5, plus Solidity's two built-ins. */
@@ -57,21 +58,32 @@ static const struct known known[] = {
 	E(0x2f7895f5, RC_REVERT_CUSTOM, "ModelStakeTooLow", "(uint256,uint256)"),
 	E(0x633910a0, RC_REVERT_CUSTOM, "ModelHasActiveBids", "()"),
 };
+/* clang-format on */
 
 /* Solidity panic codes (docs: "Panic via assert and Error via require"). */
 static const char *panic_reason(uint64_t code)
 {
 	switch (code) {
-	case 0x00: return "generic compiler panic";
-	case 0x01: return "assert failed";
-	case 0x11: return "arithmetic overflow or underflow";
-	case 0x12: return "division or modulo by zero";
-	case 0x21: return "invalid enum value";
-	case 0x22: return "corrupt storage byte array";
-	case 0x31: return "pop on an empty array";
-	case 0x32: return "array index out of bounds";
-	case 0x41: return "too much memory allocated";
-	case 0x51: return "call to a zero-initialized function";
+	case 0x00:
+		return "generic compiler panic";
+	case 0x01:
+		return "assert failed";
+	case 0x11:
+		return "arithmetic overflow or underflow";
+	case 0x12:
+		return "division or modulo by zero";
+	case 0x21:
+		return "invalid enum value";
+	case 0x22:
+		return "corrupt storage byte array";
+	case 0x31:
+		return "pop on an empty array";
+	case 0x32:
+		return "array index out of bounds";
+	case 0x41:
+		return "too much memory allocated";
+	case 0x51:
+		return "call to a zero-initialized function";
 	}
 	return "unknown panic code";
 }
@@ -130,7 +142,7 @@ static void add_word(struct text *t, const char *type, const uint8_t w[32])
 }
 
 static int malformed(struct rc_revert *out, struct text *t, struct rc_errinfo *err, size_t off,
-		     const char *why)
+                     const char *why)
 {
 	out->kind = RC_REVERT_UNKNOWN;
 	out->nargs = 0;
@@ -147,8 +159,7 @@ static int malformed(struct rc_revert *out, struct text *t, struct rc_errinfo *e
 	return RC_EPARSE;
 }
 
-int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
-		     struct rc_errinfo *err)
+int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out, struct rc_errinfo *err)
 {
 	struct text t = {out->text, 0, sizeof out->text};
 	memset(out, 0, sizeof *out);
@@ -161,7 +172,7 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
 	if (len < 4)
 		return malformed(out, &t, err, len, "shorter than a selector");
 	out->selector = (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 |
-			data[3];
+	                data[3];
 	const struct known *k = NULL;
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (known[i].selector == out->selector)
@@ -185,7 +196,7 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
 		if (rc != RC_OK) {
 			rc_abi_type_free(type);
 			return malformed(out, &t, err, 4 + aerr.offset,
-					 rc == RC_EPARSE ? aerr.text : "out of memory");
+			                 rc == RC_EPARSE ? aerr.text : "out of memory");
 		}
 	}
 	out->kind = k->kind;
@@ -198,7 +209,7 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
 				add(&t, ", ");
 			if (a->kind == RC_ABI_STRING) {
 				out->message = (struct rc_str){(const char *)a->u.bytes.ptr,
-							       a->u.bytes.len};
+				                               a->u.bytes.len};
 				add_quoted(&t, a->u.bytes.ptr, a->u.bytes.len, 2);
 				continue;
 			}
@@ -211,7 +222,7 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
 				add(&t, "%s", hex);
 			} else {
 				add_word(&t, at->kind == RC_ABI_ADDRESS ? "address" : "uint256",
-					 a->u.word);
+				         a->u.word);
 			}
 		}
 	}

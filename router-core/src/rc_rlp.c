@@ -196,7 +196,7 @@ int rc_rlp_writer_finish(struct rc_rlp_writer *w, const uint8_t **out, size_t *l
 
 /* Parse the item at p (avail bytes, absolute offset off). The payload must fit in avail. */
 static int parse_item(const uint8_t *p, size_t avail, size_t off, struct rc_rlp_item *it,
-		      struct rc_errinfo *err)
+                      struct rc_errinfo *err)
 {
 	if (avail == 0)
 		return fail(err, off, "unexpected end of input");
@@ -215,8 +215,9 @@ static int parse_item(const uint8_t *p, size_t avail, size_t off, struct rc_rlp_
 		hdr = 1;
 		n = (size_t)(b - base);
 		if (n > avail - 1)
-			return fail(err, off, it->list ? "list length exceeds input"
-						       : "string length exceeds input");
+			return fail(err, off,
+			            it->list ? "list length exceeds input"
+			                     : "string length exceeds input");
 		if (!it->list && n == 1 && p[1] < 0x80)
 			return fail(err, off, "single byte below 0x80 must be encoded as itself");
 	} else {
@@ -232,8 +233,9 @@ static int parse_item(const uint8_t *p, size_t avail, size_t off, struct rc_rlp_
 			return fail(err, off, "long-form length for a payload under 56 bytes");
 		hdr = 1 + ll;
 		if (v > avail - hdr)
-			return fail(err, off, it->list ? "list length exceeds input"
-						       : "string length exceeds input");
+			return fail(err, off,
+			            it->list ? "list length exceeds input"
+			                     : "string length exceeds input");
 		n = (size_t)v;
 	}
 	it->ptr = p + hdr;

@@ -61,7 +61,7 @@ int rc_secp_privkey_from_bytes(struct rc_secp_privkey *out, const uint8_t d[RC_S
 }
 
 int rc_secp_privkey_from_hex(struct rc_secp_privkey *out, const char *hex, size_t len,
-			     struct rc_errinfo *err)
+                             struct rc_errinfo *err)
 {
 	uint8_t d[RC_SECP_PRIVKEY_LEN];
 	int rc = rc_hex_decode_exact(hex, len, d, sizeof d, err);
@@ -92,7 +92,7 @@ void rc_secp_privkey_release(struct rc_secp_privkey *k)
 }
 
 static int serialize_pub(const secp256k1_context *c, const secp256k1_pubkey *pk,
-			 uint8_t pub[RC_SECP_PUBKEY_LEN])
+                         uint8_t pub[RC_SECP_PUBKEY_LEN])
 {
 	size_t n = RC_SECP_PUBKEY_LEN;
 	secp256k1_ec_pubkey_serialize(c, pub, &n, pk, SECP256K1_EC_UNCOMPRESSED);
@@ -138,7 +138,7 @@ int rc_secp_privkey_to_address(const struct rc_secp_privkey *k, uint8_t addr[RC_
 }
 
 int rc_secp_sign_hash(const struct rc_secp_privkey *k, const uint8_t hash[RC_SECP_HASH_LEN],
-		      uint8_t sig[RC_SECP_SIG_LEN])
+                      uint8_t sig[RC_SECP_SIG_LEN])
 {
 	const secp256k1_context *c = ctx();
 	secp256k1_ecdsa_recoverable_signature rs;
@@ -154,7 +154,8 @@ int rc_secp_sign_hash(const struct rc_secp_privkey *k, const uint8_t hash[RC_SEC
 void rc_secp_eth_message_hash(const void *msg, size_t len, uint8_t hash[RC_SECP_HASH_LEN])
 {
 	/* morpheus-protocol §3.6: ECDSA.recover(toEthSignedMessageHash(keccak256(approval))). */
-	static const char prefix[] = "\x19" "Ethereum Signed Message:\n32";
+	static const char prefix[] = "\x19"
+	                             "Ethereum Signed Message:\n32";
 	uint8_t inner[RC_KECCAK256_LEN];
 	struct rc_keccak k;
 	rc_keccak256(msg, len, inner);
@@ -165,7 +166,7 @@ void rc_secp_eth_message_hash(const void *msg, size_t len, uint8_t hash[RC_SECP_
 }
 
 int rc_secp_sign_eth_message(const struct rc_secp_privkey *k, const void *msg, size_t len,
-			     uint8_t sig[RC_SECP_SIG_LEN])
+                             uint8_t sig[RC_SECP_SIG_LEN])
 {
 	uint8_t h[RC_SECP_HASH_LEN];
 	rc_secp_eth_message_hash(msg, len, h);
@@ -177,7 +178,7 @@ int rc_secp_sign_eth_message(const struct rc_secp_privkey *k, const void *msg, s
 
 /* Parse r||s||v (v 0/1/27/28) into libsecp256k1's form; 0 if malformed. */
 static int parse_sig(const secp256k1_context *c, const uint8_t sig[RC_SECP_SIG_LEN],
-		     secp256k1_ecdsa_recoverable_signature *rs)
+                     secp256k1_ecdsa_recoverable_signature *rs)
 {
 	int v = sig[64];
 	if (v >= 27)
@@ -189,7 +190,7 @@ static int parse_sig(const secp256k1_context *c, const uint8_t sig[RC_SECP_SIG_L
 }
 
 int rc_secp_recover(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-		    uint8_t pub[RC_SECP_PUBKEY_LEN])
+                    uint8_t pub[RC_SECP_PUBKEY_LEN])
 {
 	const secp256k1_context *c = ctx();
 	secp256k1_ecdsa_recoverable_signature rs;
@@ -199,8 +200,8 @@ int rc_secp_recover(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_S
 	return serialize_pub(c, &pk, pub);
 }
 
-int rc_secp_recover_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			    uint8_t addr[RC_SECP_ADDR_LEN])
+int rc_secp_recover_address(const uint8_t hash[RC_SECP_HASH_LEN],
+                            const uint8_t sig[RC_SECP_SIG_LEN], uint8_t addr[RC_SECP_ADDR_LEN])
 {
 	uint8_t pub[RC_SECP_PUBKEY_LEN];
 	int rc = rc_secp_recover(hash, sig, pub);
@@ -217,7 +218,7 @@ static int is_low_s(const secp256k1_context *c, const uint8_t sig[RC_SECP_SIG_LE
 }
 
 int rc_secp_verify_pubkey(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			  const uint8_t pub[RC_SECP_PUBKEY_LEN])
+                          const uint8_t pub[RC_SECP_PUBKEY_LEN])
 {
 	const secp256k1_context *c = ctx();
 	uint8_t got[RC_SECP_PUBKEY_LEN];
@@ -228,7 +229,7 @@ int rc_secp_verify_pubkey(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t si
 }
 
 int rc_secp_verify_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			   const uint8_t addr[RC_SECP_ADDR_LEN])
+                           const uint8_t addr[RC_SECP_ADDR_LEN])
 {
 	const secp256k1_context *c = ctx();
 	uint8_t got[RC_SECP_ADDR_LEN];
@@ -239,7 +240,7 @@ int rc_secp_verify_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t s
 
 /* libsecp256k1's default ECDH hash is SHA-256(compressed point); ECIES wants the bare x. */
 static int ecdh_copy_x(unsigned char *out, const unsigned char *x32, const unsigned char *y32,
-		       void *data)
+                       void *data)
 {
 	(void)y32;
 	(void)data;
@@ -248,7 +249,7 @@ static int ecdh_copy_x(unsigned char *out, const unsigned char *x32, const unsig
 }
 
 int rc_secp_ecdh_x(const struct rc_secp_privkey *k, const uint8_t pub[RC_SECP_PUBKEY_LEN],
-		   uint8_t x[32])
+                   uint8_t x[32])
 {
 	const secp256k1_context *c = ctx();
 	secp256k1_pubkey pk;

@@ -40,7 +40,7 @@ static void put_be32_int(struct rc_rlp_writer *w, const uint8_t be[32])
 
 /* Encode 0x02 || rlp(list) into w; sig NULL for the unsigned (signing) form. */
 static int encode(const struct rc_tx *tx, const uint8_t *sig, struct rc_rlp_writer *w,
-		  const uint8_t **out, size_t *len)
+                  const uint8_t **out, size_t *len)
 {
 	const uint8_t type = TX_TYPE_EIP1559;
 	rc_rlp_put_raw(w, &type, 1);
@@ -69,7 +69,7 @@ int rc_tx_signing_hash(const struct rc_tx *tx, uint8_t hash[32])
 }
 
 int rc_tx_encode_signed(const struct rc_tx *tx, const uint8_t sig[RC_SECP_SIG_LEN],
-			struct rc_buf *raw)
+                        struct rc_buf *raw)
 {
 	uint8_t v = sig[64];
 	if (v != 0 && v != 1 && v != 27 && v != 28)
@@ -86,7 +86,7 @@ int rc_tx_encode_signed(const struct rc_tx *tx, const uint8_t sig[RC_SECP_SIG_LE
 }
 
 int rc_tx_sign(const struct rc_tx *tx, const struct rc_secp_privkey *key, struct rc_buf *raw,
-	       uint8_t tx_hash[32])
+               uint8_t tx_hash[32])
 {
 	uint8_t h[32], sig[RC_SECP_SIG_LEN];
 	size_t start = raw->len;

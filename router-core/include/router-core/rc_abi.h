@@ -61,13 +61,13 @@ enum rc_abi_kind {
 /* A parsed type; read-only for callers. */
 struct rc_abi_type {
 	enum rc_abi_kind kind;
-	unsigned size;                  /* UINT/INT: bits; FIXED_BYTES: bytes; otherwise 0 */
-	size_t count;                   /* FIXED_ARRAY: k; TUPLE: members; otherwise 0 */
+	unsigned size;                   /* UINT/INT: bits; FIXED_BYTES: bytes; otherwise 0 */
+	size_t count;                    /* FIXED_ARRAY: k; TUPLE: members; otherwise 0 */
 	const struct rc_abi_type *child; /* arrays: element type; TUPLE: first member */
 	const struct rc_abi_type *next;  /* next member of the enclosing tuple, or NULL */
-	bool dynamic;                   /* encoded out of line (bytes, string, T[], or containing one) */
-	size_t head;                    /* bytes in the head of the enclosing tuple: 32 if dynamic */
-	unsigned depth;                 /* 1 for a leaf; 1 + deepest child otherwise */
+	bool dynamic;   /* encoded out of line (bytes, string, T[], or containing one) */
+	size_t head;    /* bytes in the head of the enclosing tuple: 32 if dynamic */
+	unsigned depth; /* 1 for a leaf; 1 + deepest child otherwise */
 };
 
 /*
@@ -95,7 +95,8 @@ struct rc_abi_value {
 			size_t len;
 		} bytes;
 		struct {
-			const struct rc_abi_value *items; /* borrowed (encode) / in the decode block */
+			const struct rc_abi_value
+			        *items; /* borrowed (encode) / in the decode block */
 			size_t count;
 		} list;
 	} u;
@@ -121,11 +122,11 @@ void rc_abi_set_array(struct rc_abi_value *v, const struct rc_abi_value *items, 
  * Getters for decoded (or set) values. RC_OK, RC_EINVAL if v is not of a fitting kind, RC_ERANGE
  * if the number does not fit the C type.
  */
-int rc_abi_get_u256(const struct rc_abi_value *v, struct rc_u256 *out);   /* UINT */
-int rc_abi_get_uint(const struct rc_abi_value *v, uint64_t *out);          /* UINT */
-int rc_abi_get_int(const struct rc_abi_value *v, int64_t *out);            /* INT */
-int rc_abi_get_address(const struct rc_abi_value *v, uint8_t out[20]);     /* ADDRESS */
-int rc_abi_get_bool(const struct rc_abi_value *v, bool *out);              /* BOOL */
+int rc_abi_get_u256(const struct rc_abi_value *v, struct rc_u256 *out); /* UINT */
+int rc_abi_get_uint(const struct rc_abi_value *v, uint64_t *out);       /* UINT */
+int rc_abi_get_int(const struct rc_abi_value *v, int64_t *out);         /* INT */
+int rc_abi_get_address(const struct rc_abi_value *v, uint8_t out[20]);  /* ADDRESS */
+int rc_abi_get_bool(const struct rc_abi_value *v, bool *out);           /* BOOL */
 
 /*
  * Size in bytes of the encoding of v as type t. RC_OK; RC_EINVAL when the value tree does not
@@ -140,18 +141,19 @@ int rc_abi_encoded_size(const struct rc_abi_type *t, const struct rc_abi_value *
  * is too small (nothing meaningful written).
  */
 int rc_abi_encode(const struct rc_abi_type *t, const struct rc_abi_value *v, uint8_t *out,
-		  size_t cap, size_t *outlen);
+                  size_t cap, size_t *outlen);
 
 /* First 4 bytes of keccak256 of a canonical signature, e.g. "transfer(address,uint256)". */
 void rc_abi_selector(const char *sig, size_t len, uint8_t out[4]);
 
 /*
  * Calldata for a call: appends selector(sig) || encode((T1,...,Tn), args) to out (an rc_buf the
- * caller owns). sig is "name(T1,...,Tn)", or "name()" with nargs 0 (selector only). RC_OK, RC_EPARSE (bad signature; err says where),
- * RC_EINVAL / RC_ERANGE (args do not fit the types) or RC_ENOMEM; on error out is unchanged.
+ * caller owns). sig is "name(T1,...,Tn)", or "name()" with nargs 0 (selector only). RC_OK,
+ * RC_EPARSE (bad signature; err says where), RC_EINVAL / RC_ERANGE (args do not fit the types) or
+ * RC_ENOMEM; on error out is unchanged.
  */
 int rc_abi_encode_call(struct rc_str sig, const struct rc_abi_value *args, size_t nargs,
-		       struct rc_buf *out, struct rc_errinfo *err);
+                       struct rc_buf *out, struct rc_errinfo *err);
 
 /* Decode flags. */
 #define RC_ABI_STRICT_PADDING 1u /* also require zero padding after bytes/string contents */
@@ -164,7 +166,7 @@ int rc_abi_encode_call(struct rc_str sig, const struct rc_abi_value *args, size_
  * too many values) or RC_ENOMEM.
  */
 int rc_abi_decode(const struct rc_abi_type *t, const uint8_t *data, size_t len, unsigned flags,
-		  struct rc_abi_value **out, struct rc_errinfo *err);
+                  struct rc_abi_value **out, struct rc_errinfo *err);
 
 /* Free a tree from rc_abi_decode(). NULL is a no-op. */
 void rc_abi_value_free(struct rc_abi_value *v);

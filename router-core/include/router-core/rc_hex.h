@@ -35,7 +35,7 @@ int rc_hex_encode_0x(const void *in, size_t len, char *out, size_t cap);
  * RC_ERANGE (more than cap bytes). Empty text (or a bare "0x") decodes to zero bytes.
  */
 int rc_hex_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *outlen,
-		  struct rc_errinfo *err);
+                  struct rc_errinfo *err);
 
 /* As rc_hex_decode(), but the text must hold exactly n bytes (RC_EPARSE otherwise). */
 int rc_hex_decode_exact(const char *s, size_t slen, uint8_t *out, size_t n, struct rc_errinfo *err);
@@ -87,7 +87,7 @@ int rc_u256_divmod_u64(struct rc_u256 *q, uint64_t *r, const struct rc_u256 *a, 
 
 /* Full division: *q = a / b, *r = a % b (either may be NULL; may alias). RC_ERANGE if b == 0. */
 int rc_u256_divmod(struct rc_u256 *q, struct rc_u256 *r, const struct rc_u256 *a,
-		   const struct rc_u256 *b);
+                   const struct rc_u256 *b);
 
 /*
  * Parse a decimal integer ("1000000000000000000"): digits only, at least one, no sign, no

@@ -55,7 +55,7 @@ struct rc_keyfile_params {
  * RC_OK, RC_EINVAL (params outside the supported range), RC_ECRYPTO or RC_ENOMEM.
  */
 int rc_keyfile_seal(const struct rc_secp_privkey *key, const char *pass, size_t passlen,
-		    const struct rc_keyfile_params *params, struct rc_buf *out);
+                    const struct rc_keyfile_params *params, struct rc_buf *out);
 
 /*
  * Decrypt key file text (len bytes at text) into *key (release it with
@@ -63,7 +63,7 @@ int rc_keyfile_seal(const struct rc_secp_privkey *key, const char *pass, size_t 
  * error *key is zeroed.
  */
 int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passlen,
-		    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err);
+                    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err);
 
 #define RC_KEYFILE_OVERWRITE 1u /* rc_keyfile_write: replace an existing file */
 
@@ -74,10 +74,10 @@ int rc_keyfile_open(const char *text, size_t len, const char *pass, size_t passl
  * leaves no temporary file behind. Errors as rc_keyfile_seal(), plus RC_EIO.
  */
 int rc_keyfile_write(const char *path, const struct rc_secp_privkey *key, const char *pass,
-		     size_t passlen, const struct rc_keyfile_params *params, unsigned flags);
+                     size_t passlen, const struct rc_keyfile_params *params, unsigned flags);
 
 /* Read path (at most 4 KiB) and rc_keyfile_open() it. RC_EIO if it cannot be read. */
-int rc_keyfile_read(const char *path, const char *pass, size_t passlen,
-		    struct rc_secp_privkey *key, uint8_t addr[20], struct rc_errinfo *err);
+int rc_keyfile_read(const char *path, const char *pass, size_t passlen, struct rc_secp_privkey *key,
+                    uint8_t addr[20], struct rc_errinfo *err);
 
 #endif

@@ -34,11 +34,11 @@
 
 /* bidId of (provider, modelId, nonce). Never fails. */
 void rc_morpheus_bid_id(const uint8_t provider[20], const uint8_t model_id[32],
-			const struct rc_u256 *nonce, uint8_t out[32]);
+                        const struct rc_u256 *nonce, uint8_t out[32]);
 
 /* sessionId of (user, provider, bidId, global session nonce). Never fails. */
 void rc_morpheus_session_id(const uint8_t user[20], const uint8_t provider[20],
-			    const uint8_t bid_id[32], const struct rc_u256 *nonce, uint8_t out[32]);
+                            const uint8_t bid_id[32], const struct rc_u256 *nonce, uint8_t out[32]);
 
 /* The provider's approval of a session (§3.6 step 2); timestamp in milliseconds, as the
  * reference sends it (which makes the contract's 600 s TTL never expire). */
@@ -51,14 +51,14 @@ struct rc_morpheus_approval {
 
 /* abi.encode of *a into out (128 bytes). Never fails. */
 void rc_morpheus_approval_encode(const struct rc_morpheus_approval *a,
-				 uint8_t out[RC_MORPHEUS_APPROVAL_LEN]);
+                                 uint8_t out[RC_MORPHEUS_APPROVAL_LEN]);
 
 /*
  * Decode an approval blob received from a provider: exactly 128 bytes of clean words, chainId
  * and timestamp within 64 bits. RC_OK or RC_EPARSE (err says which word is wrong).
  */
 int rc_morpheus_approval_decode(const uint8_t *in, size_t len, struct rc_morpheus_approval *a,
-				struct rc_errinfo *err);
+                                struct rc_errinfo *err);
 
 /* The provider's session report / close receipt (§3.7, "REPORT" vector). */
 struct rc_morpheus_receipt {
@@ -69,7 +69,7 @@ struct rc_morpheus_receipt {
 };
 
 void rc_morpheus_receipt_encode(const struct rc_morpheus_receipt *r,
-				uint8_t out[RC_MORPHEUS_RECEIPT_LEN]);
+                                uint8_t out[RC_MORPHEUS_RECEIPT_LEN]);
 
 /*
  * Check that sig (65 bytes, v 27/28 or 0/1) is the EIP-191 signature of blob (an approval or a
@@ -77,18 +77,18 @@ void rc_morpheus_receipt_encode(const struct rc_morpheus_receipt *r,
  * Delegation (§3.6 step 5) is not considered: that needs a chain read.
  */
 int rc_morpheus_verify_blob(const uint8_t *blob, size_t len, const uint8_t sig[65],
-			    const uint8_t signer[20]);
+                            const uint8_t signer[20]);
 
 /*
  * Append openSession(user, amount, isDirectPaymentFromUser, approval, signature) calldata
  * (selector a85a1782, §3.6) to out. RC_OK, RC_ENOMEM or RC_ERANGE; out unchanged on error.
  */
 int rc_morpheus_open_session_calldata(const uint8_t user[20], const struct rc_u256 *amount,
-				      bool direct, const uint8_t *approval, size_t approval_len,
-				      const uint8_t *sig, size_t sig_len, struct rc_buf *out);
+                                      bool direct, const uint8_t *approval, size_t approval_len,
+                                      const uint8_t *sig, size_t sig_len, struct rc_buf *out);
 
 /* Append closeSession(receipt, signature) calldata (selector 42f77a31, §3.7) to out. */
 int rc_morpheus_close_session_calldata(const uint8_t *receipt, size_t receipt_len,
-				       const uint8_t *sig, size_t sig_len, struct rc_buf *out);
+                                       const uint8_t *sig, size_t sig_len, struct rc_buf *out);
 
 #endif

@@ -38,7 +38,8 @@ struct rc_revert {
 	size_t nargs;          /* PANIC: 1 (the code); CUSTOM: its argument count */
 	uint8_t args[RC_REVERT_MAX_ARGS][32]; /* argument words (uint256 or address) */
 	char text[256]; /* always set: one printable ASCII line, e.g. "Panic(0x11): arithmetic
-			   overflow or underflow", "ProviderStakeTooLow(1, 2)", "unknown error 0x12345678" */
+	                   overflow or underflow", "ProviderStakeTooLow(1, 2)", "unknown error
+	                   0x12345678" */
 };
 
 /*
@@ -48,6 +49,6 @@ struct rc_revert {
  * arguments (kind is then RC_REVERT_UNKNOWN, text says what was wrong, err gets the offset).
  */
 int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
-		     struct rc_errinfo *err);
+                     struct rc_errinfo *err);
 
 #endif

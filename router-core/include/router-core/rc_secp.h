@@ -49,9 +49,10 @@ struct rc_secp_privkey {
  * group order). The hex text is borrowed for the call; on failure *out is zeroed.
  */
 int rc_secp_privkey_from_hex(struct rc_secp_privkey *out, const char *hex, size_t len,
-			     struct rc_errinfo *err);
+                             struct rc_errinfo *err);
 
-/* Load a private key from 32 big-endian bytes. RC_OK or RC_ECRYPTO (invalid scalar; *out zeroed). */
+/* Load a private key from 32 big-endian bytes. RC_OK or RC_ECRYPTO (invalid scalar; *out zeroed).
+ */
 int rc_secp_privkey_from_bytes(struct rc_secp_privkey *out, const uint8_t d[RC_SECP_PRIVKEY_LEN]);
 
 /* Fresh random key from libsodium's CSPRNG. RC_OK, or RC_ECRYPTO if the library cannot start. */
@@ -75,7 +76,8 @@ int rc_secp_pubkey_parse(const uint8_t *in, size_t len, uint8_t out[RC_SECP_PUBK
  * the point is not validated (use rc_secp_pubkey_parse() on untrusted keys first). Returns
  * RC_OK, or RC_EINVAL if pub[0] != 0x04.
  */
-int rc_secp_pubkey_to_address(const uint8_t pub[RC_SECP_PUBKEY_LEN], uint8_t addr[RC_SECP_ADDR_LEN]);
+int rc_secp_pubkey_to_address(const uint8_t pub[RC_SECP_PUBKEY_LEN],
+                              uint8_t addr[RC_SECP_ADDR_LEN]);
 
 /* Address of a private key's public key. RC_OK or RC_ECRYPTO. */
 int rc_secp_privkey_to_address(const struct rc_secp_privkey *k, uint8_t addr[RC_SECP_ADDR_LEN]);
@@ -86,7 +88,7 @@ int rc_secp_privkey_to_address(const struct rc_secp_privkey *k, uint8_t addr[RC_
  * bytes, §2.3). RC_OK or RC_ECRYPTO.
  */
 int rc_secp_sign_hash(const struct rc_secp_privkey *k, const uint8_t hash[RC_SECP_HASH_LEN],
-		      uint8_t sig[RC_SECP_SIG_LEN]);
+                      uint8_t sig[RC_SECP_SIG_LEN]);
 
 /*
  * EIP-191 personal-message hash of a message, the way Morpheus approvals and receipts are
@@ -101,7 +103,7 @@ void rc_secp_eth_message_hash(const void *msg, size_t len, uint8_t hash[RC_SECP_
  * with v = 27 or 28. This is the approvalSig / signedReport flavour. RC_OK or RC_ECRYPTO.
  */
 int rc_secp_sign_eth_message(const struct rc_secp_privkey *k, const void *msg, size_t len,
-			     uint8_t sig[RC_SECP_SIG_LEN]);
+                             uint8_t sig[RC_SECP_SIG_LEN]);
 
 /*
  * Recover the public key that signed hash. v may be 0, 1, 27 or 28; r and s must be in range;
@@ -109,11 +111,11 @@ int rc_secp_sign_eth_message(const struct rc_secp_privkey *k, const void *msg, s
  * key recovers).
  */
 int rc_secp_recover(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-		    uint8_t pub[RC_SECP_PUBKEY_LEN]);
+                    uint8_t pub[RC_SECP_PUBKEY_LEN]);
 
 /* rc_secp_recover() then derive the address. RC_OK or RC_ECRYPTO. */
-int rc_secp_recover_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			    uint8_t addr[RC_SECP_ADDR_LEN]);
+int rc_secp_recover_address(const uint8_t hash[RC_SECP_HASH_LEN],
+                            const uint8_t sig[RC_SECP_SIG_LEN], uint8_t addr[RC_SECP_ADDR_LEN]);
 
 /*
  * Check that sig over hash was made by the key with this address. Stricter than recovery: s
@@ -121,11 +123,11 @@ int rc_secp_recover_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t 
  * 0/1/27/28. RC_OK when it matches, RC_ECRYPTO otherwise (malformed signature or other signer).
  */
 int rc_secp_verify_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			   const uint8_t addr[RC_SECP_ADDR_LEN]);
+                           const uint8_t addr[RC_SECP_ADDR_LEN]);
 
 /* As rc_secp_verify_address(), against a 65-byte uncompressed public key. */
 int rc_secp_verify_pubkey(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[RC_SECP_SIG_LEN],
-			  const uint8_t pub[RC_SECP_PUBKEY_LEN]);
+                          const uint8_t pub[RC_SECP_PUBKEY_LEN]);
 
 /*
  * ECDH, raw x: x = X coordinate of k * pub, 32 bytes big-endian, unhashed (go-ethereum ECIES,
@@ -133,6 +135,6 @@ int rc_secp_verify_pubkey(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t si
  * 65-byte uncompressed key and is validated. RC_OK or RC_ECRYPTO. The output is secret: wipe it.
  */
 int rc_secp_ecdh_x(const struct rc_secp_privkey *k, const uint8_t pub[RC_SECP_PUBKEY_LEN],
-		   uint8_t x[32]);
+                   uint8_t x[32]);
 
 #endif

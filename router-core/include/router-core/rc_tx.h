@@ -47,13 +47,13 @@ int rc_tx_signing_hash(const struct rc_tx *tx, uint8_t hash[32]);
  * unchanged on error.
  */
 int rc_tx_encode_signed(const struct rc_tx *tx, const uint8_t sig[RC_SECP_SIG_LEN],
-			struct rc_buf *raw);
+                        struct rc_buf *raw);
 
 /*
  * Sign tx with key: append the raw signed transaction to raw and, if tx_hash is not NULL, write
  * its transaction hash (what eth_sendRawTransaction returns). RC_OK, RC_ECRYPTO or RC_ENOMEM.
  */
 int rc_tx_sign(const struct rc_tx *tx, const struct rc_secp_privkey *key, struct rc_buf *raw,
-	       uint8_t tx_hash[32]);
+               uint8_t tx_hash[32]);
 
 #endif
