@@ -195,8 +195,9 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out, str
 			rc = rc_abi_decode(type, data + 4, len - 4, 0, &v, &aerr);
 		if (rc != RC_OK) {
 			rc_abi_type_free(type);
-			return malformed(out, &t, err, 4 + aerr.offset,
-			                 rc == RC_EPARSE ? aerr.text : "out of memory");
+			int mrc = malformed(out, &t, err, 4 + aerr.offset,
+			                    rc == RC_EPARSE ? aerr.text : "out of memory");
+			return rc == RC_EPARSE ? mrc : rc;
 		}
 	}
 	out->kind = k->kind;
@@ -213,7 +214,8 @@ int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out, str
 				add_quoted(&t, a->u.bytes.ptr, a->u.bytes.len, 2);
 				continue;
 			}
-			memcpy(out->args[out->nargs++], a->u.word, 32);
+			if (out->nargs < RC_REVERT_MAX_ARGS) /* the table never exceeds it */
+				memcpy(out->args[out->nargs++], a->u.word, 32);
 			if (k->kind == RC_REVERT_PANIC) {
 				struct rc_u256 code;
 				char hex[RC_U256_HEX_SIZE];

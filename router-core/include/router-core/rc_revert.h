@@ -46,7 +46,8 @@ struct rc_revert {
  * Decode len bytes of revert data (borrowed for as long as out->message is used). Always fills
  * *out, including out->text. Returns RC_OK when the data is empty, a well-formed known error, or
  * an unknown selector; RC_EPARSE when it is 1-3 bytes or a known selector with malformed
- * arguments (kind is then RC_REVERT_UNKNOWN, text says what was wrong, err gets the offset).
+ * arguments (kind is then RC_REVERT_UNKNOWN, name and signature still say which error it claimed
+ * to be, text says what was wrong, err gets the offset); RC_ENOMEM.
  */
 int rc_revert_decode(const uint8_t *data, size_t len, struct rc_revert *out,
                      struct rc_errinfo *err);
