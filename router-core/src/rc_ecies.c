@@ -59,7 +59,7 @@ static void mac(const uint8_t km[32], const uint8_t *iv_c, size_t n, uint8_t tag
 
 /* AES-128-CTR; the IV is the full 16-byte counter block, incremented big-endian (Go's NewCTR). */
 static void ctr(const uint8_t ke[16], const uint8_t iv[16], const uint8_t *in, size_t n,
-		uint8_t *out)
+                uint8_t *out)
 {
 	struct aes128_ctx aes;
 	uint8_t block[AES_BLOCK_SIZE];
@@ -70,8 +70,8 @@ static void ctr(const uint8_t ke[16], const uint8_t iv[16], const uint8_t *in, s
 }
 
 int rc_ecies_encrypt_fixed(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *msg, size_t len,
-			   const uint8_t eph[32], const uint8_t iv[RC_ECIES_IV_LEN], uint8_t *out,
-			   size_t out_cap, size_t *out_len)
+                           const uint8_t eph[32], const uint8_t iv[RC_ECIES_IV_LEN], uint8_t *out,
+                           size_t out_cap, size_t *out_len)
 {
 	if (!pub || (!msg && len) || !eph || !iv || !out || !out_len)
 		return RC_EINVAL;
@@ -111,7 +111,7 @@ out:
 }
 
 int rc_ecies_encrypt(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *msg, size_t len,
-		     uint8_t *out, size_t out_cap, size_t *out_len)
+                     uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	struct rc_secp_privkey r;
 	uint8_t iv[RC_ECIES_IV_LEN];
@@ -134,7 +134,7 @@ static int dec_fail(struct rc_errinfo *err, int rc, size_t off, const char *text
 }
 
 int rc_ecies_decrypt(const struct rc_secp_privkey *key, const uint8_t *blob, size_t blob_len,
-		     uint8_t *out, size_t out_cap, size_t *out_len, struct rc_errinfo *err)
+                     uint8_t *out, size_t out_cap, size_t *out_len, struct rc_errinfo *err)
 {
 	if (!key || (!blob && blob_len) || !out_len || (!out && out_cap))
 		return dec_fail(err, RC_EINVAL, 0, "invalid argument");

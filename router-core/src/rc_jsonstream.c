@@ -151,8 +151,7 @@ static int begin_value(struct rc_jsonstream *js, uint8_t c, uint64_t off)
 			js->state = ST_NUM_INT;
 			return RC_OK;
 		}
-		return fail(js, RC_EPARSE, off, c,
-			    "looking for beginning of value");
+		return fail(js, RC_EPARSE, off, c, "looking for beginning of value");
 	}
 }
 
@@ -168,7 +167,7 @@ static int end_value(struct rc_jsonstream *js)
 }
 
 int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, size_t *consumed,
-		       struct rc_str *value, struct rc_errinfo *err)
+                       struct rc_str *value, struct rc_errinfo *err)
 {
 	if (!js || (!data && len) || !consumed || !value)
 		return RC_EINVAL;
@@ -244,7 +243,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 				vend = ++i;
 			} else {
 				rc = fail(js, RC_EPARSE, base + i, c,
-					  "looking for beginning of object key string");
+				          "looking for beginning of object key string");
 				goto out;
 			}
 			break;
@@ -252,8 +251,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 			if (c == ':') {
 				js->state = ST_VALUE;
 			} else if (!is_ws(c)) {
-				rc = fail(js, RC_EPARSE, base + i, c,
-					  "after object key");
+				rc = fail(js, RC_EPARSE, base + i, c, "after object key");
 				goto out;
 			}
 			i++;
@@ -271,8 +269,8 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 				vend = ++i;
 			} else {
 				rc = fail(js, RC_EPARSE, base + i, c,
-					  obj ? "after object key:value pair"
-					      : "after array element");
+				          obj ? "after object key:value pair"
+				              : "after array element");
 				goto out;
 			}
 			break;
@@ -294,8 +292,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 			} else if (c == '\\') {
 				js->state = ST_STR_ESC;
 			} else {
-				rc = fail(js, RC_EPARSE, base + i, c,
-					  "in string literal");
+				rc = fail(js, RC_EPARSE, base + i, c, "in string literal");
 				goto out;
 			}
 			i++;
@@ -307,8 +304,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 			} else if (strchr("\"\\/bfnrt", c) && c) {
 				js->state = ST_STR;
 			} else {
-				rc = fail(js, RC_EPARSE, base + i, c,
-					  "in string escape code");
+				rc = fail(js, RC_EPARSE, base + i, c, "in string escape code");
 				goto out;
 			}
 			i++;
@@ -316,7 +312,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 		case ST_STR_U:
 			if (!is_hex(c)) {
 				rc = fail(js, RC_EPARSE, base + i, c,
-					  "in \\u hexadecimal character escape");
+				          "in \\u hexadecimal character escape");
 				goto out;
 			}
 			if (++js->lit_pos == 4)
@@ -328,9 +324,8 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 			if (c != (uint8_t)lit[js->lit_pos]) {
 				char what[48];
 				snprintf(what, sizeof what, "in literal %s (expecting '%c')", lit,
-					 lit[js->lit_pos]);
-				rc = fail(js, RC_EPARSE, base + i, c,
-					  what);
+				         lit[js->lit_pos]);
+				rc = fail(js, RC_EPARSE, base + i, c, what);
 				goto out;
 			}
 			i++;
@@ -346,8 +341,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 			} else if (c >= '1' && c <= '9') {
 				js->state = ST_NUM_INT;
 			} else {
-				rc = fail(js, RC_EPARSE, base + i, c,
-					  "in numeric literal");
+				rc = fail(js, RC_EPARSE, base + i, c, "in numeric literal");
 				goto out;
 			}
 			i++;
@@ -355,7 +349,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 		case ST_NUM_DOT:
 			if (!is_digit(c)) {
 				rc = fail(js, RC_EPARSE, base + i, c,
-					  "after decimal point in numeric literal");
+				          "after decimal point in numeric literal");
 				goto out;
 			}
 			js->state = ST_NUM_FRAC;
@@ -371,7 +365,7 @@ int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, s
 		case ST_NUM_ESIGN:
 			if (!is_digit(c)) {
 				rc = fail(js, RC_EPARSE, base + i, c,
-					  "in exponent of numeric literal");
+				          "in exponent of numeric literal");
 				goto out;
 			}
 			js->state = ST_NUM_EXP;
@@ -475,8 +469,8 @@ int rc_jsonstream_end(struct rc_jsonstream *js, struct rc_str *value, struct rc_
 	js->state = ST_ENDED;
 	if (st == ST_TOP || st == ST_ENDED)
 		return RC_OK;
-	if (js->depth == 0 && (st == ST_NUM_ZERO || st == ST_NUM_INT || st == ST_NUM_FRAC ||
-			       st == ST_NUM_EXP)) {
+	if (js->depth == 0 &&
+	    (st == ST_NUM_ZERO || st == ST_NUM_INT || st == ST_NUM_FRAC || st == ST_NUM_EXP)) {
 		*value = rc_buf_str(&js->part);
 		js->returned = 1;
 		return RC_OK;

@@ -49,9 +49,9 @@ enum kind {
 };
 
 enum {
-	F_OPTIONAL = 1, /* not checked by the reference's validator */
+	F_OPTIONAL = 1,  /* not checked by the reference's validator */
 	F_OMITEMPTY = 2, /* dropped from every serialization when empty */
-	F_SIG_KEEP = 4, /* signature not omitempty: "signature":"0x" stays in the signed bytes */
+	F_SIG_KEEP = 4,  /* signature not omitempty: "signature":"0x" stays in the signed bytes */
 };
 
 struct field {
@@ -65,65 +65,74 @@ struct field {
 };
 
 #define OFF(m) offsetof(struct rc_morrpc_body, m)
-#define HEX(n, m, l) {n, K_HEX, 0, l, OFF(m), NULL, 0}
-#define FLD(n, k, m) {n, k, 0, 0, OFF(m), NULL, 0}
-#define SIG(fl) {"signature", K_SIG, fl, RC_SECP_SIG_LEN, 0, NULL, 0}
+#define HEX(n, m, l)                                                                               \
+	{                                                                                          \
+		n, K_HEX, 0, l, OFF(m), NULL, 0                                                    \
+	}
+#define FLD(n, k, m)                                                                               \
+	{                                                                                          \
+		n, k, 0, 0, OFF(m), NULL, 0                                                        \
+	}
+#define SIG(fl)                                                                                    \
+	{                                                                                          \
+		"signature", K_SIG, fl, RC_SECP_SIG_LEN, 0, NULL, 0                                \
+	}
 
 static const struct field ping_fields[] = {
-	{"nonce", K_NONCE, 0, 0, OFF(u.ping.nonce), NULL, 0},
-	SIG(F_SIG_KEEP),
+        {"nonce", K_NONCE, 0, 0, OFF(u.ping.nonce), NULL, 0},
+        SIG(F_SIG_KEEP),
 };
 static const struct field pong_fields[] = {
-	{"nonce", K_NONCE, 0, 0, OFF(u.ping.nonce), NULL, 0},
-	{"version", K_STR, F_OPTIONAL | F_OMITEMPTY, 0, OFF(u.ping.version), NULL, 0},
-	SIG(F_SIG_KEEP),
+        {"nonce", K_NONCE, 0, 0, OFF(u.ping.nonce), NULL, 0},
+        {"version", K_STR, F_OPTIONAL | F_OMITEMPTY, 0, OFF(u.ping.version), NULL, 0},
+        SIG(F_SIG_KEEP),
 };
 static const struct field session_req_fields[] = {
-	SIG(0),
-	FLD("user", K_ADDR, u.session_req.user),
-	HEX("key", u.session_req.key, RC_SECP_PUBKEY_LEN),
-	FLD("spend", K_BIGINT, u.session_req.spend),
-	FLD("timestamp", K_U64, u.session_req.timestamp),
-	FLD("bidid", K_HASH, u.session_req.bid_id),
+        SIG(0),
+        FLD("user", K_ADDR, u.session_req.user),
+        HEX("key", u.session_req.key, RC_SECP_PUBKEY_LEN),
+        FLD("spend", K_BIGINT, u.session_req.spend),
+        FLD("timestamp", K_U64, u.session_req.timestamp),
+        FLD("bidid", K_HASH, u.session_req.bid_id),
 };
 static const struct field session_res_fields[] = {
-	HEX("message", u.session_res.provider_key, RC_SECP_PUBKEY_LEN),
-	HEX("approval", u.session_res.approval, RC_MORRPC_APPROVAL_LEN),
-	HEX("approvalSig", u.session_res.approval_sig, RC_SECP_SIG_LEN),
-	FLD("user", K_ADDR, u.session_res.user),
-	FLD("timestamp", K_U64, u.session_res.timestamp),
-	SIG(0),
+        HEX("message", u.session_res.provider_key, RC_SECP_PUBKEY_LEN),
+        HEX("approval", u.session_res.approval, RC_MORRPC_APPROVAL_LEN),
+        HEX("approvalSig", u.session_res.approval_sig, RC_SECP_SIG_LEN),
+        FLD("user", K_ADDR, u.session_res.user),
+        FLD("timestamp", K_U64, u.session_res.timestamp),
+        SIG(0),
 };
 static const struct field prompt_req_fields[] = {
-	SIG(0),
-	FLD("sessionid", K_HASH, u.prompt_req.session_id),
-	FLD("message", K_STR, u.prompt_req.message),
-	FLD("timestamp", K_U64, u.prompt_req.timestamp),
+        SIG(0),
+        FLD("sessionid", K_HASH, u.prompt_req.session_id),
+        FLD("message", K_STR, u.prompt_req.message),
+        FLD("timestamp", K_U64, u.prompt_req.timestamp),
 };
 static const struct field prompt_res_fields[] = {
-	FLD("message", K_STR, u.prompt_res.message),
-	SIG(0),
-	FLD("timestamp", K_U64, u.prompt_res.timestamp),
+        FLD("message", K_STR, u.prompt_res.message),
+        SIG(0),
+        FLD("timestamp", K_U64, u.prompt_res.timestamp),
 };
 static const struct field error_data_fields[] = {
-	{"timestamp", K_U64, F_OPTIONAL, 0, OFF(u.error.timestamp), NULL, 0},
-	SIG(F_SIG_KEEP | F_OPTIONAL),
+        {"timestamp", K_U64, F_OPTIONAL, 0, OFF(u.error.timestamp), NULL, 0},
+        SIG(F_SIG_KEEP | F_OPTIONAL),
 };
 static const struct field error_fields[] = {
-	FLD("message", K_STR, u.error.message),
-	{"code", K_I64, F_OPTIONAL, 0, OFF(u.error.code), NULL, 0},
-	{"data", K_OBJ, F_OPTIONAL, 0, 0, error_data_fields, 2},
+        FLD("message", K_STR, u.error.message),
+        {"code", K_I64, F_OPTIONAL, 0, OFF(u.error.code), NULL, 0},
+        {"data", K_OBJ, F_OPTIONAL, 0, 0, error_data_fields, 2},
 };
 static const struct field report_req_fields[] = {
-	SIG(0),
-	FLD("message", K_STR, u.report_req.message),
-	FLD("timestamp", K_U64, u.report_req.timestamp),
+        SIG(0),
+        FLD("message", K_STR, u.report_req.message),
+        FLD("timestamp", K_U64, u.report_req.timestamp),
 };
 static const struct field report_res_fields[] = {
-	HEX("message", u.report_res.receipt, RC_MORRPC_RECEIPT_LEN),
-	HEX("signedReport", u.report_res.signed_report, RC_SECP_SIG_LEN),
-	SIG(0),
-	FLD("timestamp", K_U64, u.report_res.timestamp),
+        HEX("message", u.report_res.receipt, RC_MORRPC_RECEIPT_LEN),
+        HEX("signedReport", u.report_res.signed_report, RC_SECP_SIG_LEN),
+        SIG(0),
+        FLD("timestamp", K_U64, u.report_res.timestamp),
 };
 
 struct msgtype {
@@ -132,17 +141,20 @@ struct msgtype {
 	size_t n;
 };
 
-#define T(m, f) {m, f, sizeof f / sizeof f[0]}
+#define T(m, f)                                                                                    \
+	{                                                                                          \
+		m, f, sizeof f / sizeof f[0]                                                       \
+	}
 static const struct msgtype types[] = {
-	[RC_MORRPC_PING_REQ] = T("network.ping", ping_fields),
-	[RC_MORRPC_PONG_RES] = T(NULL, pong_fields),
-	[RC_MORRPC_SESSION_REQ] = T("session.request", session_req_fields),
-	[RC_MORRPC_SESSION_RES] = T(NULL, session_res_fields),
-	[RC_MORRPC_PROMPT_REQ] = T("session.prompt", prompt_req_fields),
-	[RC_MORRPC_PROMPT_RES] = T(NULL, prompt_res_fields),
-	[RC_MORRPC_ERROR] = T(NULL, error_fields),
-	[RC_MORRPC_REPORT_REQ] = T("session.report", report_req_fields),
-	[RC_MORRPC_REPORT_RES] = T(NULL, report_res_fields),
+        [RC_MORRPC_PING_REQ] = T("network.ping", ping_fields),
+        [RC_MORRPC_PONG_RES] = T(NULL, pong_fields),
+        [RC_MORRPC_SESSION_REQ] = T("session.request", session_req_fields),
+        [RC_MORRPC_SESSION_RES] = T(NULL, session_res_fields),
+        [RC_MORRPC_PROMPT_REQ] = T("session.prompt", prompt_req_fields),
+        [RC_MORRPC_PROMPT_RES] = T(NULL, prompt_res_fields),
+        [RC_MORRPC_ERROR] = T(NULL, error_fields),
+        [RC_MORRPC_REPORT_REQ] = T("session.report", report_req_fields),
+        [RC_MORRPC_REPORT_RES] = T(NULL, report_res_fields),
 };
 
 static const struct msgtype *type_of(enum rc_morrpc_type t)
@@ -152,8 +164,8 @@ static const struct msgtype *type_of(enum rc_morrpc_type t)
 	return &types[t];
 }
 
-__attribute__((format(printf, 4, 5))) static int set_err(struct rc_errinfo *err, int rc,
-							  size_t off, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int set_err(struct rc_errinfo *err, int rc, size_t off,
+                                                         const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
@@ -170,7 +182,7 @@ __attribute__((format(printf, 4, 5))) static int set_err(struct rc_errinfo *err,
 enum mode { SIGNED, WIRE };
 
 static void write_fields(struct rc_gojson_w *w, const struct field *f, size_t n,
-			 const struct rc_morrpc_body *b, enum mode mode)
+                         const struct rc_morrpc_body *b, enum mode mode)
 {
 	const char *base = (const char *)b;
 	for (size_t i = 0; i < n; i++, f++) {
@@ -225,7 +237,7 @@ static void write_fields(struct rc_gojson_w *w, const struct field *f, size_t n,
 }
 
 static int write_body(const struct rc_morrpc_body *b, enum mode mode, struct rc_gojson_w *w,
-		      const char *key)
+                      const char *key)
 {
 	const struct msgtype *t = type_of(b->type);
 	if (!t)
@@ -259,7 +271,7 @@ static int signed_hash(const struct rc_morrpc_body *b, struct rc_buf *buf, uint8
 }
 
 int rc_morrpc_sign(struct rc_morrpc_body *b, const struct rc_secp_privkey *k,
-		   struct rc_buf *scratch)
+                   struct rc_buf *scratch)
 {
 	uint8_t hash[32];
 	if (!b || !k || !scratch)
@@ -274,7 +286,7 @@ int rc_morrpc_sign(struct rc_morrpc_body *b, const struct rc_secp_privkey *k,
 }
 
 int rc_morrpc_verify(const struct rc_morrpc_body *b, const uint8_t pub[RC_SECP_PUBKEY_LEN],
-		     struct rc_buf *scratch)
+                     struct rc_buf *scratch)
 {
 	uint8_t hash[32], sig[RC_SECP_SIG_LEN];
 	if (!b || !pub || !scratch)
@@ -300,7 +312,7 @@ int rc_morrpc_verify(const struct rc_morrpc_body *b, const uint8_t pub[RC_SECP_P
 }
 
 int rc_morrpc_verify_address(const struct rc_morrpc_body *b, const uint8_t addr[RC_SECP_ADDR_LEN],
-			     struct rc_buf *scratch)
+                             struct rc_buf *scratch)
 {
 	uint8_t hash[32], got[RC_SECP_ADDR_LEN];
 	if (!b || !addr || !scratch)
@@ -337,8 +349,7 @@ int rc_morrpc_encode_request(const struct rc_morrpc_body *b, struct rc_str id, s
 	return rc_gojson_w_finish(&w);
 }
 
-int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id,
-			      struct rc_buf *out)
+int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id, struct rc_buf *out)
 {
 	struct rc_gojson_w w;
 	if (!b || !out || !type_of(b->type) || is_request(b->type) || (!id.ptr && id.len))
@@ -410,7 +421,8 @@ static const json_t *member(const json_t *obj, const char *name)
 	const json_t *found = NULL;
 	void *it;
 	/* jansson keeps insertion order, which is document order for parsed objects. */
-	for (it = json_object_iter((json_t *)obj); it; it = json_object_iter_next((json_t *)obj, it)) {
+	for (it = json_object_iter((json_t *)obj); it;
+	     it = json_object_iter_next((json_t *)obj, it)) {
 		key = json_object_iter_key(it);
 		klen = json_object_iter_key_len(it);
 		v = json_object_iter_value(it);
@@ -429,11 +441,11 @@ static int all_zero(const uint8_t *p, size_t n)
 }
 
 static int decode_fields(const struct field *f, size_t n, const json_t *obj,
-			 struct rc_morrpc_body *b, struct rc_errinfo *err);
+                         struct rc_morrpc_body *b, struct rc_errinfo *err);
 
 /* Decode one present, non-null JSON value v into field f. */
 static int decode_one(const struct field *f, const json_t *v, struct rc_morrpc_body *b,
-		      struct rc_errinfo *err)
+                      struct rc_errinfo *err)
 {
 	char *p = (char *)b + f->off;
 	const char *s = json_string_value(v);
@@ -451,24 +463,28 @@ static int decode_one(const struct field *f, const json_t *v, struct rc_morrpc_b
 		    (slen < 2 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')))
 			return set_err(err, RC_EPROTO, 0, "\"%s\" needs a 0x prefix", f->name);
 		uint8_t tmp[RC_MORRPC_RECEIPT_LEN];
-		size_t want = f->kind == K_ADDR ? RC_SECP_ADDR_LEN : f->kind == K_HASH ? 32 : f->len;
+		size_t want = f->kind == K_ADDR   ? RC_SECP_ADDR_LEN
+		              : f->kind == K_HASH ? 32
+		                                  : f->len;
 		size_t cap = f->kind == K_NONCE ? RC_MORRPC_NONCE_MAX : want;
 		if (rc_hex_decode(s, slen, tmp, cap, &got, NULL) != RC_OK)
-			return set_err(err, RC_EPROTO, 0, "\"%s\" is not valid hex of the right length",
-				       f->name);
+			return set_err(err, RC_EPROTO, 0,
+			               "\"%s\" is not valid hex of the right length", f->name);
 		if (f->kind == K_NONCE) {
 			memcpy(p, tmp, got);
 			b->u.ping.nonce_len = (uint8_t)got;
 		} else if (f->kind == K_SIG) {
 			/* Optional signatures (errors) may be empty or the one-byte "0x00". */
 			if (got != RC_SECP_SIG_LEN && !(f->flags & F_OPTIONAL))
-				return set_err(err, RC_EPROTO, 0, "\"%s\" must be 65 bytes", f->name);
+				return set_err(err, RC_EPROTO, 0, "\"%s\" must be 65 bytes",
+				               f->name);
 			memcpy(b->sig, tmp, got);
 			b->sig_len = (uint8_t)got;
 		} else {
 			if (got != want)
 				return set_err(err, RC_EPROTO, 0,
-					       "\"%s\" is not valid hex of the right length", f->name);
+				               "\"%s\" is not valid hex of the right length",
+				               f->name);
 			memcpy(p, tmp, got);
 		}
 		return RC_OK;
@@ -480,7 +496,8 @@ static int decode_one(const struct field *f, const json_t *v, struct rc_morrpc_b
 		json_int_t x = json_integer_value(v);
 		if (f->kind == K_U64) {
 			if (x < 0)
-				return set_err(err, RC_EPROTO, 0, "\"%s\" must not be negative", f->name);
+				return set_err(err, RC_EPROTO, 0, "\"%s\" must not be negative",
+				               f->name);
 			*(uint64_t *)(void *)p = (uint64_t)x;
 		} else {
 			*(int64_t *)(void *)p = (int64_t)x;
@@ -500,11 +517,12 @@ static int decode_one(const struct field *f, const json_t *v, struct rc_morrpc_b
 			s = dec;
 			slen = (size_t)n;
 		} else if (!s) {
-			return set_err(err, RC_EPROTO, 0, "\"%s\" must be a decimal string", f->name);
+			return set_err(err, RC_EPROTO, 0, "\"%s\" must be a decimal string",
+			               f->name);
 		}
 		if (rc_u256_parse_dec((struct rc_u256 *)(void *)p, s, slen, NULL) != RC_OK)
 			return set_err(err, RC_EPROTO, 0, "\"%s\" is not a decimal below 2^256",
-				       f->name);
+			               f->name);
 		return RC_OK;
 	}
 	case K_OBJ:
@@ -543,7 +561,7 @@ static int present(const struct field *f, const struct rc_morrpc_body *b)
  * Unmarshal even if a later member would have overridden it. Mirror exactly that.
  */
 static int decode_fields(const struct field *f, size_t n, const json_t *obj,
-			 struct rc_morrpc_body *b, struct rc_errinfo *err)
+                         struct rc_morrpc_body *b, struct rc_errinfo *err)
 {
 	for (size_t i = 0; i < n; i++, f++) {
 		int seen = 0;
@@ -551,7 +569,7 @@ static int decode_fields(const struct field *f, size_t n, const json_t *obj,
 		     it = json_object_iter_next((json_t *)obj, it)) {
 			const json_t *v = json_object_iter_value(it);
 			if (json_is_null(v) || !key_matches(json_object_iter_key(it),
-							    json_object_iter_key_len(it), f->name))
+			                                    json_object_iter_key_len(it), f->name))
 				continue;
 			int rc = decode_one(f, v, b, err);
 			if (rc != RC_OK)
@@ -565,7 +583,7 @@ static int decode_fields(const struct field *f, size_t n, const json_t *obj,
 }
 
 int rc_morrpc_decode(struct rc_morrpc_body *b, enum rc_morrpc_type type, const json_t *obj,
-		     struct rc_errinfo *err)
+                     struct rc_errinfo *err)
 {
 	const struct msgtype *t = type_of(type);
 	if (!b || !t)
@@ -574,7 +592,9 @@ int rc_morrpc_decode(struct rc_morrpc_body *b, enum rc_morrpc_type type, const j
 	b->type = type;
 	if (!json_is_object(obj))
 		return set_err(err, RC_EPROTO, 0, "%s must be a JSON object",
-			       is_request(type) ? "params" : type == RC_MORRPC_ERROR ? "error" : "result");
+		               is_request(type)          ? "params"
+		               : type == RC_MORRPC_ERROR ? "error"
+		                                         : "result");
 	return decode_fields(t->fields, t->n, obj, b, err);
 }
 
@@ -604,7 +624,7 @@ void rc_morrpc_msg_release(struct rc_morrpc_msg *m)
 
 /* Load a document and pick out the envelope's "id" (a string or null, as Go's `ID string`). */
 static int load_envelope(struct rc_morrpc_msg *m, const char *json, size_t len,
-			 struct rc_errinfo *err)
+                         struct rc_errinfo *err)
 {
 	json_error_t je;
 	memset(m, 0, sizeof *m);
@@ -627,7 +647,7 @@ static int load_envelope(struct rc_morrpc_msg *m, const char *json, size_t len,
 }
 
 int rc_morrpc_parse_request(struct rc_morrpc_msg *m, const char *json, size_t len,
-			    struct rc_errinfo *err)
+                            struct rc_errinfo *err)
 {
 	if (!m)
 		return RC_EINVAL;
@@ -653,7 +673,7 @@ fail:
 }
 
 int rc_morrpc_parse_response(struct rc_morrpc_msg *m, const char *json, size_t len,
-			     struct rc_errinfo *err)
+                             struct rc_errinfo *err)
 {
 	if (!m)
 		return RC_EINVAL;
@@ -678,12 +698,13 @@ fail:
 	return rc;
 }
 
-/* ---- per-chunk helpers ------------------------------------------------------------------------ */
+/* ---- per-chunk helpers ------------------------------------------------------------------------
+ */
 
 /* Encrypt plain into scratch as [blob][hex of blob] and point *hex at the hex text. */
 static int seal_blob(struct rc_buf *scratch, const uint8_t user_pub[RC_SECP_PUBKEY_LEN],
-		     const uint8_t *plain, size_t len, const uint8_t *eph, const uint8_t *iv,
-		     struct rc_str *hex)
+                     const uint8_t *plain, size_t len, const uint8_t *eph, const uint8_t *iv,
+                     struct rc_str *hex)
 {
 	if (len > (SIZE_MAX - 3 * RC_ECIES_OVERHEAD) / 3)
 		return RC_ERANGE;
@@ -708,9 +729,9 @@ static int seal_blob(struct rc_buf *scratch, const uint8_t user_pub[RC_SECP_PUBK
 }
 
 int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
-			 const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
-			 size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
-			 const uint8_t *eph, const uint8_t *iv)
+                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
+                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
+                         const uint8_t *eph, const uint8_t *iv)
 {
 	struct rc_morrpc_body b;
 	if (!out || !scratch || !user_pub || (!plain && len) || !provider)
@@ -727,9 +748,9 @@ int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_s
 }
 
 int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
-			 const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
-			 size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
-			 const uint8_t *eph, const uint8_t *iv)
+                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
+                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
+                         const uint8_t *eph, const uint8_t *iv)
 {
 	struct rc_morrpc_body b;
 	if (!out || !scratch || !user_pub || (!plain && len) || !provider)
@@ -746,16 +767,17 @@ int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_s
 	return rc;
 }
 
-int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m, const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
-			 const struct rc_secp_privkey *user, struct rc_buf *scratch,
-			 struct rc_buf *plain, struct rc_morrpc_body *b, struct rc_errinfo *err)
+int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m,
+                         const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
+                         const struct rc_secp_privkey *user, struct rc_buf *scratch,
+                         struct rc_buf *plain, struct rc_morrpc_body *b, struct rc_errinfo *err)
 {
 	if (!m || !provider_pub || !user || !scratch || !plain || !b)
 		return RC_EINVAL;
 	rc_buf_reset(plain);
 	int is_err = m->error != NULL;
 	int rc = rc_morrpc_decode(b, is_err ? RC_MORRPC_ERROR : RC_MORRPC_PROMPT_RES,
-				  is_err ? m->error : m->result, err);
+	                          is_err ? m->error : m->result, err);
 	if (rc != RC_OK)
 		return rc;
 	struct rc_str msg = is_err ? b->u.error.message : b->u.prompt_res.message;
@@ -777,7 +799,7 @@ int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m, const uint8_t provider_p
 		return rc;
 	size_t got;
 	rc = rc_ecies_decrypt(user, (const uint8_t *)scratch->ptr, n, (uint8_t *)plain->ptr,
-			      n - RC_ECIES_OVERHEAD, &got, err);
+	                      n - RC_ECIES_OVERHEAD, &got, err);
 	if (rc != RC_OK)
 		return rc;
 	rc_buf_setlen(plain, got);

@@ -36,7 +36,8 @@
 
 /* Hardhat/Anvil development keys #0 (consumer) and #1 (provider): public test keys. */
 static const char USER_PRIV[] = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-static const char PROVIDER_PRIV[] = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+static const char PROVIDER_PRIV[] =
+        "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 #define ROUNDS 5
 
@@ -48,19 +49,19 @@ static double now_us(void)
 }
 
 /* Best-of-ROUNDS time of one call, in microseconds. */
-#define MEASURE(result, iters, body)                                                            \
-	do {                                                                                    \
-		double best_ = 1e30;                                                            \
-		for (int r_ = 0; r_ < ROUNDS; r_++) {                                           \
-			double t0_ = now_us();                                                  \
-			for (int i_ = 0; i_ < (iters); i_++) {                                  \
-				body;                                                           \
-			}                                                                       \
-			double t_ = (now_us() - t0_) / (iters);                                 \
-			if (t_ < best_)                                                         \
-				best_ = t_;                                                     \
-		}                                                                               \
-		(result) = best_;                                                               \
+#define MEASURE(result, iters, body)                                                               \
+	do {                                                                                       \
+		double best_ = 1e30;                                                               \
+		for (int r_ = 0; r_ < ROUNDS; r_++) {                                              \
+			double t0_ = now_us();                                                     \
+			for (int i_ = 0; i_ < (iters); i_++) {                                     \
+				body;                                                              \
+			}                                                                          \
+			double t_ = (now_us() - t0_) / (iters);                                    \
+			if (t_ < best_)                                                            \
+				best_ = t_;                                                        \
+		}                                                                                  \
+		(result) = best_;                                                                  \
 	} while (0)
 
 static void check(int ok, const char *what)
@@ -96,7 +97,7 @@ struct raw {
 };
 
 static void measure_raw(secp256k1_context *ctx, const uint8_t sk[32], const uint8_t pub65[65],
-			size_t len, size_t signed_len, struct raw *r)
+                        size_t len, size_t signed_len, struct raw *r)
 {
 	static uint8_t buf[4096], out[4096];
 	uint8_t seed[48], k32[32], z[32], hash[32], sig64[65];
@@ -115,7 +116,8 @@ static void measure_raw(secp256k1_context *ctx, const uint8_t sk[32], const uint
 		secp256k1_ec_pubkey_serialize(ctx, out, &n, &eph, SECP256K1_EC_UNCOMPRESSED);
 	});
 	MEASURE(r->ecdh, iters_ec, check(secp256k1_ecdh(ctx, z, &pk, sk, copy_x, NULL), "ecdh"));
-	MEASURE(r->parse_pub, iters_ec, check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
+	MEASURE(r->parse_pub, iters_ec,
+	        check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
 	MEASURE(r->kdf, iters_sym, {
 		struct sha256_ctx h;
 		sha256_init(&h);
@@ -146,9 +148,8 @@ static void measure_raw(secp256k1_context *ctx, const uint8_t sk[32], const uint
 		secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx, sig64, &recid, &rsig);
 	});
 	check(secp256k1_ecdsa_sign(ctx, &vsig, hash, sk, NULL, NULL), "sign");
-	MEASURE(r->verify, iters_ec, check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) ||
-						   i_ >= 0,
-					   "verify"));
+	MEASURE(r->verify, iters_ec,
+	        check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) || i_ >= 0, "verify"));
 }
 
 int main(void)
@@ -157,15 +158,17 @@ int main(void)
 	uint8_t user_pub[65], provider_pub[65];
 	check(sodium_init() >= 0, "sodium_init");
 	check(rc_secp_privkey_from_hex(&user, USER_PRIV, 64, NULL) == RC_OK, "user key");
-	check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK, "provider key");
-	check(rc_secp_pubkey(&user, user_pub) == RC_OK && rc_secp_pubkey(&provider, provider_pub) == 0,
+	check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK,
+	      "provider key");
+	check(rc_secp_pubkey(&user, user_pub) == RC_OK &&
+	              rc_secp_pubkey(&provider, provider_pub) == 0,
 	      "pubkeys");
 	secp256k1_context *ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
 	check(ctx != NULL, "context");
 
 	static const size_t sizes[] = {100, 1024};
 	struct rc_buf out = RC_BUF_INIT, scratch = RC_BUF_INIT, plain = RC_BUF_INIT,
-		      sc2 = RC_BUF_INIT, sbytes = RC_BUF_INIT;
+	              sc2 = RC_BUF_INIT, sbytes = RC_BUF_INIT;
 	printf("MOR-RPC per streamed chunk, best of %d rounds (us per chunk)\n\n", ROUNDS);
 	printf("%-9s %-9s %10s %10s %8s   %s\n", "chunk", "side", "ours", "raw sum", "ours/raw",
 	       "raw = ");
@@ -177,15 +180,16 @@ int main(void)
 		/* one sealed chunk to size the signed bytes and to open on the consumer side */
 		rc_buf_reset(&out);
 		check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
-					   (const uint8_t *)chunk, len, 1735689700500ull, &provider,
-					   NULL, NULL) == RC_OK,
+		                           (const uint8_t *)chunk, len, 1735689700500ull, &provider,
+		                           NULL, NULL) == RC_OK,
 		      "seal");
 		struct rc_buf wire = RC_BUF_INIT;
 		check(rc_buf_append(&wire, out.ptr, out.len) == RC_OK, "copy");
 		struct rc_morrpc_msg m;
 		struct rc_morrpc_body b;
 		check(rc_morrpc_parse_response(&m, wire.ptr, wire.len, NULL) == RC_OK, "parse");
-		check(rc_morrpc_decode(&b, RC_MORRPC_PROMPT_RES, m.result, NULL) == RC_OK, "decode");
+		check(rc_morrpc_decode(&b, RC_MORRPC_PROMPT_RES, m.result, NULL) == RC_OK,
+		      "decode");
 		rc_buf_reset(&sbytes);
 		check(rc_morrpc_signed_bytes(&b, &sbytes) == RC_OK, "signed bytes");
 		rc_morrpc_msg_release(&m);
@@ -199,24 +203,26 @@ int main(void)
 		MEASURE(prov, 2000, {
 			rc_buf_reset(&out);
 			check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
-						   (const uint8_t *)chunk, len, 1735689700500ull,
-						   &provider, NULL, NULL) == RC_OK,
+			                           (const uint8_t *)chunk, len, 1735689700500ull,
+			                           &provider, NULL, NULL) == RC_OK,
 			      "seal");
 		});
 		MEASURE(cons, 2000, {
 			struct rc_morrpc_msg mm;
 			struct rc_morrpc_body bb;
-			check(rc_morrpc_parse_response(&mm, wire.ptr, wire.len, NULL) == RC_OK, "parse");
-			check(rc_morrpc_open_chunk(&mm, provider_pub, &user, &sc2, &plain, &bb, NULL) ==
-				      RC_OK,
+			check(rc_morrpc_parse_response(&mm, wire.ptr, wire.len, NULL) == RC_OK,
+			      "parse");
+			check(rc_morrpc_open_chunk(&mm, provider_pub, &user, &sc2, &plain, &bb,
+			                           NULL) == RC_OK,
 			      "open");
 			rc_morrpc_msg_release(&mm);
 		});
 		check(plain.len == len && memcmp(plain.ptr, chunk, len) == 0, "round trip");
 
-		double raw_prov = r.rand + r.pubkey + r.ecdh + r.kdf + r.aes + r.hmac + r.keccak +
-				  r.sign;
-		double raw_cons = r.keccak + r.verify + r.parse_pub + r.ecdh + r.kdf + r.hmac + r.aes;
+		double raw_prov =
+		        r.rand + r.pubkey + r.ecdh + r.kdf + r.aes + r.hmac + r.keccak + r.sign;
+		double raw_cons =
+		        r.keccak + r.verify + r.parse_pub + r.ecdh + r.kdf + r.hmac + r.aes;
 		char label[32];
 		snprintf(label, sizeof label, "%zu B", len);
 		printf("%-9s %-9s %10.2f %10.2f %8.2f   sign %.1f + eph pubkey %.1f + ecdh %.1f + "
@@ -231,7 +237,8 @@ int main(void)
 		       sbytes.len);
 		rc_buf_release(&wire);
 	}
-	printf("\nraw: libsecp256k1 (sign_recoverable / ecdsa_verify / pubkey_create / ecdh raw-x),\n"
+	printf("\nraw: libsecp256k1 (sign_recoverable / ecdsa_verify / pubkey_create / ecdh "
+	       "raw-x),\n"
 	       "nettle (SHA-256, AES-128-CTR, HMAC-SHA-256), rc_keccak, libsodium randombytes.\n"
 	       "ours: the whole codec call incl. JSON parse/serialize, hex and every check.\n");
 	rc_buf_release(&out);

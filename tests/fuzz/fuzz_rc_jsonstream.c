@@ -70,7 +70,8 @@ static void run(const uint8_t *data, size_t size, uint32_t seed, struct run *r)
 		while (left > 0) {
 			size_t used;
 			struct rc_str v;
-			rc = rc_jsonstream_feed(&js, (const char *)data + pos, left, &used, &v, &ei);
+			rc = rc_jsonstream_feed(&js, (const char *)data + pos, left, &used, &v,
+			                        &ei);
 			if (used > left)
 				abort();
 			pos += used;

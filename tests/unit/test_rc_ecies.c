@@ -16,44 +16,44 @@
 
 /* Hardhat/Anvil account #0 (the consumer in §2.9): public test key, never for real funds. */
 static const char USER_PRIV_HEX[] =
-	"ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 static const char PROVIDER_PRIV_HEX[] =
-	"59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 static const char DONE_PLAIN[] = "\"[DONE]\"";
 static const uint8_t IV[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* ---- §2.9.2 ECIES lines ---------------------------------------------------------------------- */
 static const char ECIES_PLAIN[] =
-	"{\"choices\":[{\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null,\"index\":0}],\""
-	"created\":1735689700,\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o-mini\",\"object\":\"chat.c"
-	"ompletion.chunk\"}";
+        "{\"choices\":[{\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null,\"index\":0}],\""
+        "created\":1735689700,\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o-mini\",\"object\":\"chat.c"
+        "ompletion.chunk\"}";
 static const char ECIES_CT_HEX[] =
-	"044f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa385b6b1b8ead809ca67454"
-	"d9683fcf2ba03456d6fe2c4abe2b07f0fbdbb2f1c1000102030405060708090a0b0c0d0e0fb70fac3c35028f"
-	"bed321021c8dbd8f010fc57527d3bfb83537276fad526d4df39e76131d73a2dbaa854c178c30d22027e8a03f"
-	"d13184531fcb97137eb62a82834fc210ace238cd47e25ed528a77b2331c928e0dcc4bd9e2a8ba302dcc4874e"
-	"b28c3df38da94ea272e125b87296eb85aaa971fbfb3c7997658d79900a1c001ccd53be7c375e6693e94d5871"
-	"48141732a8261f1120824bdf96918fb4ab00729cff5decc77035a1eb7e6fd0f3dd80e83ac888579b7d02f123"
-	"9c2ba027cbe11b6e5b0fba3c34f338d123";
+        "044f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa385b6b1b8ead809ca67454"
+        "d9683fcf2ba03456d6fe2c4abe2b07f0fbdbb2f1c1000102030405060708090a0b0c0d0e0fb70fac3c35028f"
+        "bed321021c8dbd8f010fc57527d3bfb83537276fad526d4df39e76131d73a2dbaa854c178c30d22027e8a03f"
+        "d13184531fcb97137eb62a82834fc210ace238cd47e25ed528a77b2331c928e0dcc4bd9e2a8ba302dcc4874e"
+        "b28c3df38da94ea272e125b87296eb85aaa971fbfb3c7997658d79900a1c001ccd53be7c375e6693e94d5871"
+        "48141732a8261f1120824bdf96918fb4ab00729cff5decc77035a1eb7e6fd0f3dd80e83ac888579b7d02f123"
+        "9c2ba027cbe11b6e5b0fba3c34f338d123";
 static const char DONE_CT_HEX[] =
-	"04cd0f9e5e0fc81997dbbc80293aa7a5f498753af667aed160c70ff0d3d53c5d74b731af5a9237e60ac2a280"
-	"e5464bffefb635f4d3ef03eb0bef2370234650e809000102030405060708090a0b0c0d0e0f34e2b0bae4e607"
-	"5b4ac632ece4b363be100a8fb4ec053e12e437347b9062edfffaa8b52469fc2bd3";
+        "04cd0f9e5e0fc81997dbbc80293aa7a5f498753af667aed160c70ff0d3d53c5d74b731af5a9237e60ac2a280"
+        "e5464bffefb635f4d3ef03eb0bef2370234650e809000102030405060708090a0b0c0d0e0f34e2b0bae4e607"
+        "5b4ac632ece4b363be100a8fb4ec053e12e437347b9062edfffaa8b52469fc2bd3";
 static const char ERR_PLAIN[] =
-	"{\"providerModelError\":{\"error\":{\"message\":\"rate limited\",\"type\":\"upstream_err"
-	"or\"}}}";
+        "{\"providerModelError\":{\"error\":{\"message\":\"rate limited\",\"type\":\"upstream_err"
+        "or\"}}}";
 static const char ERR_CT_HEX[] =
-	"045421b3fc2cca1f6a36f858170c23fa18f6525b1c95ce31e4fcdb6628ae7e20e309ad404484172f30c1b003"
-	"1c02368c30b069d02a4c774260f9e9169d41151990000102030405060708090a0b0c0d0e0f34cadc980c04c9"
-	"09a318ca1800c01d85166fca4f7561bd56e8ee1dc0c03443ca4da19aa1aff20e588e5dc2252f4847418ebbcf"
-	"b845d762302153c7e55bfbe39a4d65269d8298d91b7dea02f4c0e063bc47bc61ca21c274273c8a39f6b158d3"
-	"4149550b86a31674d6ad8547773ce423dd53b3cb";
+        "045421b3fc2cca1f6a36f858170c23fa18f6525b1c95ce31e4fcdb6628ae7e20e309ad404484172f30c1b003"
+        "1c02368c30b069d02a4c774260f9e9169d41151990000102030405060708090a0b0c0d0e0f34cadc980c04c9"
+        "09a318ca1800c01d85166fca4f7561bd56e8ee1dc0c03443ca4da19aa1aff20e588e5dc2252f4847418ebbcf"
+        "b845d762302153c7e55bfbe39a4d65269d8298d91b7dea02f4c0e063bc47bc61ca21c274273c8a39f6b158d3"
+        "4149550b86a31674d6ad8547773ce423dd53b3cb";
 static const char USER_PUB_HEX[] =
-	"0x048318535b54105d4a7aae60c08fc45f9687181b4fdfc625bd1a753fa7397fed753547f11ca8696646f2f3"
-	"acb08e31016afac23e630c5d11f59f61fef57b0d2aa5";
+        "0x048318535b54105d4a7aae60c08fc45f9687181b4fdfc625bd1a753fa7397fed753547f11ca8696646f2f3"
+        "acb08e31016afac23e630c5d11f59f61fef57b0d2aa5";
 static const char EPH_PUB_HEX[] =
-	"0x044f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa385b6b1b8ead809ca674"
-	"54d9683fcf2ba03456d6fe2c4abe2b07f0fbdbb2f1c1";
+        "0x044f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa385b6b1b8ead809ca674"
+        "54d9683fcf2ba03456d6fe2c4abe2b07f0fbdbb2f1c1";
 
 struct fixture {
 	struct rc_secp_privkey user;
@@ -102,9 +102,9 @@ struct vec {
 };
 
 static const struct vec vecs[] = {
-	{ECIES_CT_HEX, ECIES_PLAIN, 0x11},
-	{DONE_CT_HEX, DONE_PLAIN, 0x12},
-	{ERR_CT_HEX, ERR_PLAIN, 0x13},
+        {ECIES_CT_HEX, ECIES_PLAIN, 0x11},
+        {DONE_CT_HEX, DONE_PLAIN, 0x12},
+        {ERR_CT_HEX, ERR_PLAIN, 0x13},
 };
 
 static void test_rc_ecies__decrypts_vectors(void **state)
@@ -115,7 +115,7 @@ static void test_rc_ecies__decrypts_vectors(void **state)
 		uint8_t *ct = unhex(vecs[i].ct_hex, &n);
 		uint8_t out[512];
 		assert_int_equal(rc_ecies_decrypt(&f->user, ct, n, out, sizeof out, &got, NULL),
-				 RC_OK);
+		                 RC_OK);
 		assert_int_equal(got, strlen(vecs[i].plain));
 		assert_int_equal(n, got + RC_ECIES_OVERHEAD);
 		assert_memory_equal(out, vecs[i].plain, got);
@@ -143,17 +143,17 @@ static void test_rc_ecies__reencrypts_vectors_byte_exact(void **state)
 		eph_key(eph, vecs[i].eph_last);
 		size_t plen = strlen(vecs[i].plain);
 		assert_int_equal(rc_ecies_encrypt_fixed(f->user_pub, (const uint8_t *)vecs[i].plain,
-							plen, eph, IV, out, sizeof out, &got),
-				 RC_OK);
+		                                        plen, eph, IV, out, sizeof out, &got),
+		                 RC_OK);
 		assert_int_equal(got, n);
 		assert_memory_equal(out, want, n);
 		/* exactly enough room is enough; one byte less is not */
 		assert_int_equal(rc_ecies_encrypt_fixed(f->user_pub, (const uint8_t *)vecs[i].plain,
-							plen, eph, IV, out, n, &got),
-				 RC_OK);
+		                                        plen, eph, IV, out, n, &got),
+		                 RC_OK);
 		assert_int_equal(rc_ecies_encrypt_fixed(f->user_pub, (const uint8_t *)vecs[i].plain,
-							plen, eph, IV, out, n - 1, &got),
-				 RC_ERANGE);
+		                                        plen, eph, IV, out, n - 1, &got),
+		                 RC_ERANGE);
 		free(want);
 	}
 }
@@ -162,7 +162,7 @@ static void test_rc_ecies__random_round_trips(void **state)
 {
 	struct fixture *f = *state;
 	static uint8_t msg[4096], ct[4096 + RC_ECIES_OVERHEAD], ct2[4096 + RC_ECIES_OVERHEAD],
-		back[4096];
+	        back[4096];
 	for (size_t i = 0; i < sizeof msg; i++)
 		msg[i] = (uint8_t)(i * 131 + 7);
 	static const size_t lens[] = {0, 1, 15, 16, 17, 100, 1024, 4096};
@@ -171,11 +171,11 @@ static void test_rc_ecies__random_round_trips(void **state)
 		assert_int_equal(rc_ecies_encrypt(f->user_pub, msg, len, ct, sizeof ct, &n), RC_OK);
 		assert_int_equal(n, len + RC_ECIES_OVERHEAD);
 		assert_int_equal(rc_ecies_encrypt(f->user_pub, msg, len, ct2, sizeof ct2, &n2),
-				 RC_OK);
+		                 RC_OK);
 		/* fresh ephemeral key and IV each time */
 		assert_memory_not_equal(ct, ct2, 65 + 16);
 		assert_int_equal(rc_ecies_decrypt(&f->user, ct, n, back, sizeof back, &got, NULL),
-				 RC_OK);
+		                 RC_OK);
 		assert_int_equal(got, len);
 		if (len)
 			assert_memory_equal(back, msg, len);
@@ -248,7 +248,7 @@ static void test_rc_ecies__invalid_ephemeral_point(void **state)
 	for (size_t i = 0; i < sizeof prefixes; i++) {
 		ct[0] = prefixes[i];
 		assert_int_equal(rc_ecies_decrypt(&f->user, ct, n, out, sizeof out, &got, &ei),
-				 RC_EPARSE);
+		                 RC_EPARSE);
 		assert_string_equal(ei.text, "ephemeral key is not an uncompressed point");
 	}
 	ct[0] = 0x04;
@@ -271,10 +271,11 @@ static void test_rc_ecies__wrong_key_and_small_output(void **state)
 	assert_int_equal(rc_ecies_decrypt(&other, ct, n, out, sizeof out, &got, NULL), RC_ECRYPTO);
 	rc_secp_privkey_release(&other);
 	struct rc_errinfo ei;
-	assert_int_equal(rc_ecies_decrypt(&f->user, ct, n, out, n - RC_ECIES_OVERHEAD - 1, &got, &ei),
-			 RC_ERANGE);
+	assert_int_equal(
+	        rc_ecies_decrypt(&f->user, ct, n, out, n - RC_ECIES_OVERHEAD - 1, &got, &ei),
+	        RC_ERANGE);
 	assert_int_equal(rc_ecies_decrypt(&f->user, ct, n, out, n - RC_ECIES_OVERHEAD, &got, NULL),
-			 RC_OK);
+	                 RC_OK);
 	assert_int_equal(rc_ecies_decrypt(NULL, ct, n, out, sizeof out, &got, NULL), RC_EINVAL);
 	free(ct);
 }
@@ -287,37 +288,37 @@ static void test_rc_ecies__encrypt_rejects_bad_keys(void **state)
 	memcpy(pub, f->user_pub, 65);
 	pub[64] ^= 1; /* off the curve */
 	assert_int_equal(rc_ecies_encrypt(pub, (const uint8_t *)"x", 1, out, sizeof out, &n),
-			 RC_EINVAL);
+	                 RC_EINVAL);
 	memcpy(pub, f->user_pub, 65);
 	pub[0] = 0x02; /* compressed prefix on a 65-byte key */
 	assert_int_equal(rc_ecies_encrypt(pub, (const uint8_t *)"x", 1, out, sizeof out, &n),
-			 RC_EINVAL);
+	                 RC_EINVAL);
 	memset(eph, 0, sizeof eph); /* zero scalar */
 	assert_int_equal(rc_ecies_encrypt_fixed(f->user_pub, (const uint8_t *)"x", 1, eph, IV, out,
-						sizeof out, &n),
-			 RC_EINVAL);
+	                                        sizeof out, &n),
+	                 RC_EINVAL);
 	memset(eph, 0xff, sizeof eph); /* above the group order */
 	assert_int_equal(rc_ecies_encrypt_fixed(f->user_pub, (const uint8_t *)"x", 1, eph, IV, out,
-						sizeof out, &n),
-			 RC_EINVAL);
+	                                        sizeof out, &n),
+	                 RC_EINVAL);
 	assert_int_equal(rc_ecies_encrypt(f->user_pub, NULL, 5, out, sizeof out, &n), RC_EINVAL);
 	assert_int_equal(rc_ecies_encrypt(f->user_pub, NULL, SIZE_MAX, out, sizeof out, &n),
-			 RC_EINVAL);
+	                 RC_EINVAL);
 	assert_int_equal(rc_ecies_encrypt(f->user_pub, out, SIZE_MAX - 10, out, sizeof out, &n),
-			 RC_ERANGE);
+	                 RC_ERANGE);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rc_ecies__decrypts_vectors),
-		cmocka_unit_test(test_rc_ecies__reencrypts_vectors_byte_exact),
-		cmocka_unit_test(test_rc_ecies__random_round_trips),
-		cmocka_unit_test(test_rc_ecies__every_tampered_byte_rejected),
-		cmocka_unit_test(test_rc_ecies__every_truncation_rejected),
-		cmocka_unit_test(test_rc_ecies__invalid_ephemeral_point),
-		cmocka_unit_test(test_rc_ecies__wrong_key_and_small_output),
-		cmocka_unit_test(test_rc_ecies__encrypt_rejects_bad_keys),
+	        cmocka_unit_test(test_rc_ecies__decrypts_vectors),
+	        cmocka_unit_test(test_rc_ecies__reencrypts_vectors_byte_exact),
+	        cmocka_unit_test(test_rc_ecies__random_round_trips),
+	        cmocka_unit_test(test_rc_ecies__every_tampered_byte_rejected),
+	        cmocka_unit_test(test_rc_ecies__every_truncation_rejected),
+	        cmocka_unit_test(test_rc_ecies__invalid_ephemeral_point),
+	        cmocka_unit_test(test_rc_ecies__wrong_key_and_small_output),
+	        cmocka_unit_test(test_rc_ecies__encrypt_rejects_bad_keys),
 	};
 	return cmocka_run_group_tests_name("rc_ecies", tests, setup, teardown);
 }

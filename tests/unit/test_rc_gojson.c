@@ -23,52 +23,59 @@ struct esc_case {
 	const char *want;
 };
 
-#define C(in, want) {in, sizeof(in) - 1, want}
+#define C(in, want)                                                                                \
+	{                                                                                          \
+		in, sizeof(in) - 1, want                                                           \
+	}
 
 static const struct esc_case escape_cases[] = {
-	/* HTML-sensitive bytes */
-	C("a<b & c>d", "\"a\\u003cb \\u0026 c\\u003ed\""),
-	C("</script>&amp;", "\"\\u003c/script\\u003e\\u0026amp;\""),
-	/* JavaScript line terminators */
-	C("x\xe2\x80\xa8y\xe2\x80\xa9z", "\"x\\u2028y\\u2029z\""),
-	/* the neighbours of U+2028 are left alone */
-	C("\xe2\x80\xa7\xe2\x80\xaa", "\"\xe2\x80\xa7\xe2\x80\xaa\""),
-	/* short escapes, Go >= 1.22 includes \b and \f */
-	C("\b\f\n\r\t", "\"\\b\\f\\n\\r\\t\""),
-	/* NUL, other control bytes in lowercase hex; DEL verbatim */
-	C("\x00\x01\x0b\x1a\x1f\x7f", "\"\\u0000\\u0001\\u000b\\u001a\\u001f\x7f\""),
-	C("say \"hi\" \\ /path", "\"say \\\"hi\\\" \\\\ /path\""),
-	/* valid multi-byte UTF-8 verbatim: 2, 3 and 4 bytes, and a literal U+FFFD */
-	C("emoji \xf0\x9f\x98\x80 \xc3\xa9 \xe4\xb8\xad \xef\xbf\xbd",
-	  "\"emoji \xf0\x9f\x98\x80 \xc3\xa9 \xe4\xb8\xad \xef\xbf\xbd\""),
-	/* largest code point U+10FFFF is valid */
-	C("\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""),
-	C("", "\"\""),
-	/* invalid UTF-8: lone continuation bytes */
-	C("a\x80" "b\xbf", "\"a\\ufffdb\\ufffd\""),
-	/* overlong encodings: C0/C1 never start a sequence; E0 80.., F0 80.. */
-	C("\xc0\x80", "\"\\ufffd\\ufffd\""),
-	C("\xc1\xbf", "\"\\ufffd\\ufffd\""),
-	C("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""),
-	C("\xf0\x8f\xbf\xbf", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""),
-	/* UTF-16 surrogates encoded in UTF-8 (U+D800, U+DFFF) */
-	C("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""),
-	C("\xed\xbf\xbf", "\"\\ufffd\\ufffd\\ufffd\""),
-	/* U+D7FF, just below the surrogates, is valid */
-	C("\xed\x9f\xbf", "\"\xed\x9f\xbf\""),
-	/* above U+10FFFF, and bytes that can never appear */
-	C("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""),
-	C("\xf5\xfe\xff", "\"\\ufffd\\ufffd\\ufffd\""),
-	/* truncated multi-byte sequences: at the end, and followed by ASCII */
-	C("\xe2\x82", "\"\\ufffd\\ufffd\""),
-	C("\xe2\x82" "A", "\"\\ufffd\\ufffdA\""),
-	C("\xf0\x9f\x98", "\"\\ufffd\\ufffd\\ufffd\""),
-	C("\xf0\x9f\x98<", "\"\\ufffd\\ufffd\\ufffd\\u003c\""),
-	C("\xc3", "\"\\ufffd\""),
-	/* a bad byte right before a valid sequence does not swallow it */
-	C("\xc3\xc3\xa9", "\"\\ufffd\xc3\xa9\""),
-	/* truncated U+2028 is two replacement characters, not an escape */
-	C("\xe2\x80", "\"\\ufffd\\ufffd\""),
+        /* HTML-sensitive bytes */
+        C("a<b & c>d", "\"a\\u003cb \\u0026 c\\u003ed\""),
+        C("</script>&amp;", "\"\\u003c/script\\u003e\\u0026amp;\""),
+        /* JavaScript line terminators */
+        C("x\xe2\x80\xa8y\xe2\x80\xa9z", "\"x\\u2028y\\u2029z\""),
+        /* the neighbours of U+2028 are left alone */
+        C("\xe2\x80\xa7\xe2\x80\xaa", "\"\xe2\x80\xa7\xe2\x80\xaa\""),
+        /* short escapes, Go >= 1.22 includes \b and \f */
+        C("\b\f\n\r\t", "\"\\b\\f\\n\\r\\t\""),
+        /* NUL, other control bytes in lowercase hex; DEL verbatim */
+        C("\x00\x01\x0b\x1a\x1f\x7f", "\"\\u0000\\u0001\\u000b\\u001a\\u001f\x7f\""),
+        C("say \"hi\" \\ /path", "\"say \\\"hi\\\" \\\\ /path\""),
+        /* valid multi-byte UTF-8 verbatim: 2, 3 and 4 bytes, and a literal U+FFFD */
+        C("emoji \xf0\x9f\x98\x80 \xc3\xa9 \xe4\xb8\xad \xef\xbf\xbd",
+          "\"emoji \xf0\x9f\x98\x80 \xc3\xa9 \xe4\xb8\xad \xef\xbf\xbd\""),
+        /* largest code point U+10FFFF is valid */
+        C("\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""),
+        C("", "\"\""),
+        /* invalid UTF-8: lone continuation bytes */
+        C("a\x80"
+          "b\xbf",
+          "\"a\\ufffdb\\ufffd\""),
+        /* overlong encodings: C0/C1 never start a sequence; E0 80.., F0 80.. */
+        C("\xc0\x80", "\"\\ufffd\\ufffd\""),
+        C("\xc1\xbf", "\"\\ufffd\\ufffd\""),
+        C("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""),
+        C("\xf0\x8f\xbf\xbf", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""),
+        /* UTF-16 surrogates encoded in UTF-8 (U+D800, U+DFFF) */
+        C("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""),
+        C("\xed\xbf\xbf", "\"\\ufffd\\ufffd\\ufffd\""),
+        /* U+D7FF, just below the surrogates, is valid */
+        C("\xed\x9f\xbf", "\"\xed\x9f\xbf\""),
+        /* above U+10FFFF, and bytes that can never appear */
+        C("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""),
+        C("\xf5\xfe\xff", "\"\\ufffd\\ufffd\\ufffd\""),
+        /* truncated multi-byte sequences: at the end, and followed by ASCII */
+        C("\xe2\x82", "\"\\ufffd\\ufffd\""),
+        C("\xe2\x82"
+          "A",
+          "\"\\ufffd\\ufffdA\""),
+        C("\xf0\x9f\x98", "\"\\ufffd\\ufffd\\ufffd\""),
+        C("\xf0\x9f\x98<", "\"\\ufffd\\ufffd\\ufffd\\u003c\""),
+        C("\xc3", "\"\\ufffd\""),
+        /* a bad byte right before a valid sequence does not swallow it */
+        C("\xc3\xc3\xa9", "\"\\ufffd\xc3\xa9\""),
+        /* truncated U+2028 is two replacement characters, not an escape */
+        C("\xe2\x80", "\"\\ufffd\\ufffd\""),
 };
 
 static void test_rc_gojson__escapes_like_go(void **state)
@@ -87,15 +94,16 @@ static void test_rc_gojson__escapes_like_go(void **state)
 
 /* §2.9.2 ESCAPE: the decoded prompt string and the Go receiver's re-serialization of it. */
 static const char escape_msg[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a<b & c>d "
-				 "\xc3\xa9\xe2\x80\xa8x\n\"}],\"stream\":true}";
+                                 "\xc3\xa9\xe2\x80\xa8x\n\"}],\"stream\":true}";
 static const char escape_signed[] =
-	"{\"sessionid\":\"0x266cda2d5d32f8441832085391c68dc8e788c9235cee5d46ae47b57e75f1c4b8\","
-	"\"message\":\"{\\\"messages\\\":[{\\\"role\\\":\\\"user\\\",\\\"content\\\":\\\"a\\u003cb "
-	"\\u0026 c\\u003ed \xc3\xa9\\u2028x\\n\\\"}],\\\"stream\\\":true}\",\"timestamp\":"
-	"1735689700000}";
-static const uint8_t session_id[32] = {
-	0x26, 0x6c, 0xda, 0x2d, 0x5d, 0x32, 0xf8, 0x44, 0x18, 0x32, 0x08, 0x53, 0x91, 0xc6, 0x8d, 0xc8,
-	0xe7, 0x88, 0xc9, 0x23, 0x5c, 0xee, 0x5d, 0x46, 0xae, 0x47, 0xb5, 0x7e, 0x75, 0xf1, 0xc4, 0xb8};
+        "{\"sessionid\":\"0x266cda2d5d32f8441832085391c68dc8e788c9235cee5d46ae47b57e75f1c4b8\","
+        "\"message\":\"{\\\"messages\\\":[{\\\"role\\\":\\\"user\\\",\\\"content\\\":\\\"a\\u003cb "
+        "\\u0026 c\\u003ed \xc3\xa9\\u2028x\\n\\\"}],\\\"stream\\\":true}\",\"timestamp\":"
+        "1735689700000}";
+static const uint8_t session_id[32] = {0x26, 0x6c, 0xda, 0x2d, 0x5d, 0x32, 0xf8, 0x44,
+                                       0x18, 0x32, 0x08, 0x53, 0x91, 0xc6, 0x8d, 0xc8,
+                                       0xe7, 0x88, 0xc9, 0x23, 0x5c, 0xee, 0x5d, 0x46,
+                                       0xae, 0x47, 0xb5, 0x7e, 0x75, 0xf1, 0xc4, 0xb8};
 
 static void test_rc_gojson__writer_reproduces_escape_vector(void **state)
 {
@@ -137,9 +145,9 @@ static void test_rc_gojson__writer_nests_and_separates(void **state)
 	rc_gojson_w_end(&w);
 	assert_int_equal(rc_gojson_w_finish(&w), RC_OK);
 	assert_string_equal(b.ptr, "{\"message\":\"m\",\"code\":400,\"data\":{\"timestamp\":0,"
-				   "\"signature\":\"0x\"},\"result\":null,\"h\":\"00ff\","
-				   "\"neg\":-9223372036854775808,\"max\":18446744073709551615,"
-				   "\"empty\":{}}");
+	                           "\"signature\":\"0x\"},\"result\":null,\"h\":\"00ff\","
+	                           "\"neg\":-9223372036854775808,\"max\":18446744073709551615,"
+	                           "\"empty\":{}}");
 	rc_buf_release(&b);
 }
 
@@ -203,7 +211,7 @@ static void test_rc_gojson__random_bytes_give_valid_json(void **state)
 			assert_true(c >= 0x20 && c != '<' && c != '>' && c != '&');
 			if (i + 2 < b.len && c == 0xe2 && (uint8_t)b.ptr[i + 1] == 0x80)
 				assert_true((uint8_t)b.ptr[i + 2] != 0xa8 &&
-					    (uint8_t)b.ptr[i + 2] != 0xa9);
+				            (uint8_t)b.ptr[i + 2] != 0xa9);
 		}
 		json_error_t je;
 		json_t *j = json_loadb(b.ptr, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
@@ -240,12 +248,12 @@ static void test_rc_gojson__appends_after_existing_content(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rc_gojson__escapes_like_go),
-		cmocka_unit_test(test_rc_gojson__writer_reproduces_escape_vector),
-		cmocka_unit_test(test_rc_gojson__writer_nests_and_separates),
-		cmocka_unit_test(test_rc_gojson__writer_rejects_misuse),
-		cmocka_unit_test(test_rc_gojson__random_bytes_give_valid_json),
-		cmocka_unit_test(test_rc_gojson__appends_after_existing_content),
+	        cmocka_unit_test(test_rc_gojson__escapes_like_go),
+	        cmocka_unit_test(test_rc_gojson__writer_reproduces_escape_vector),
+	        cmocka_unit_test(test_rc_gojson__writer_nests_and_separates),
+	        cmocka_unit_test(test_rc_gojson__writer_rejects_misuse),
+	        cmocka_unit_test(test_rc_gojson__random_bytes_give_valid_json),
+	        cmocka_unit_test(test_rc_gojson__appends_after_existing_content),
 	};
 	return cmocka_run_group_tests_name("rc_gojson", tests, NULL, NULL);
 }

@@ -26,7 +26,10 @@ struct rc_buf {
 	size_t cap; /* bytes allocated, including room for the trailing NUL */
 };
 
-#define RC_BUF_INIT {NULL, 0, 0}
+#define RC_BUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 /* Set *b to the empty state. Does not free: use on fresh memory only. */
 void rc_buf_init(struct rc_buf *b);

@@ -37,7 +37,7 @@
  * or libsecp256k1 failed).
  */
 int rc_ecies_encrypt(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *msg, size_t len,
-		     uint8_t *out, size_t out_cap, size_t *out_len);
+                     uint8_t *out, size_t out_cap, size_t *out_len);
 
 /*
  * As rc_ecies_encrypt() with a caller-chosen ephemeral private key (32 bytes big-endian) and IV:
@@ -45,8 +45,8 @@ int rc_ecies_encrypt(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *msg, si
  * code must call rc_ecies_encrypt(). Extra error: RC_EINVAL when eph is not a valid scalar.
  */
 int rc_ecies_encrypt_fixed(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *msg, size_t len,
-			   const uint8_t eph[32], const uint8_t iv[RC_ECIES_IV_LEN], uint8_t *out,
-			   size_t out_cap, size_t *out_len);
+                           const uint8_t eph[32], const uint8_t iv[RC_ECIES_IV_LEN], uint8_t *out,
+                           size_t out_cap, size_t *out_len);
 
 /*
  * Decrypt blob (blob_len bytes) with the recipient's private key k. Writes
@@ -62,6 +62,6 @@ int rc_ecies_encrypt_fixed(const uint8_t pub[RC_ECIES_PUB_LEN], const uint8_t *m
  * err (optional) gets the offset of the offending part in blob and a short text.
  */
 int rc_ecies_decrypt(const struct rc_secp_privkey *k, const uint8_t *blob, size_t blob_len,
-		     uint8_t *out, size_t out_cap, size_t *out_len, struct rc_errinfo *err);
+                     uint8_t *out, size_t out_cap, size_t *out_len, struct rc_errinfo *err);
 
 #endif

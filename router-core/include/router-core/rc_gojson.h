@@ -57,13 +57,15 @@ void rc_gojson_w_begin(struct rc_gojson_w *w, const char *key);
 /* Close the innermost object: `}`. */
 void rc_gojson_w_end(struct rc_gojson_w *w);
 
-/* `"key":"<escaped s>"`: a Go string (also used for lib.BigInt, which marshals as a decimal string). */
+/* `"key":"<escaped s>"`: a Go string (also used for lib.BigInt, which marshals as a decimal
+ * string). */
 void rc_gojson_w_str(struct rc_gojson_w *w, const char *key, const char *s, size_t n);
 
 /* `"key":"0x<lowercase hex>"`: lib.HexString, common.Address, common.Hash. Empty gives "0x". */
 void rc_gojson_w_hex0x(struct rc_gojson_w *w, const char *key, const uint8_t *b, size_t n);
 
-/* `"key":"<lowercase hex>"` with no prefix: a Go string holding hex.EncodeToString (ECIES blobs). */
+/* `"key":"<lowercase hex>"` with no prefix: a Go string holding hex.EncodeToString (ECIES blobs).
+ */
 void rc_gojson_w_hex(struct rc_gojson_w *w, const char *key, const uint8_t *b, size_t n);
 
 /* `"key":<decimal>`: uint64 / uint32. */

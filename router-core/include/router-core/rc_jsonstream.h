@@ -37,18 +37,18 @@
 
 struct rc_jsonstream {
 	/* private */
-	struct rc_buf part;  /* bytes of a value that started in an earlier feed */
-	size_t max_value;    /* longest value accepted, in bytes */
-	size_t vlen;         /* bytes of the current value seen so far */
-	uint64_t offset;     /* stream offset of the next byte to examine */
+	struct rc_buf part; /* bytes of a value that started in an earlier feed */
+	size_t max_value;   /* longest value accepted, in bytes */
+	size_t vlen;        /* bytes of the current value seen so far */
+	uint64_t offset;    /* stream offset of the next byte to examine */
 	unsigned max_depth;
 	unsigned depth;
 	int state;
-	int err;             /* sticky error, RC_OK while healthy */
-	uint8_t lit_pos;     /* position inside true/false/null */
+	int err;         /* sticky error, RC_OK while healthy */
+	uint8_t lit_pos; /* position inside true/false/null */
 	uint8_t lit_which;
-	uint8_t returned;    /* the last call handed out `part` */
-	uint8_t str_key;     /* the string being scanned is an object key */
+	uint8_t returned; /* the last call handed out `part` */
+	uint8_t str_key;  /* the string being scanned is an object key */
 	uint64_t kinds[RC_JSONSTREAM_DEPTH_LIMIT / 64]; /* bit d: level d is an object */
 	struct rc_errinfo errinfo;
 };
@@ -77,7 +77,7 @@ void rc_jsonstream_release(struct rc_jsonstream *js);
  * arguments). On error *consumed says how far examination got.
  */
 int rc_jsonstream_feed(struct rc_jsonstream *js, const char *data, size_t len, size_t *consumed,
-		       struct rc_str *value, struct rc_errinfo *err);
+                       struct rc_str *value, struct rc_errinfo *err);
 
 /*
  * The peer closed the stream. If a top-level number was pending, it is complete now and goes to

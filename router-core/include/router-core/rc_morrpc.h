@@ -75,9 +75,9 @@ struct rc_morrpc_body {
 	union {
 		struct {
 			uint8_t nonce[RC_MORRPC_NONCE_MAX];
-			uint8_t nonce_len; /* 1..RC_MORRPC_NONCE_MAX */
+			uint8_t nonce_len;     /* 1..RC_MORRPC_NONCE_MAX */
 			struct rc_str version; /* PONG_RES only; empty is omitted */
-		} ping; /* PING_REQ and PONG_RES */
+		} ping;                        /* PING_REQ and PONG_RES */
 		struct {
 			uint8_t user[RC_SECP_ADDR_LEN];
 			uint8_t key[RC_SECP_PUBKEY_LEN]; /* consumer's uncompressed pubkey */
@@ -128,11 +128,11 @@ struct rc_morrpc_body {
 struct rc_morrpc_msg {
 	json_t *root;
 	struct rc_str id;
-	struct rc_str method;  /* requests */
+	struct rc_str method;     /* requests */
 	enum rc_morrpc_type type; /* requests: from method (RC_MORRPC_NONE if unknown) */
-	const json_t *params;  /* requests: the params object */
-	const json_t *result;  /* responses: NULL when null or absent */
-	const json_t *error;   /* responses: NULL when null or absent */
+	const json_t *params;     /* requests: the params object */
+	const json_t *result;     /* responses: NULL when null or absent */
+	const json_t *error;      /* responses: NULL when null or absent */
 };
 
 /*
@@ -143,12 +143,12 @@ struct rc_morrpc_msg {
  * On failure *m is released.
  */
 int rc_morrpc_parse_request(struct rc_morrpc_msg *m, const char *json, size_t len,
-			    struct rc_errinfo *err);
+                            struct rc_errinfo *err);
 
 /* As rc_morrpc_parse_request() for a response envelope; RC_EPROTO also when it has neither an
  * object result nor an error object. */
 int rc_morrpc_parse_response(struct rc_morrpc_msg *m, const char *json, size_t len,
-			     struct rc_errinfo *err);
+                             struct rc_errinfo *err);
 
 /* Drop the parsed document. NULL and released messages are fine. */
 void rc_morrpc_msg_release(struct rc_morrpc_msg *m);
@@ -170,7 +170,7 @@ const char *rc_morrpc_method_name(enum rc_morrpc_type type);
  * field) or RC_EINVAL (type not decodable). The offset in err is 0: jansson keeps no positions.
  */
 int rc_morrpc_decode(struct rc_morrpc_body *b, enum rc_morrpc_type type, const json_t *obj,
-		     struct rc_errinfo *err);
+                     struct rc_errinfo *err);
 
 /* ---- canonical bytes, signatures, wire ------------------------------------------------------ */
 
@@ -188,7 +188,7 @@ int rc_morrpc_signed_bytes(const struct rc_morrpc_body *b, struct rc_buf *out);
  * RC_OK, RC_EINVAL, RC_ENOMEM or RC_ECRYPTO.
  */
 int rc_morrpc_sign(struct rc_morrpc_body *b, const struct rc_secp_privkey *k,
-		   struct rc_buf *scratch);
+                   struct rc_buf *scratch);
 
 /*
  * Verify b's signature against the 65-byte public key pub, as the reference's VerifySignature:
@@ -196,14 +196,14 @@ int rc_morrpc_sign(struct rc_morrpc_body *b, const struct rc_secp_privkey *k,
  * not by pub), RC_EINVAL or RC_ENOMEM. scratch as for rc_morrpc_sign().
  */
 int rc_morrpc_verify(const struct rc_morrpc_body *b, const uint8_t pub[RC_SECP_PUBKEY_LEN],
-		     struct rc_buf *scratch);
+                     struct rc_buf *scratch);
 
 /*
  * Verify by address recovery, as the reference checks a PONG_RES against the provider's
  * on-chain address (VerifySignatureAddr: v must be 0..3, so 27/28 fail). Same returns.
  */
 int rc_morrpc_verify_address(const struct rc_morrpc_body *b, const uint8_t addr[RC_SECP_ADDR_LEN],
-			     struct rc_buf *scratch);
+                             struct rc_buf *scratch);
 
 /*
  * Append the wire form of a request, {"id":...,"method":...,"params":{...}}, to out (no trailing
@@ -216,8 +216,7 @@ int rc_morrpc_encode_request(const struct rc_morrpc_body *b, struct rc_str id, s
  * Append the wire form of a response to out: {"id":...,"result":{...}} for result types, or
  * {"id":...,"result":null,"error":{...}} for ERROR. RC_OK, RC_EINVAL or RC_ENOMEM.
  */
-int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id,
-			      struct rc_buf *out);
+int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id, struct rc_buf *out);
 
 /* ---- per-chunk helpers (the hot path) ------------------------------------------------------- */
 
@@ -230,18 +229,18 @@ int rc_morrpc_encode_response(const struct rc_morrpc_body *b, struct rc_str id,
  * RC_OK, RC_EINVAL (user_pub invalid), RC_ENOMEM or RC_ECRYPTO.
  */
 int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
-			 const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
-			 size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
-			 const uint8_t *eph, const uint8_t *iv);
+                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
+                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
+                         const uint8_t *eph, const uint8_t *iv);
 
 /*
  * Provider: as rc_morrpc_seal_chunk() for a signed, encrypted backend error (§2.5.4): the
  * plaintext is encrypted into error.message, code 400, and the error is signed.
  */
 int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
-			 const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
-			 size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
-			 const uint8_t *eph, const uint8_t *iv);
+                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
+                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
+                         const uint8_t *eph, const uint8_t *iv);
 
 /*
  * Consumer: open one streamed response of a session.prompt. m is a parsed response; scratch is
@@ -252,9 +251,10 @@ int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_s
  * Returns RC_OK, RC_EPROTO (malformed body or hex), RC_ECRYPTO (bad signature or MAC),
  * RC_ETRUNC/RC_EPARSE (bad ECIES blob) or RC_ENOMEM.
  */
-int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m, const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
-			 const struct rc_secp_privkey *user, struct rc_buf *scratch,
-			 struct rc_buf *plain, struct rc_morrpc_body *b, struct rc_errinfo *err);
+int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m,
+                         const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
+                         const struct rc_secp_privkey *user, struct rc_buf *scratch,
+                         struct rc_buf *plain, struct rc_morrpc_body *b, struct rc_errinfo *err);
 
 /* True when a decrypted chunk is the end-of-stream marker, the 8-byte JSON string "[DONE]". */
 int rc_morrpc_is_done(struct rc_str plain);
