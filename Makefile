@@ -28,7 +28,7 @@ include mk/flags.mk
 KS_SRC := $(wildcard keystore/src/*.c)
 RC_SRC := $(wildcard router-core/src/*.c)
 CTL_SRC := $(wildcard keystore/ctl/*.c)
-SUPPORT_SRC := $(wildcard tests/support/*.c)
+SUPPORT_SRC := $(filter-out tests/support/bin_%.c,$(wildcard tests/support/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)

@@ -144,23 +144,20 @@ int ks_usage_record(struct ks_store *ks, const char *key_id, const char *model, 
 	return rc;
 }
 
+/* Append without looking for the id: the flush's UPDATE keeps the latest time whatever the
+ * order, so duplicates are harmless, and a scan per note would make big flushes quadratic. */
 static void lu_add_locked(struct ks_usage_buf *u, const char *id, int64_t t)
 {
-	for (size_t i = 0; i < u->nlu; i++)
-		if (memcmp(u->lu[i].id, id, KS_KEY_ID_LEN) == 0) {
-			if (t > u->lu[i].t)
-				u->lu[i].t = t;
-			return;
-		}
 	if (u->nlu == u->caplu) {
 		size_t cap = u->caplu ? u->caplu * 2 : 64;
-		struct lu *n = realloc(u->lu, cap * sizeof *n);
+		struct lu *n = cap > MAX_PENDING ? NULL : realloc(u->lu, cap * sizeof *n);
 		if (!n)
 			return; /* a last-used time is advisory: dropping one is acceptable */
 		u->lu = n;
 		u->caplu = cap;
 	}
-	memcpy(u->lu[u->nlu].id, id, KS_KEY_ID_LEN + 1);
+	memcpy(u->lu[u->nlu].id, id, KS_KEY_ID_LEN);
+	u->lu[u->nlu].id[KS_KEY_ID_LEN] = '\0';
 	u->lu[u->nlu++].t = t;
 }
 

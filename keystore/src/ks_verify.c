@@ -25,7 +25,7 @@
 
 #include "ks_internal.h"
 
-#define NSHARDS 64
+#define NSHARDS 64 /* a power of two: h % NSHARDS is the low 6 bits */
 
 struct ks_centry {
 	struct ks_centry *next;
@@ -46,13 +46,14 @@ struct ks_centry {
 	char models[]; /* models_len + 1 bytes */
 };
 
+/* Each shard on cache lines of its own: a reader's lock word must not share a line with a
+ * neighbour's, or two cores verifying different keys would bounce it between them. */
 struct ks_shard {
-	pthread_rwlock_t lock;
+	_Alignas(64) pthread_rwlock_t lock;
 	struct ks_centry **buckets;
 	unsigned mask;
 	unsigned count;
 	unsigned evict_cursor;
-	char pad[64 - sizeof(pthread_rwlock_t) % 64]; /* keep hot locks on separate lines */
 };
 
 static int64_t mono_ms(void)
@@ -83,6 +84,13 @@ static uint64_t hash_id(const struct ks_store *ks, const char *id)
 	return h;
 }
 
+/* The low bits pick the shard (h % NSHARDS); the bucket must use other bits, or every entry of
+ * a shard would crowd into 1/NSHARDS of its buckets. */
+static unsigned bucket_of(const struct ks_shard *s, uint64_t h)
+{
+	return (unsigned)(h >> 6) & s->mask;
+}
+
 int ks_cache_init(struct ks_store *ks, unsigned entries)
 {
 	unsigned per = entries / NSHARDS + 1, nb = 16;
@@ -92,9 +100,10 @@ int ks_cache_init(struct ks_store *ks, unsigned entries)
 	randombytes_buf(&ks->hash_seed, sizeof ks->hash_seed);
 	atomic_init(&ks->epoch, 1);
 	atomic_init(&ks->last_poll_ms, INT64_MIN / 2);
-	ks->shards = calloc(NSHARDS, sizeof *ks->shards);
+	ks->shards = aligned_alloc(64, NSHARDS * sizeof *ks->shards);
 	if (!ks->shards)
 		return KS_ENOMEM;
+	memset(ks->shards, 0, NSHARDS * sizeof *ks->shards);
 	for (int i = 0; i < NSHARDS; i++) {
 		pthread_rwlock_init(&ks->shards[i].lock, NULL);
 		ks->shards[i].buckets = calloc(nb, sizeof(struct ks_centry *));
@@ -339,7 +348,7 @@ static void touch(struct ks_centry *e, int64_t now)
 /* Insert e (replacing any entry for the same id), evicting to stay under the shard's cap. */
 static void insert(struct ks_store *ks, struct ks_shard *s, struct ks_centry *e)
 {
-	struct ks_centry **pp = &s->buckets[e->h & s->mask];
+	struct ks_centry **pp = &s->buckets[bucket_of(s, e->h)];
 	for (struct ks_centry **q = pp; *q; q = &(*q)->next) {
 		if ((*q)->h == e->h && memcmp((*q)->id, e->id, KS_KEY_ID_LEN) == 0) {
 			struct ks_centry *old = *q;
@@ -381,14 +390,12 @@ int ks_key_verify(struct ks_store *ks, const char *key, size_t len, struct ks_ke
 	uint8_t mac[32];
 	ks_hmac(&ks->hmac, pk.secret, KS_SECRET_LEN, mac);
 	uint64_t h = hash_id(ks, pk.id);
-	if (neg_hit(ks, h, epoch))
-		return KS_EUNKNOWN;
 	struct ks_shard *s = &ks->shards[h % NSHARDS];
 	int64_t now = wall_s();
 	int rc = 1;
 
 	pthread_rwlock_rdlock(&s->lock);
-	for (struct ks_centry *e = s->buckets[h & s->mask]; e; e = e->next) {
+	for (struct ks_centry *e = s->buckets[bucket_of(s, h)]; e; e = e->next) {
 		if (e->h == h && e->epoch == epoch && memcmp(e->id, pk.id, KS_KEY_ID_LEN) == 0) {
 			rc = judge(e, mac, now);
 			if (rc == KS_OK) {
@@ -403,6 +410,9 @@ int ks_key_verify(struct ks_store *ks, const char *key, size_t len, struct ks_ke
 	pthread_rwlock_unlock(&s->lock);
 	if (rc != 1)
 		return rc;
+	/* Only now the negative cache: a hit on a real key never pays for its cache line. */
+	if (neg_hit(ks, h, epoch))
+		return KS_EUNKNOWN;
 
 	struct ks_centry *e = NULL;
 	rc = load(ks, pk.id, h, epoch, &e);
