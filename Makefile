@@ -28,6 +28,10 @@ include mk/flags.mk
 KS_SRC := $(wildcard keystore/src/*.c)
 RC_SRC := $(wildcard router-core/src/*.c)
 CTL_SRC := $(wildcard keystore/ctl/*.c)
+GW_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
+GW_MAIN := $(wildcard gateway/main.c)
+PV_SRC := $(filter-out provider/main.c,$(wildcard provider/*.c))
+PV_MAIN := $(wildcard provider/main.c)
 SUPPORT_SRC := $(filter-out tests/support/bin_%.c,$(wildcard tests/support/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -39,11 +43,17 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 KS_OBJ := $(call obj,$(KS_SRC)) $(B)/obj/gen/ks_migrations.o
 RC_OBJ := $(call obj,$(RC_SRC))
 CTL_OBJ := $(call obj,$(CTL_SRC))
+GW_OBJ := $(call obj,$(GW_SRC))
+PV_OBJ := $(call obj,$(PV_SRC))
 SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
 
 LIBKS := $(B)/lib/libkeystore.a
 LIBRC := $(B)/lib/librouter-core.a
+LIBGW := $(B)/lib/libgateway.a
+LIBPV := $(B)/lib/libprovider.a
 MORGATECTL := $(B)/bin/morgatectl
+MORGATE := $(B)/bin/morgate
+MORGATE_PROVIDER := $(B)/bin/morgate-provider
 
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 FUZZ_REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/replay_%,$(FUZZ_SRC))
@@ -51,8 +61,8 @@ FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 BENCH_BIN := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 SUPPORT_BIN := $(patsubst tests/support/bin_%.c,$(B)/tests/%,$(wildcard tests/support/bin_*.c))
 
-BINS := $(MORGATECTL)
-INCLUDES := -Ikeystore/include -Irouter-core/include -Itests/support -I$(B)/gen
+BINS := $(MORGATECTL) $(if $(GW_MAIN),$(MORGATE)) $(if $(PV_MAIN),$(MORGATE_PROVIDER))
+INCLUDES := -Ikeystore/include -Irouter-core/include -Igateway -Iprovider -Itests/support -I$(B)/gen
 
 # ---- top-level targets --------------------------------------------------------------------------
 .PHONY: all deps test asan check fuzz fuzz-smoke bench run lint format format-check install clean \
@@ -126,11 +136,30 @@ $(LIBRC): $(RC_OBJ)
 	@rm -f $@
 	$(Q)$(AR) rcs $@ $^
 
-LINK_LIBS := $(LIBKS) $(LIBRC)
+$(LIBGW): $(GW_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+$(LIBPV): $(PV_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+# Order matters for static libraries: users before what they use.
+LINK_LIBS := $(LIBGW) $(LIBPV) $(LIBKS) $(LIBRC)
 
 $(MORGATECTL): $(CTL_OBJ) $(LINK_LIBS)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(CTL_OBJ) $(LINK_LIBS) $(LDLIBS)
+
+$(MORGATE): $(B)/obj/gateway/main.o $(LINK_LIBS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+$(MORGATE_PROVIDER): $(B)/obj/provider/main.o $(LINK_LIBS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 # router-core tests, fuzzers and benchmarks link router-core alone, so the library is testable on
 # its own (and builds while another library is mid-change).
