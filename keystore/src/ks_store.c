@@ -773,6 +773,31 @@ static int tenant_get_locked(struct ks_store *ks, const char *name, struct ks_te
 	return rc;
 }
 
+/*
+ * Admin writes: txn_begin() takes the admin lock and opens a BEGIN IMMEDIATE transaction (the
+ * write lock up front, waiting out the busy timeout); txn_end() commits when rc is KS_OK and
+ * rolls back otherwise, invalidates this process's cache after a commit, drops the lock and
+ * returns the final code. Every mutation is one txn_begin ... txn_end pair, whatever happens
+ * in between, so nothing is ever half-written.
+ */
+static int txn_begin(struct ks_store *ks, struct ks_err *err)
+{
+	pthread_mutex_lock(&ks->admin_mu);
+	return ks_begin(ks, err);
+}
+
+static int txn_end(struct ks_store *ks, int rc, struct ks_err *err)
+{
+	if (rc == KS_OK)
+		rc = ks_commit(ks, err);
+	else
+		ks_rollback(ks);
+	if (rc == KS_OK)
+		own_write_done(ks);
+	pthread_mutex_unlock(&ks->admin_mu);
+	return rc;
+}
+
 /* Just the id, by the unique index: the key-creation path must not count a tenant's keys. */
 static int tenant_id_locked(struct ks_store *ks, const char *name, int64_t *id, struct ks_err *err)
 {
@@ -856,9 +881,8 @@ int ks_tenant_create(struct ks_store *ks, const char *name, const struct ks_limi
 		rc = ks_validate_limits(limits, ~0u, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
-	if ((rc = ks_begin(ks, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK)
 		goto out;
 	int64_t existing;
 	if (tenant_id_locked(ks, name, &existing, NULL) == KS_OK) {
@@ -884,15 +908,9 @@ int ks_tenant_create(struct ks_store *ks, const char *name, const struct ks_limi
 		goto out;
 	if (out && (rc = tenant_get_locked(ks, name, out, err)) != KS_OK)
 		goto out;
-	rc = ks_commit(ks, err);
 out:
 	sqlite3_finalize(st);
-	if (rc != KS_OK)
-		ks_rollback(ks);
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
-	return rc;
+	return txn_end(ks, rc, err);
 }
 
 int ks_tenant_update(struct ks_store *ks, const char *name, const struct ks_limits *limits,
@@ -903,10 +921,9 @@ int ks_tenant_update(struct ks_store *ks, const char *name, const struct ks_limi
 		rc = ks_validate_limits(limits, mask, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	int changes = 0;
-	if ((rc = ks_begin(ks, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK)
 		goto out;
 	/* "keep" is expressed in SQL so one statement serves every combination of fields. */
 	rc = prepare(ks,
@@ -936,15 +953,9 @@ int ks_tenant_update(struct ks_store *ks, const char *name, const struct ks_limi
 		rc = KS_ENOTFOUND;
 		goto out;
 	}
-	rc = ks_commit(ks, err);
 out:
 	sqlite3_finalize(st);
-	if (rc != KS_OK)
-		ks_rollback(ks);
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
-	return rc;
+	return txn_end(ks, rc, err);
 }
 
 int ks_tenant_set_disabled(struct ks_store *ks, const char *name, int disabled, struct ks_err *err)
@@ -952,10 +963,9 @@ int ks_tenant_set_disabled(struct ks_store *ks, const char *name, int disabled, 
 	int rc = ks_validate_tenant_name(name, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	int changes = 0;
-	if ((rc = ks_begin(ks, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK)
 		goto out;
 	rc = prepare(ks, "UPDATE tenants SET status = ?2, updated_at = ?3 WHERE name = ?1", &st, err);
 	if (rc != KS_OK)
@@ -970,15 +980,9 @@ int ks_tenant_set_disabled(struct ks_store *ks, const char *name, int disabled, 
 		rc = KS_ENOTFOUND;
 		goto out;
 	}
-	rc = ks_commit(ks, err);
 out:
 	sqlite3_finalize(st);
-	if (rc != KS_OK)
-		ks_rollback(ks);
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
-	return rc;
+	return txn_end(ks, rc, err);
 }
 
 /* ---- keys ---- */
@@ -1129,11 +1133,10 @@ int ks_key_create(struct ks_store *ks, const struct ks_key_spec *spec,
 		rc = validate_spec(spec, all, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	int64_t tenant_id = 0;
 	uint8_t hash[32];
-	if ((rc = ks_begin(ks, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK)
 		goto out;
 	if ((rc = tenant_id_locked(ks, spec->tenant, &tenant_id, err)) != KS_OK)
 		goto out;
@@ -1178,17 +1181,12 @@ int ks_key_create(struct ks_store *ks, const struct ks_key_spec *spec,
 	id[KS_KEY_ID_LEN] = '\0';
 	if (out && (rc = key_get_locked(ks, id, out, err)) != KS_OK)
 		goto out;
-	rc = ks_commit(ks, err);
 out:
 	sodium_memzero(hash, sizeof hash);
 	sqlite3_finalize(st);
-	if (rc != KS_OK) {
-		ks_rollback(ks);
+	rc = txn_end(ks, rc, err);
+	if (rc != KS_OK)
 		sodium_memzero(key_out, KS_KEY_LEN + 1);
-	}
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
 	return rc;
 }
 
@@ -1200,10 +1198,9 @@ int ks_key_update(struct ks_store *ks, const char *id, const struct ks_key_spec 
 		rc = validate_spec(spec, mask, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	int changes = 0;
-	if ((rc = ks_begin(ks, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK)
 		goto out;
 	rc = prepare(ks,
 		     "UPDATE api_keys SET"
@@ -1240,15 +1237,9 @@ int ks_key_update(struct ks_store *ks, const char *id, const struct ks_key_spec 
 		rc = KS_ENOTFOUND;
 		goto out;
 	}
-	rc = ks_commit(ks, err);
 out:
 	sqlite3_finalize(st);
-	if (rc != KS_OK)
-		ks_rollback(ks);
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
-	return rc;
+	return txn_end(ks, rc, err);
 }
 
 int ks_key_revoke(struct ks_store *ks, const char *id, const char *reason, struct ks_err *err)
@@ -1258,11 +1249,10 @@ int ks_key_revoke(struct ks_store *ks, const char *id, const char *reason, struc
 		rc = ks_validate_reason(reason, err);
 	if (rc != KS_OK)
 		return rc;
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	int changes = 0;
 	struct ks_key k;
-	if ((rc = ks_begin(ks, err)) != KS_OK || (rc = key_get_locked(ks, id, &k, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK || (rc = key_get_locked(ks, id, &k, err)) != KS_OK)
 		goto out;
 	if (k.status == KS_KEY_REVOKED) {
 		ks_set_err(err, "key '%s' is already revoked", id);
@@ -1280,15 +1270,9 @@ int ks_key_revoke(struct ks_store *ks, const char *id, const char *reason, struc
 	bind_text_or_null(st, 3, reason);
 	if ((rc = step_write(ks, st, "revoke the key", &changes, err)) != KS_OK)
 		goto out;
-	rc = ks_commit(ks, err);
 out:
 	sqlite3_finalize(st);
-	if (rc != KS_OK)
-		ks_rollback(ks);
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
-	return rc;
+	return txn_end(ks, rc, err);
 }
 
 int ks_key_rotate(struct ks_store *ks, const char *id, int64_t grace_secs,
@@ -1301,11 +1285,10 @@ int ks_key_rotate(struct ks_store *ks, const char *id, int64_t grace_secs,
 		ks_set_err(err, "grace period must be between 0 and 366 days");
 		return KS_EINVAL;
 	}
-	pthread_mutex_lock(&ks->admin_mu);
 	sqlite3_stmt *st = NULL;
 	struct ks_key k;
 	uint8_t hash[32];
-	if ((rc = ks_begin(ks, err)) != KS_OK || (rc = key_get_locked(ks, id, &k, err)) != KS_OK)
+	if ((rc = txn_begin(ks, err)) != KS_OK || (rc = key_get_locked(ks, id, &k, err)) != KS_OK)
 		goto out;
 	if (k.status != KS_KEY_ACTIVE) {
 		ks_set_err(err, "key '%s' is %s: only active keys can be rotated", id,
@@ -1336,16 +1319,11 @@ int ks_key_rotate(struct ks_store *ks, const char *id, int64_t grace_secs,
 	sqlite3_bind_text(st, 5, key_out + KS_KEY_LEN - 4, 4, SQLITE_TRANSIENT);
 	if ((rc = step_write(ks, st, "rotate the key", NULL, err)) != KS_OK)
 		goto out;
-	rc = ks_commit(ks, err);
 out:
 	sodium_memzero(hash, sizeof hash);
 	sqlite3_finalize(st);
-	if (rc != KS_OK) {
-		ks_rollback(ks);
+	rc = txn_end(ks, rc, err);
+	if (rc != KS_OK)
 		sodium_memzero(key_out, KS_KEY_LEN + 1);
-	}
-	if (rc == KS_OK)
-		own_write_done(ks);
-	pthread_mutex_unlock(&ks->admin_mu);
 	return rc;
 }

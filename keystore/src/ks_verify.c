@@ -345,6 +345,21 @@ static void touch(struct ks_centry *e, int64_t now)
 		atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
 }
 
+/* The verdict for a presented secret against an entry; on success the entry's data is copied
+ * out and its last-used time noted. Runs under the shard lock (read side suffices). */
+static int decide(struct ks_store *ks, struct ks_centry *e, const uint8_t mac[32], int64_t now,
+		  struct ks_key_info *info)
+{
+	int rc = judge(e, mac, now);
+	if (rc == KS_OK) {
+		if (ks->track_last_used)
+			touch(e, now);
+		if (info)
+			fill_info(e, info);
+	}
+	return rc;
+}
+
 /* Insert e (replacing any entry for the same id), evicting to stay under the shard's cap. */
 static void insert(struct ks_store *ks, struct ks_shard *s, struct ks_centry *e)
 {
@@ -397,13 +412,7 @@ int ks_key_verify(struct ks_store *ks, const char *key, size_t len, struct ks_ke
 	pthread_rwlock_rdlock(&s->lock);
 	for (struct ks_centry *e = s->buckets[bucket_of(s, h)]; e; e = e->next) {
 		if (e->h == h && e->epoch == epoch && memcmp(e->id, pk.id, KS_KEY_ID_LEN) == 0) {
-			rc = judge(e, mac, now);
-			if (rc == KS_OK) {
-				if (ks->track_last_used)
-					touch(e, now);
-				if (info)
-					fill_info(e, info);
-			}
+			rc = decide(ks, e, mac, now, info);
 			break;
 		}
 	}
@@ -420,13 +429,7 @@ int ks_key_verify(struct ks_store *ks, const char *key, size_t len, struct ks_ke
 		neg_put(ks, h, epoch);
 	if (rc != KS_OK)
 		return rc;
-	rc = judge(e, mac, now);
-	if (rc == KS_OK) {
-		if (ks->track_last_used)
-			touch(e, now);
-		if (info)
-			fill_info(e, info);
-	}
+	rc = decide(ks, e, mac, now, info);
 	pthread_rwlock_wrlock(&s->lock);
 	insert(ks, s, e);
 	pthread_rwlock_unlock(&s->lock);
