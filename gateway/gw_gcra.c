@@ -13,49 +13,63 @@ static int64_t ceil_us(double x)
 	return (int64_t)ceil(x);
 }
 
-void gw_gcra_check(double tat, double now_us, int64_t limit, double period_us, int64_t cost,
-		   struct gw_gcra_result *out)
+/* The debt left at now: what was owed at ts, minus what drained since. */
+static double drained(struct gw_gcra_state s, double now_us, double T)
+{
+	double d = s.debt;
+	if (now_us > s.ts)
+		d -= (now_us - s.ts) / T;
+	return d > 0 ? d : 0;
+}
+
+void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double period_us,
+		   int64_t cost, struct gw_gcra_result *out)
 {
 	double L = (double)limit;
 	double T = period_us / L;
-	double base = tat > now_us ? tat : now_us;
-	double nt = base + (double)cost * T;
-	double used = (nt - now_us) / T; /* debt in cost units, this request included */
+	double d0 = drained(s, now_us, T);
+	double used = d0 + (double)cost; /* debt in cost units, this request included */
+	double ts = now_us > s.ts ? now_us : s.ts;
 
 	out->too_large = 0;
 	out->retry_us = 0;
-	if (cost > limit) {
-		out->allowed = 0;
-		out->too_large = 1;
-	} else if (used <= L + GW_GCRA_EPS) {
+	if (cost <= limit && used <= L + GW_GCRA_EPS) {
 		out->allowed = 1;
-		out->tat = nt;
+		out->state.debt = used;
+		out->state.ts = ts;
 		out->remaining = (int64_t)floor(L - used + GW_GCRA_EPS);
-		out->reset_us = ceil_us(nt - now_us);
+		out->reset_us = ceil_us(used * T);
 		return;
-	} else {
-		out->allowed = 0;
-		out->retry_us = ceil_us((used - L) * T);
 	}
-	double before = (base - now_us) / T;
-	out->tat = base;
-	out->remaining = (int64_t)floor(L - before + GW_GCRA_EPS);
+	out->allowed = 0;
+	if (cost > limit)
+		out->too_large = 1;
+	else
+		out->retry_us = ceil_us((used - L) * T);
+	out->state.debt = d0;
+	out->state.ts = ts;
+	out->remaining = (int64_t)floor(L - d0 + GW_GCRA_EPS);
 	if (out->remaining < 0)
 		out->remaining = 0;
-	out->reset_us = ceil_us(base - now_us);
+	out->reset_us = ceil_us(d0 * T);
 }
 
-double gw_gcra_adjust(double tat, double now_us, int64_t limit, double period_us, int64_t delta)
+struct gw_gcra_state gw_gcra_adjust(struct gw_gcra_state s, double now_us, int64_t limit,
+				    double period_us, int64_t delta)
 {
 	double T = period_us / (double)limit;
-	double base = tat > now_us ? tat : now_us;
-	double nt = base + (double)delta * T;
-	return nt < now_us ? now_us : nt;
+	struct gw_gcra_state n;
+	n.debt = drained(s, now_us, T) + (double)delta;
+	if (n.debt < 0)
+		n.debt = 0;
+	n.ts = now_us > s.ts ? now_us : s.ts;
+	return n;
 }
 
-int64_t gw_gcra_reset_us(double tat, double now_us)
+int64_t gw_gcra_reset_us(struct gw_gcra_state s, double now_us, int64_t limit, double period_us)
 {
-	return ceil_us(tat - now_us);
+	double T = period_us / (double)limit;
+	return ceil_us(drained(s, now_us, T) * T);
 }
 
 double gw_gcra_time_us(int64_t unix_s, int64_t usec)

@@ -5,12 +5,15 @@
  * IEEE doubles, so Redis and the in-process limiter decide alike.
  *
  * GCRA (generic cell rate algorithm, a leaky bucket kept as one number): a limit of L per period
- * P has an emission interval T = P / L. The state is the "theoretical arrival time" tat. A
- * request of cost c is admitted when max(tat, now) + c*T - now <= P, i.e. when the debt it would
- * leave, measured in cost units, is at most L; admitting sets tat to that value. So a full bucket
- * admits a burst of L, and it refills at L per P continuously. A refused request changes nothing.
- * Times are microseconds since GW_GCRA_EPOCH_S, as doubles: small enough (about 1e14 after three
- * years) that their resolution stays below 0.02 us.
+ * P has an emission interval T = P / L and a "theoretical arrival time" tat. A request of cost c
+ * is admitted when max(tat, now) + c*T - now <= P, i.e. when the debt it would leave, in cost
+ * units, is at most L; admitting moves tat there. A full bucket admits a burst of L and refills
+ * at L per P continuously; a refused request changes nothing.
+ * Representation: tat is kept as (debt, ts), tat = ts + debt*T, with debt in cost units and ts in
+ * microseconds since GW_GCRA_EPOCH_S. An absolute tat as a double would lose ~0.004 us per
+ * addition at today's magnitudes, which accumulates over a burst of a large limit into a wrong
+ * decision; debt stays exact for integer costs and the drain (now - ts) / T is one correctly
+ * rounded division of an exact integer difference.
  *
  * Thread-safety: every function is pure and reentrant.
  */
@@ -24,30 +27,38 @@
 /* Slack, in cost units, absorbing rounding in (P / L) * L versus P. */
 #define GW_GCRA_EPS 1e-6
 
+/* A stored GCRA state; {0, 0} (or any debt <= 0) is a full bucket. */
+struct gw_gcra_state {
+	double debt; /* cost units owed at ts */
+	double ts;   /* us since GW_GCRA_EPOCH_S */
+};
+
 struct gw_gcra_result {
-	int allowed;       /* 1: admitted, tat is the new state to store */
-	int too_large;     /* cost > limit: can never be admitted (allowed is 0) */
-	double tat;        /* allowed: the new tat; refused: the unchanged max(tat, now) */
-	int64_t remaining; /* cost units left after the decision (>= 0) */
-	int64_t reset_us;  /* until the bucket is full again (ceil) */
-	int64_t retry_us;  /* refused: until this cost would be admitted (ceil); else 0 */
+	int allowed;              /* 1: admitted, state is the new state to store */
+	int too_large;            /* cost > limit: can never be admitted (allowed is 0) */
+	struct gw_gcra_state state; /* allowed: the new state; refused: the drained old one */
+	int64_t remaining;        /* cost units left after the decision (>= 0) */
+	int64_t reset_us;         /* until the bucket is full again (ceil) */
+	int64_t retry_us;         /* refused: until this cost would be admitted (ceil); else 0 */
 };
 
 /*
- * Decide one GCRA admission. tat: the stored state, or any value <= now when none is stored.
- * limit > 0, period_us > 0, cost >= 0. Fills *out; never fails.
+ * Decide one GCRA admission against state s at now_us. limit > 0, period_us > 0, cost >= 0.
+ * Fills *out; never fails.
  */
-void gw_gcra_check(double tat, double now_us, int64_t limit, double period_us, int64_t cost,
-		   struct gw_gcra_result *out);
+void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double period_us,
+		   int64_t cost, struct gw_gcra_result *out);
 
 /*
  * Settle a reservation: move the state by delta cost units (negative refunds, positive charges
- * even past the limit). Returns the new tat, never earlier than now_us (a full bucket stays full).
+ * even past the limit, so the next admissions wait). The debt never goes below 0 (a full bucket
+ * stays full).
  */
-double gw_gcra_adjust(double tat, double now_us, int64_t limit, double period_us, int64_t delta);
+struct gw_gcra_state gw_gcra_adjust(struct gw_gcra_state s, double now_us, int64_t limit,
+				    double period_us, int64_t delta);
 
-/* Microseconds until a state is fully refilled (ceil, >= 0). */
-int64_t gw_gcra_reset_us(double tat, double now_us);
+/* Microseconds until state s is fully refilled (ceil, >= 0). */
+int64_t gw_gcra_reset_us(struct gw_gcra_state s, double now_us, int64_t limit, double period_us);
 
 /* Wall clock seconds (unix) -> microseconds since GW_GCRA_EPOCH_S. */
 double gw_gcra_time_us(int64_t unix_s, int64_t usec);

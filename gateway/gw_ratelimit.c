@@ -73,11 +73,15 @@ static const char LUA_SCRIPT[] =
 	"local now=(tonumber(t[1])-1735689600)*1000000+tonumber(t[2])\n"
 	"local now_ms=math.floor(now/1000)\n"
 	"local function cl(x) if x<=0 then return 0 end return math.ceil(x) end\n"
-	"local function gettat(k) local v=redis.call('GET',k) if v then return tonumber(v) end "
-	"return now end\n"
-	"local function settat(k,nt) if nt>now then redis.call('SET',k,string.format('%.17g',nt),"
-	"'PX',math.ceil((nt-now)/1000)+1000) else redis.call('DEL',k) end end\n"
-	"local op=ARGV[1]\n"
+	"local function getst(k) local v=redis.call('GET',k) if v then "
+	"local a,b=string.match(v,'^(%S+) (%S+)$') if a then return tonumber(a),tonumber(b) end end "
+	"return 0,now end\n"
+	"local function setst(k,debt,ts,T) if debt>0 then redis.call('SET',k,"
+	"string.format('%.17g %.17g',debt,ts),'PX',math.ceil(debt*T/1000)+1000) "
+	"else redis.call('DEL',k) end end\n"
+	"local function drain(debt,ts,T) local d=debt if now>ts then d=d-(now-ts)/T end "
+	"if d>0 then return d end return 0 end\n"
+"local op=ARGV[1]\n"
 	"if op=='A' then\n"
 	" local cost=tonumber(ARGV[9]) local lease=tonumber(ARGV[11]) local me=tonumber(ARGV[12])\n"
 	" local outcome,refused,wait=0,0,-1 local out={0,0,0} local nts={}\n"
@@ -97,20 +101,20 @@ static const char LUA_SCRIPT[] =
 	"    else rem=math.max(0,L-used) refuse(2,i,me*1000) end\n"
 	"   else\n"
 	"    local c=1 if i==2 or i==5 then c=cost end\n"
-	"    local T=P/L local tat=gettat(KEYS[i])\n"
-	"    local base=tat if now>base then base=now end\n"
-	"    local nt=base+c*T local used=(nt-now)/T\n"
-	"    if c<=L and used<=L+EPS then nts[i]=nt rem=math.floor(L-used+EPS) reset=cl(nt-now)\n"
+	"    local T=P/L local debt,ts=getst(KEYS[i]) local d0=drain(debt,ts,T)\n"
+	"    local used=d0+c if now>ts then ts=now end\n"
+	"    if c<=L and used<=L+EPS then nts[i]={used,ts,T} rem=math.floor(L-used+EPS) "
+	"reset=cl(used*T)\n"
 	"    else\n"
 	"     if c>L then refuse(3,i,0) else refuse(1,i,cl((used-L)*T)) end\n"
-	"     rem=math.floor(L-(base-now)/T+EPS) if rem<0 then rem=0 end reset=cl(base-now)\n"
+	"     rem=math.floor(L-d0+EPS) if rem<0 then rem=0 end reset=cl(d0*T)\n"
 	"    end\n"
 	"   end\n"
 	"  end\n"
 	"  out[#out+1]=rem out[#out+1]=reset\n"
 	" end\n"
 	" if outcome==0 then\n"
-	"  for i,nt in pairs(nts) do settat(KEYS[i],nt) end\n"
+	"  for i,st in pairs(nts) do setst(KEYS[i],st[1],st[2],st[3]) end\n"
 	"  for _,i in ipairs({3,6}) do if tonumber(ARGV[i+1])>0 then\n"
 	"   redis.call('ZADD',KEYS[i],now_ms+lease,ARGV[10])\n"
 	"   redis.call('PEXPIRE',KEYS[i],lease+1000) end end\n"
@@ -123,8 +127,8 @@ static const char LUA_SCRIPT[] =
 	" local delta=tonumber(ARGV[2])\n"
 	" if delta~=0 then\n"
 	"  for j=1,2 do local L=tonumber(ARGV[j+2]) if L>0 then\n"
-	"   local T=P/L local tat=gettat(KEYS[j]) local base=tat if now>base then base=now end\n"
-	"   local nt=base+delta*T if nt<now then nt=now end settat(KEYS[j],nt) end end\n"
+	"   local T=P/L local debt,ts=getst(KEYS[j]) local d=drain(debt,ts,T)+delta\n"
+	"   if d<0 then d=0 end if now>ts then ts=now end setst(KEYS[j],d,ts,T) end end\n"
 	"  if tonumber(ARGV[5])>0 then redis.call('INCRBY',KEYS[3],delta)\n"
 	"   if redis.call('PTTL',KEYS[3])<0 then redis.call('PEXPIRE',KEYS[3],71*86400000) end end\n"
 	" end\n"
@@ -145,7 +149,7 @@ static const char LUA_SCRIPT[] =
 
 struct lentry {
 	struct lentry *next;
-	double v;       /* GCRA tat (us) */
+	struct gw_gcra_state g; /* rpm/tpm */
 	int64_t n;      /* slots held, or tokens used this month */
 	double expires; /* us: the entry may be dropped after this (and n == 0 for slots) */
 	char name[];
@@ -409,7 +413,8 @@ static struct lentry *ltable_get(struct ltable *t, const char *name, int create)
 	if (!e)
 		return NULL;
 	memcpy(e->name, name, n + 1);
-	e->v = 0;
+	e->g.debt = 0;
+	e->g.ts = 0;
 	e->n = 0;
 	e->expires = 0;
 	e->next = t->b[i];
@@ -449,7 +454,7 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 	struct ltable *t = &rl->local;
 	char names[GW_RL_NDIM][KEYNAME_MAX];
 	struct lentry *e[GW_RL_NDIM] = {0};
-	double nts[GW_RL_NDIM] = {0};
+	struct gw_gcra_state nts[GW_RL_NDIM];
 	int64_t sec, usec;
 	wall_now(&sec, &usec);
 	double now = gw_gcra_time_us(sec, usec);
@@ -484,12 +489,11 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 		} else {
 			int64_t c = (d == GW_RL_KEY_RPM || d == GW_RL_TENANT_RPM) ? 1 : in->cost;
 			struct gw_gcra_result g;
-			double tat = e[d]->v > 0 ? e[d]->v : now;
-			gw_gcra_check(tat, now, L, GW_GCRA_MINUTE_US, c, &g);
+			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, c, &g);
 			r->rem[d] = g.remaining;
 			r->reset_us[d] = g.reset_us;
 			if (g.allowed)
-				nts[d] = g.tat;
+				nts[d] = g.state;
 			else if (g.too_large)
 				refuse(r, GW_RL_TOO_LARGE, d + 1, 0);
 			else
@@ -507,8 +511,8 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 				e[d]->n += in->cost;
 				e[d]->expires = now + (double)(me_ms + 71 * 86400000LL) * 1000.0;
 			} else {
-				e[d]->v = nts[d];
-				e[d]->expires = nts[d];
+				e[d]->g = nts[d];
+				e[d]->expires = now + (double)r->reset_us[d];
 			}
 		}
 	}
@@ -538,9 +542,9 @@ static void local_settle(struct gw_rl *rl, const struct gw_rl_ticket *tk, int64_
 			struct lentry *e = ltable_get(t, name + pl, 1);
 			if (!e)
 				continue;
-			double tat = e->v > 0 ? e->v : now;
-			e->v = gw_gcra_adjust(tat, now, lims[j], GW_GCRA_MINUTE_US, delta);
-			e->expires = e->v;
+			e->g = gw_gcra_adjust(e->g, now, lims[j], GW_GCRA_MINUTE_US, delta);
+			e->expires = now + (double)gw_gcra_reset_us(e->g, now, lims[j],
+								     GW_GCRA_MINUTE_US);
 		}
 		if (tk->monthly > 0) {
 			key_name(rl, name, GW_RL_TENANT_MONTHLY, tk->tenant_id, tk->key_id, tk->month);

@@ -1,0 +1,823 @@
+/*
+ * The backend engine: one thread running libcurl's multi interface through the socket API on
+ * its own epoll set, which also holds (a) an eventfd the front end writes to when it submits or
+ * cancels a call and (b) every in-flight call's client socket, registered for EPOLLRDHUP only.
+ *
+ * Why client sockets live here: libmicrohttpd does not watch a suspended connection, so a client
+ * that hangs up while its request waits on the upstream would go unnoticed until the upstream
+ * finished (platform-notes). The peer's FIN or RST shows up as RDHUP/HUP/ERR on our epoll set;
+ * the engine then cancels the upstream request at once (the curl handle is removed, which
+ * closes that upstream connection and frees the slot) and resumes the connection so MHD tears
+ * it down. Only RDHUP is asked for, so a pipelined next request (EPOLLIN) is not mistaken for a
+ * hang-up.
+ *
+ * Keep-alives and first-byte timeouts are found by a scan of the in-flight calls every
+ * SCAN_MS: O(calls) every 50 ms is cheap even at 10k streams, and keeps per-chunk work O(1).
+ */
+#include "gw_backend.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_log.h"
+
+#define SCAN_MS 50
+#define OUT_MAX (64u << 20) /* a buffered (non-streamed) upstream body larger than this fails */
+#define TAG_CURL 1u
+#define TAG_WAKE 2u
+
+int64_t gw_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct vec {
+	struct gw_call **v;
+	size_t n, cap;
+};
+
+static void vec_push(struct vec *v, struct gw_call *c)
+{
+	if (v->n == v->cap) {
+		size_t nc = v->cap ? v->cap * 2 : 64;
+		struct gw_call **nv = realloc(v->v, nc * sizeof *nv);
+		if (!nv)
+			abort(); /* server binaries abort on allocation failure (house style) */
+		v->v = nv;
+		v->cap = nc;
+	}
+	v->v[v->n++] = c;
+}
+
+struct gw_engine {
+	pthread_t thread;
+	int ep, wakefd;
+	CURLM *multi;
+	int64_t curl_timer_ns; /* -1: none */
+	atomic_int stop;
+	atomic_long keepalive_ms;
+	pthread_mutex_t cmd_mu;
+	struct vec starts, cancels, tmp_starts, tmp_cancels;
+	int cancel_all;
+	struct vec active; /* in-flight calls; call->in_engine is index + 1 */
+	CURL *pool[256];
+	size_t n_pool;
+	struct gw_engine_stats stats;
+};
+
+/* --- calls ---------------------------------------------------------------------------------- */
+
+struct gw_call *gw_call_new(void)
+{
+	struct gw_call *c = calloc(1, sizeof *c);
+	if (!c)
+		abort();
+	pthread_mutex_init(&c->mu, NULL);
+	atomic_init(&c->refs, 1);
+	c->client_fd = -1;
+	gw_sse_init(&c->sse);
+	return c;
+}
+
+void gw_call_unref(struct gw_call *c)
+{
+	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	rc_buf_release(&c->body);
+	rc_buf_release(&c->out);
+	gw_sse_release(&c->sse);
+	gw_config_unref(c->cfg);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* Under c->mu: let the front end run again if it waits. */
+static void wake(struct gw_call *c)
+{
+	if (c->waiting) {
+		c->waiting = 0;
+		MHD_resume_connection(c->conn);
+	}
+}
+
+static void out_append(struct gw_call *c, const char *p, size_t n)
+{
+	if (c->out_off && c->out_off == c->out.len) {
+		rc_buf_reset(&c->out);
+		c->out_off = 0;
+	}
+	if (rc_buf_append(&c->out, p, n))
+		abort();
+}
+
+/* --- engine callbacks used by backends -------------------------------------------------------- */
+
+static int is_sse(const char *ct)
+{
+	return strstr(ct, "text/event-stream") != NULL;
+}
+
+void gw_engine_on_head(struct gw_engine *e, struct gw_call *c, int status, const char *ctype)
+{
+	(void)e;
+	pthread_mutex_lock(&c->mu);
+	c->t_head_ns = gw_now_ns();
+	if (!c->committed) {
+		c->status = status;
+		snprintf(c->content_type, sizeof c->content_type, "%s", ctype ? ctype : "application/json");
+		if (c->info.stream && status >= 200 && status < 300) {
+			c->committed = 1;
+			c->streaming = 1;
+			c->head_ready = 1;
+			c->last_out_ns = c->t_head_ns;
+			wake(c);
+		}
+	} else if (status < 200 || status >= 300) {
+		/* the stream started on a keep-alive; the upstream refused: error event at the end */
+		c->status = status;
+	} else {
+		snprintf(c->content_type, sizeof c->content_type, "%s", ctype ? ctype : "");
+		c->status = status;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, size_t n)
+{
+	(void)e;
+	int64_t now = gw_now_ns();
+	if (!c->t_first_byte_ns)
+		c->t_first_byte_ns = now;
+	c->bytes_in += (int64_t)n;
+	int ok = c->status >= 200 && c->status < 300;
+	pthread_mutex_lock(&c->mu);
+	if (c->streaming) {
+		if (ok) {
+			/* under mu: the front end reads the usage counts when the client leaves */
+			if (is_sse(c->content_type))
+				gw_sse_feed(&c->sse, p, n);
+			out_append(c, p, n);
+			c->last_out_ns = now;
+			wake(c);
+		}
+	} else if (c->out.len + n <= OUT_MAX) {
+		out_append(c, p, n);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void engine_forget(struct gw_engine *e, struct gw_call *c)
+{
+	if (c->client_fd >= 0) {
+		epoll_ctl(e->ep, EPOLL_CTL_DEL, c->client_fd, NULL);
+		c->client_fd = -1;
+	}
+	if (c->in_engine) {
+		size_t i = (size_t)c->in_engine - 1;
+		struct gw_call *last = e->active.v[--e->active.n];
+		e->active.v[i] = last;
+		last->in_engine = (int)i + 1;
+		c->in_engine = 0;
+	}
+}
+
+static void append_error_event(struct gw_call *c, int err, const char *msg)
+{
+	char ev[512];
+	const char *type = err == GW_BE_ETIMEOUT ? "timeout_error" : "upstream_error";
+	const char *code = err == GW_BE_ETIMEOUT ? "upstream_timeout" : "upstream_failed";
+	int n = snprintf(ev, sizeof ev,
+			 "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}\n\n"
+			 "data: [DONE]\n\n",
+			 msg, type, code);
+	out_append(c, ev, (size_t)n);
+}
+
+void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg)
+{
+	engine_forget(e, c);
+	pthread_mutex_lock(&c->mu);
+	if (err == GW_BE_OK && c->status && (c->status < 200 || c->status >= 300) && c->committed) {
+		err = GW_BE_EUPSTREAM;
+		msg = "the upstream refused the request";
+	}
+	c->err = err;
+	snprintf(c->errmsg, sizeof c->errmsg, "%s", msg ? msg : "");
+	if (c->committed && err != GW_BE_ECANCELLED) {
+		if (err != GW_BE_OK)
+			append_error_event(c, err,
+					   err == GW_BE_ETIMEOUT ? "the upstream timed out"
+								 : "the upstream failed during the response");
+		else if (!c->sse.saw_done && is_sse(c->content_type))
+			out_append(c, "data: [DONE]\n\n", 14);
+	}
+	c->t_done_ns = gw_now_ns();
+	c->done = 1;
+	c->head_ready = 1;
+	wake(c);
+	pthread_mutex_unlock(&c->mu);
+	if (c->info.stream)
+		atomic_fetch_sub(&e->stats.open_streams, 1);
+	atomic_fetch_sub(&e->stats.in_flight, 1);
+	atomic_fetch_add(&e->stats.completed, 1);
+	if (err != GW_BE_OK && err != GW_BE_ECANCELLED)
+		atomic_fetch_add(&e->stats.errors, 1);
+	gw_call_unref(c); /* the engine's reference */
+}
+
+void *gw_engine_curl_multi(struct gw_engine *e)
+{
+	return e->multi;
+}
+
+struct gw_engine_stats *gw_engine_stats(struct gw_engine *e)
+{
+	return &e->stats;
+}
+
+/* --- the direct backend (libcurl) -------------------------------------------------------------- */
+
+struct direct {
+	CURL *easy;
+	struct curl_slist *hdrs;
+	int head_sent;
+	struct gw_engine *e;
+};
+
+static const char *route_suffix(int route)
+{
+	switch (route) {
+	case GW_ROUTE_CHAT:
+		return "/chat/completions";
+	case GW_ROUTE_COMPLETIONS:
+		return "/completions";
+	case GW_ROUTE_EMBEDDINGS:
+		return "/embeddings";
+	default:
+		return "/models";
+	}
+}
+
+static void direct_head(struct gw_call *c, struct direct *d)
+{
+	if (d->head_sent)
+		return;
+	long code = 0;
+	char *ct = NULL;
+	curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(d->easy, CURLINFO_CONTENT_TYPE, &ct);
+	d->head_sent = 1;
+	gw_engine_on_head(d->e, c, (int)code, ct);
+}
+
+static size_t direct_header(char *p, size_t size, size_t n, void *ud)
+{
+	struct gw_call *c = ud;
+	struct direct *d = c->priv;
+	size_t len = size * n;
+	if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+		long code = 0;
+		curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 200)
+			direct_head(c, d);
+	}
+	return len;
+}
+
+static size_t direct_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct gw_call *c = ud;
+	struct direct *d = c->priv;
+	direct_head(c, d);
+	gw_engine_on_data(d->e, c, p, size * n);
+	return size * n;
+}
+
+static CURL *easy_get(struct gw_engine *e)
+{
+	if (e->n_pool) {
+		CURL *h = e->pool[--e->n_pool];
+		curl_easy_reset(h);
+		return h;
+	}
+	return curl_easy_init();
+}
+
+static void easy_put(struct gw_engine *e, CURL *h)
+{
+	if (e->n_pool < sizeof e->pool / sizeof e->pool[0])
+		e->pool[e->n_pool++] = h;
+	else
+		curl_easy_cleanup(h);
+}
+
+static int direct_start(struct gw_engine *e, struct gw_call *c)
+{
+	const struct gw_backend_cfg *b = c->bcfg;
+	struct direct *d = calloc(1, sizeof *d);
+	if (!d)
+		abort();
+	d->e = e;
+	c->priv = d;
+	char url[4200];
+	snprintf(url, sizeof url, "%s%s", b->base_url, route_suffix(c->route));
+	CURL *h = d->easy = easy_get(e);
+	if (!h)
+		abort();
+	char line[4200];
+	d->hdrs = curl_slist_append(d->hdrs, "Content-Type: application/json");
+	d->hdrs = curl_slist_append(d->hdrs, "Expect:");
+	snprintf(line, sizeof line, "x-request-id: %s", c->rid);
+	d->hdrs = curl_slist_append(d->hdrs, line);
+	if (b->api_key) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", b->api_key);
+		d->hdrs = curl_slist_append(d->hdrs, line);
+		sodium_memzero(line, sizeof line);
+	}
+	if (!d->hdrs)
+		abort();
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body.ptr ? c->body.ptr : "");
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, d->hdrs);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, direct_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, direct_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, c);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, b->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, b->total_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, b->idle_timeout_ms < 1000 ? 1L : b->idle_timeout_ms / 1000);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
+		return GW_BE_EUNAVAILABLE;
+	return GW_BE_OK;
+}
+
+static void direct_release(struct gw_engine *e, struct gw_call *c)
+{
+	struct direct *d = c->priv;
+	if (!d)
+		return;
+	curl_multi_remove_handle(e->multi, d->easy);
+	easy_put(e, d->easy);
+	curl_slist_free_all(d->hdrs);
+	free(d);
+	c->priv = NULL;
+}
+
+static void direct_cancel(struct gw_engine *e, struct gw_call *c)
+{
+	direct_release(e, c);
+}
+
+static const struct gw_backend_ops direct_ops = {"direct", direct_start, direct_cancel, NULL};
+struct gw_backend gw_backend_direct = {&direct_ops};
+
+/* --- the demo backend --------------------------------------------------------------------------- */
+
+static const char *const demo_words[] = {
+	"Hello", " from", " morgate's", " built-in", " demo", " model.", " It", " streams", " a",
+	" few", " words", " so", " you", " can", " see", " the", " gateway", " work", " without",
+	" any", " upstream", " or", " network", " access."};
+#define DEMO_WORDS (sizeof demo_words / sizeof demo_words[0])
+
+struct demo {
+	size_t step, n_words;
+	int64_t next_ns;
+	long created;
+};
+
+static void demo_emit(struct gw_engine *e, struct gw_call *c, const char *s)
+{
+	gw_engine_on_data(e, c, s, strlen(s));
+}
+
+static void demo_tick(struct gw_engine *e, struct gw_call *c, int64_t now)
+{
+	struct demo *d = c->priv;
+	char buf[512];
+	int chat = c->route == GW_ROUTE_CHAT;
+	while (d && now >= d->next_ns) {
+		d->next_ns = now + (int64_t)c->bcfg->demo_chunk_ms * 1000000;
+		if (d->step < d->n_words) {
+			const char *w = demo_words[d->step++];
+			if (chat)
+				snprintf(buf, sizeof buf,
+					 "data: {\"id\":\"chatcmpl-%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,"
+					 "\"model\":\"demo\",\"choices\":[{\"index\":0,\"delta\":{%s\"content\":\"%s\"},"
+					 "\"finish_reason\":null}]}\n\n",
+					 c->rid, d->created, d->step == 1 ? "\"role\":\"assistant\"," : "", w);
+			else
+				snprintf(buf, sizeof buf,
+					 "data: {\"id\":\"cmpl-%s\",\"object\":\"text_completion\",\"created\":%ld,"
+					 "\"model\":\"demo\",\"choices\":[{\"index\":0,\"text\":\"%s\",\"finish_reason\":null}]}\n\n",
+					 c->rid, d->created, w);
+			demo_emit(e, c, buf);
+			continue;
+		}
+		snprintf(buf, sizeof buf,
+			 "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"demo\","
+			 "\"choices\":[{\"index\":0,%s\"finish_reason\":\"%s\"}],"
+			 "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%zu,\"total_tokens\":%lld}}\n\n"
+			 "data: [DONE]\n\n",
+			 c->rid, chat ? "chat.completion.chunk" : "text_completion", d->created,
+			 chat ? "\"delta\":{}," : "\"text\":\"\",", d->n_words < DEMO_WORDS ? "length" : "stop",
+			 (long long)c->info.prompt_estimate, d->n_words,
+			 (long long)c->info.prompt_estimate + (long long)d->n_words);
+		demo_emit(e, c, buf);
+		free(d);
+		c->priv = NULL;
+		gw_engine_on_done(e, c, GW_BE_OK, NULL);
+		return;
+	}
+}
+
+static int demo_start(struct gw_engine *e, struct gw_call *c)
+{
+	struct demo *d = calloc(1, sizeof *d);
+	if (!d)
+		abort();
+	d->created = (long)time(NULL);
+	d->n_words = DEMO_WORDS;
+	if (c->info.max_tokens > 0 && (size_t)c->info.max_tokens < d->n_words)
+		d->n_words = (size_t)c->info.max_tokens;
+	char buf[2048];
+	size_t off = 0;
+	if (c->route == GW_ROUTE_EMBEDDINGS) {
+		free(d);
+		gw_engine_on_head(e, c, 200, "application/json");
+		snprintf(buf, sizeof buf,
+			 "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+			 "\"embedding\":[0.0125,-0.25,0.5,0.0625]}],\"model\":\"demo\","
+			 "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
+			 (long long)c->info.prompt_estimate, (long long)c->info.prompt_estimate);
+		demo_emit(e, c, buf);
+		gw_engine_on_done(e, c, GW_BE_OK, NULL);
+		return GW_BE_OK;
+	}
+	if (c->info.stream) {
+		c->priv = d;
+		gw_engine_on_head(e, c, 200, "text/event-stream");
+		d->next_ns = gw_now_ns();
+		demo_tick(e, c, d->next_ns);
+		return GW_BE_OK;
+	}
+	char text[1024];
+	for (size_t i = 0; i < d->n_words; i++)
+		off += (size_t)snprintf(text + off, sizeof text - off, "%s", demo_words[i]);
+	int chat = c->route == GW_ROUTE_CHAT;
+	snprintf(buf, sizeof buf,
+		 "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"demo\",\"choices\":[{\"index\":0,"
+		 "%s%s%s,\"finish_reason\":\"%s\"}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%zu,"
+		 "\"total_tokens\":%lld}}",
+		 c->rid, chat ? "chat.completion" : "text_completion", d->created,
+		 chat ? "\"message\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"", text,
+		 chat ? "\"}" : "\"", d->n_words < DEMO_WORDS ? "length" : "stop",
+		 (long long)c->info.prompt_estimate, d->n_words,
+		 (long long)c->info.prompt_estimate + (long long)d->n_words);
+	free(d);
+	gw_engine_on_head(e, c, 200, "application/json");
+	demo_emit(e, c, buf);
+	gw_engine_on_done(e, c, GW_BE_OK, NULL);
+	return GW_BE_OK;
+}
+
+static void demo_cancel(struct gw_engine *e, struct gw_call *c)
+{
+	(void)e;
+	free(c->priv);
+	c->priv = NULL;
+}
+
+static const struct gw_backend_ops demo_ops = {"demo", demo_start, demo_cancel, demo_tick};
+struct gw_backend gw_backend_demo = {&demo_ops};
+
+struct gw_backend *gw_backend_for(const struct gw_backend_cfg *b)
+{
+	return b->kind == GW_BACKEND_DEMO ? &gw_backend_demo : &gw_backend_direct;
+}
+
+/* --- the engine loop ------------------------------------------------------------------------------ */
+
+static int curl_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct gw_engine *e = userp;
+	(void)easy;
+	(void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(e->ep, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	struct epoll_event ev = {0};
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	ev.data.u64 = ((uint64_t)s << 2) | TAG_CURL;
+	if (epoll_ctl(e->ep, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+		epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct gw_engine *e = userp;
+	(void)multi;
+	e->curl_timer_ns = timeout_ms < 0 ? -1 : gw_now_ns() + (int64_t)timeout_ms * 1000000;
+	return 0;
+}
+
+static void cancel_call(struct gw_engine *e, struct gw_call *c, int err, const char *msg)
+{
+	if (!c->in_engine)
+		return;
+	c->backend->ops->cancel(e, c);
+	gw_engine_on_done(e, c, err, msg);
+}
+
+static void start_call(struct gw_engine *e, struct gw_call *c)
+{
+	c->t_start_ns = gw_now_ns();
+	c->last_out_ns = c->t_start_ns;
+	vec_push(&e->active, c);
+	c->in_engine = (int)e->active.n;
+	atomic_fetch_add(&e->stats.in_flight, 1);
+	atomic_fetch_add(&e->stats.started, 1);
+	if (c->info.stream)
+		atomic_fetch_add(&e->stats.open_streams, 1);
+	if (c->client_fd >= 0) {
+		struct epoll_event ev = {0};
+		ev.events = EPOLLRDHUP;
+		ev.data.ptr = c;
+		if (epoll_ctl(e->ep, EPOLL_CTL_ADD, c->client_fd, &ev) != 0)
+			c->client_fd = -1;
+	}
+	int rc = c->backend->ops->start(e, c);
+	if (rc != GW_BE_OK && c->in_engine) {
+		c->backend->ops->cancel(e, c);
+		gw_engine_on_done(e, c, rc, "backend could not start the request");
+	}
+}
+
+static void scan(struct gw_engine *e, int64_t now)
+{
+	int64_t ka = (int64_t)atomic_load(&e->keepalive_ms) * 1000000;
+	for (size_t i = 0; i < e->active.n;) {
+		struct gw_call *c = e->active.v[i];
+		size_t n_before = e->active.n;
+		if (c->backend->ops->tick)
+			c->backend->ops->tick(e, c, now);
+		if (e->active.n != n_before)
+			continue; /* c finished and was swapped out */
+		if (!c->t_head_ns && now - c->t_start_ns > (int64_t)c->bcfg->first_byte_timeout_ms * 1000000) {
+			cancel_call(e, c, GW_BE_ETIMEOUT, "no response headers from the upstream in time");
+			continue;
+		}
+		if (c->info.stream) {
+			pthread_mutex_lock(&c->mu);
+			if (now - c->last_out_ns >= ka) {
+				if (!c->committed) {
+					c->committed = 1;
+					c->streaming = 1;
+					c->head_ready = 1;
+					c->status = 200;
+					snprintf(c->content_type, sizeof c->content_type, "text/event-stream");
+				}
+				out_append(c, ": keep-alive\n\n", 14);
+				c->last_out_ns = now;
+				atomic_fetch_add(&e->stats.keepalives, 1);
+				wake(c);
+			}
+			pthread_mutex_unlock(&c->mu);
+		}
+		i++;
+	}
+}
+
+static void check_done(struct gw_engine *e)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(e->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct gw_call *c = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+		CURLcode res = m->data.result;
+		if (!c)
+			continue;
+		struct direct *d = c->priv;
+		if (d && res == CURLE_OK)
+			direct_head(c, d);
+		int err = GW_BE_OK;
+		const char *msg = NULL;
+		if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST ||
+		    res == CURLE_SSL_CONNECT_ERROR)
+			err = GW_BE_ECONNECT, msg = curl_easy_strerror(res);
+		else if (res == CURLE_OPERATION_TIMEDOUT)
+			err = GW_BE_ETIMEOUT, msg = curl_easy_strerror(res);
+		else if (res != CURLE_OK)
+			err = GW_BE_EUPSTREAM, msg = curl_easy_strerror(res);
+		if (err == GW_BE_ECONNECT && c->t_head_ns)
+			err = GW_BE_EUPSTREAM;
+		direct_release(e, c);
+		gw_engine_on_done(e, c, err, msg);
+	}
+}
+
+static void take_commands(struct gw_engine *e)
+{
+	pthread_mutex_lock(&e->cmd_mu);
+	struct vec s = e->starts, k = e->cancels;
+	e->starts = e->tmp_starts;
+	e->cancels = e->tmp_cancels;
+	e->starts.n = e->cancels.n = 0;
+	int all = e->cancel_all;
+	e->cancel_all = 0;
+	pthread_mutex_unlock(&e->cmd_mu);
+	for (size_t i = 0; i < s.n; i++)
+		start_call(e, s.v[i]);
+	for (size_t i = 0; i < k.n; i++) {
+		cancel_call(e, k.v[i], GW_BE_ECANCELLED, "cancelled");
+		gw_call_unref(k.v[i]); /* the reference the cancel command held */
+	}
+	if (all)
+		while (e->active.n)
+			cancel_call(e, e->active.v[0], GW_BE_ECANCELLED, "shutting down");
+	s.n = k.n = 0;
+	e->tmp_starts = s;
+	e->tmp_cancels = k;
+}
+
+static void *engine_main(void *arg)
+{
+	struct gw_engine *e = arg;
+	struct epoll_event evs[256];
+	int64_t next_scan = gw_now_ns();
+	while (!atomic_load(&e->stop)) {
+		int64_t now = gw_now_ns();
+		int timeout = e->active.n ? SCAN_MS : 1000;
+		if (e->active.n) {
+			int64_t until = (next_scan - now) / 1000000;
+			timeout = until < 0 ? 0 : (int)until;
+		}
+		if (e->curl_timer_ns >= 0) {
+			int64_t t = (e->curl_timer_ns - now + 999999) / 1000000;
+			if (t < timeout)
+				timeout = t < 0 ? 0 : (int)t;
+		}
+		int n = epoll_wait(e->ep, evs, 256, timeout);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == TAG_WAKE) {
+				uint64_t v;
+				ssize_t r = read(e->wakefd, &v, sizeof v);
+				(void)r;
+				continue;
+			}
+			if (tag & TAG_CURL) {
+				int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+					    (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+					    (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+				int running;
+				curl_multi_socket_action(e->multi, (curl_socket_t)(tag >> 2), flags, &running);
+				continue;
+			}
+			/* a client socket: the peer hung up */
+			struct gw_call *c = evs[i].data.ptr;
+			if (c->in_engine) {
+				atomic_fetch_add(&e->stats.cancelled_by_client, 1);
+				gw_log_info("engine", "rid=%s client disconnected: upstream request cancelled", c->rid);
+				cancel_call(e, c, GW_BE_ECANCELLED, "client disconnected");
+			}
+		}
+		now = gw_now_ns();
+		if (e->curl_timer_ns >= 0 && now >= e->curl_timer_ns) {
+			int running;
+			e->curl_timer_ns = -1;
+			curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		check_done(e);
+		take_commands(e);
+		check_done(e);
+		if (now >= next_scan) {
+			scan(e, now);
+			next_scan = now + SCAN_MS * 1000000;
+		}
+	}
+	while (e->active.n)
+		cancel_call(e, e->active.v[0], GW_BE_ECANCELLED, "shutting down");
+	take_commands(e);
+	while (e->active.n)
+		cancel_call(e, e->active.v[0], GW_BE_ECANCELLED, "shutting down");
+	return NULL;
+}
+
+static void poke(struct gw_engine *e)
+{
+	uint64_t one = 1;
+	ssize_t w = write(e->wakefd, &one, sizeof one);
+	(void)w;
+}
+
+int gw_engine_new(long keepalive_ms, struct gw_engine **out)
+{
+	struct gw_engine *e = calloc(1, sizeof *e);
+	if (!e)
+		return -1;
+	e->ep = epoll_create1(EPOLL_CLOEXEC);
+	e->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	e->multi = curl_multi_init();
+	e->curl_timer_ns = -1;
+	atomic_init(&e->keepalive_ms, keepalive_ms);
+	pthread_mutex_init(&e->cmd_mu, NULL);
+	if (e->ep < 0 || e->wakefd < 0 || !e->multi)
+		goto fail;
+	struct epoll_event ev = {0};
+	ev.events = EPOLLIN;
+	ev.data.u64 = TAG_WAKE;
+	epoll_ctl(e->ep, EPOLL_CTL_ADD, e->wakefd, &ev);
+	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
+	curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+	curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+	curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 2048L);
+	if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	if (e->multi)
+		curl_multi_cleanup(e->multi);
+	if (e->ep >= 0)
+		close(e->ep);
+	if (e->wakefd >= 0)
+		close(e->wakefd);
+	free(e);
+	return -1;
+}
+
+void gw_engine_set_keepalive(struct gw_engine *e, long keepalive_ms)
+{
+	atomic_store(&e->keepalive_ms, keepalive_ms);
+}
+
+void gw_engine_free(struct gw_engine *e)
+{
+	if (!e)
+		return;
+	atomic_store(&e->stop, 1);
+	poke(e);
+	pthread_join(e->thread, NULL);
+	while (e->n_pool)
+		curl_easy_cleanup(e->pool[--e->n_pool]);
+	curl_multi_cleanup(e->multi);
+	close(e->ep);
+	close(e->wakefd);
+	free(e->starts.v);
+	free(e->cancels.v);
+	free(e->tmp_starts.v);
+	free(e->tmp_cancels.v);
+	free(e->active.v);
+	pthread_mutex_destroy(&e->cmd_mu);
+	free(e);
+}
+
+void gw_engine_start(struct gw_engine *e, struct gw_call *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_lock(&e->cmd_mu);
+	vec_push(&e->starts, c);
+	pthread_mutex_unlock(&e->cmd_mu);
+	poke(e);
+}
+
+void gw_engine_cancel(struct gw_engine *e, struct gw_call *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_lock(&e->cmd_mu);
+	vec_push(&e->cancels, c);
+	pthread_mutex_unlock(&e->cmd_mu);
+	poke(e);
+}
+
+void gw_engine_cancel_all(struct gw_engine *e)
+{
+	pthread_mutex_lock(&e->cmd_mu);
+	e->cancel_all = 1;
+	pthread_mutex_unlock(&e->cmd_mu);
+	poke(e);
+}

@@ -1,0 +1,160 @@
+/*
+ * gateway backends: the seam between the HTTP front end and whatever answers a model request.
+ *
+ * A struct gw_call is one upstream request. The front end fills its request half (route, body,
+ * parsed fields), hands it to a backend through the vtable (struct gw_backend_ops), and reads
+ * the response half under call->mu: the upstream status and content type once "head_ready",
+ * then bytes appended to `out` as they arrive, then "done". Backends run their I/O on the
+ * engine thread (struct gw_engine: one libcurl multi loop that also times keep-alives and
+ * watches client sockets for disconnects); they never block a front-end worker.
+ *
+ * Wake-ups: when the front end finds nothing to do it sets call->waiting and suspends its MHD
+ * connection while holding call->mu; whoever changes the call (the engine) clears waiting and
+ * resumes the connection under the same lock. So a resume is never lost and never doubled.
+ *
+ * Lifetime: a call is reference counted (gw_call_unref); the front end holds one reference, the
+ * engine one while the call is in flight. gw_call_cancel() is safe at any time and idempotent:
+ * the backend request stops at once (curl handle removed, connection slot freed) and the call
+ * completes with GW_BE_ECANCELLED.
+ *
+ * The direct backend (an OpenAI-compatible HTTP endpoint) and the built-in demo backend are
+ * implemented here; the marketplace backend will add another struct gw_backend_ops.
+ */
+#ifndef GW_BACKEND_H
+#define GW_BACKEND_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <router-core/rc_buf.h>
+
+#include "gw_config.h"
+#include "gw_parse.h"
+#include "gw_sse.h"
+
+enum gw_route {
+	GW_ROUTE_CHAT = 0,
+	GW_ROUTE_COMPLETIONS,
+	GW_ROUTE_EMBEDDINGS,
+	GW_ROUTE_MODELS,
+	GW_ROUTE_MODEL,
+	GW_ROUTE_HEALTH,
+	GW_ROUTE_READY,
+	GW_ROUTE_METRICS,
+	GW_ROUTE_OTHER,
+	GW_ROUTE_COUNT
+};
+
+/* How a call ended. */
+enum gw_be_err {
+	GW_BE_OK = 0,
+	GW_BE_ECONNECT = -1,    /* could not reach the upstream: 502 */
+	GW_BE_ETIMEOUT = -2,    /* no answer in time: 504 */
+	GW_BE_EUPSTREAM = -3,   /* the upstream failed mid-response or answered garbage: 502 */
+	GW_BE_EUNAVAILABLE = -4,/* the backend cannot take the request now: 503 */
+	GW_BE_ECANCELLED = -5   /* cancelled (client gone, shutdown) */
+};
+
+struct gw_engine;
+struct gw_backend;
+
+struct gw_call {
+	pthread_mutex_t mu;
+	atomic_int refs;
+	/* request half: set by the front end before start, then read-only */
+	int route;                 /* enum gw_route */
+	char rid[68];              /* request id */
+	struct rc_buf body;        /* owned: the body exactly as the client sent it */
+	struct gw_body_info info;  /* parsed fields */
+	struct MHD_Connection *conn;
+	int client_fd;             /* watched for disconnects; -1: not watched */
+	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below */
+	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
+	struct gw_backend *backend;
+	/* response half: under mu */
+	int waiting;        /* the front end is suspended waiting for a change */
+	int head_ready;     /* status/content_type valid; for streams: the response may start */
+	int streaming;      /* the response is an SSE stream passed through as it comes */
+	int status;         /* upstream HTTP status (0 until known) */
+	char content_type[128];
+	struct rc_buf out;  /* bytes not yet taken by the front end */
+	size_t out_off;     /* taken so far from out */
+	int done;           /* no more bytes will come */
+	int err;            /* enum gw_be_err when done */
+	char errmsg[160];   /* for logs only (no secrets, no upstream URL with credentials) */
+	/* accounting (engine-owned until done, then read-only) */
+	struct gw_sse sse;
+	int64_t t_start_ns, t_head_ns, t_first_byte_ns, t_done_ns;
+	int64_t bytes_in;
+	/* engine-private */
+	void *priv;
+	int64_t last_out_ns; /* last time bytes reached out (keep-alive) */
+	int committed;       /* streaming response started: errors become SSE events */
+	int cancel_req;
+	int in_engine;
+	struct gw_call *next_cmd;
+};
+
+struct gw_backend_ops {
+	const char *kind;
+	/* Engine thread: begin the request (the call is registered already). 0 or enum gw_be_err. */
+	int (*start)(struct gw_engine *e, struct gw_call *call);
+	/* Engine thread: stop the request and free its resources; the engine completes the call. */
+	void (*cancel)(struct gw_engine *e, struct gw_call *call);
+	/* Engine thread: periodic tick for backends that produce data on timers (may be NULL). */
+	void (*tick)(struct gw_engine *e, struct gw_call *call, int64_t now_ns);
+};
+
+struct gw_backend {
+	const struct gw_backend_ops *ops;
+};
+
+extern struct gw_backend gw_backend_direct;
+extern struct gw_backend gw_backend_demo;
+
+/* The backend for a configured backend entry. */
+struct gw_backend *gw_backend_for(const struct gw_backend_cfg *b);
+
+/* --- calls ---------------------------------------------------------------------------------- */
+
+/* New call with refs = 1 (the caller's), empty buffers, client_fd -1. NULL on ENOMEM. */
+struct gw_call *gw_call_new(void);
+void gw_call_unref(struct gw_call *c);
+
+/* --- the engine ----------------------------------------------------------------------------- */
+
+struct gw_engine_stats {
+	atomic_llong started, completed, cancelled_by_client, errors, keepalives;
+	atomic_int open_streams, in_flight;
+};
+
+/* Start the engine thread. keepalive_ms: SSE comment interval while a stream is silent. */
+int gw_engine_new(long keepalive_ms, struct gw_engine **out);
+/* Change the keep-alive interval (reload). Thread-safe. */
+void gw_engine_set_keepalive(struct gw_engine *e, long keepalive_ms);
+/* Cancel every call, stop the thread, free. NULL is a no-op. */
+void gw_engine_free(struct gw_engine *e);
+/* Submit a call (takes a reference). Thread-safe; returns at once. */
+void gw_engine_start(struct gw_engine *e, struct gw_call *c);
+/* Ask for cancellation. Thread-safe, idempotent. */
+void gw_engine_cancel(struct gw_engine *e, struct gw_call *c);
+/* Cancel every call in flight (drain deadline reached). Thread-safe. */
+void gw_engine_cancel_all(struct gw_engine *e);
+struct gw_engine_stats *gw_engine_stats(struct gw_engine *e);
+
+/* --- used by backends (engine thread only) --------------------------------------------------- */
+
+/* The upstream answered with status and content type. */
+void gw_engine_on_head(struct gw_engine *e, struct gw_call *c, int status, const char *ctype);
+/* Bytes of the upstream body. */
+void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, size_t n);
+/* The upstream request ended (GW_BE_OK or an error); the engine finishes the call. */
+void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg);
+/* The engine's curl multi handle (direct backend). */
+void *gw_engine_curl_multi(struct gw_engine *e);
+
+int64_t gw_now_ns(void);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * Metrics. Counters are relaxed atomics in fixed arrays indexed by bounded label values, so the
+ * hot path is a handful of atomic adds and rendering walks the arrays.
+ */
+#include "gw_metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gw_backend.h"
+
+static const char *const route_names[GW_ROUTE_COUNT] = {
+	"chat_completions", "completions", "embeddings", "models", "model",
+	"healthz", "readyz", "metrics", "other"};
+static const char *const kc_names[GW_KC_COUNT] = {"ok", "missing", "malformed", "unknown",
+						 "revoked", "expired", "tenant_disabled", "error"};
+static const char *const rl_names[GW_RL_COUNT] = {"allowed", "limited", "degraded"};
+
+/* latency buckets in seconds */
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define NB (sizeof buckets / sizeof buckets[0])
+
+struct hist {
+	atomic_ullong b[NB + 1];
+	atomic_ullong sum_us, count;
+};
+
+static char model_names[GW_METRICS_MODELS][201];
+static atomic_int n_models;
+static pthread_mutex_t model_mu = PTHREAD_MUTEX_INITIALIZER;
+
+#define NM GW_METRICS_MODELS
+static atomic_ullong requests[GW_ROUTE_COUNT][6][NM + 1]; /* status class 0..5; model or none */
+static struct hist h_total[GW_ROUTE_COUNT], h_backend[GW_ROUTE_COUNT], h_ttfb[GW_ROUTE_COUNT];
+static atomic_ullong keychecks[GW_KC_COUNT], rl[GW_RL_COUNT], redis_errors, conn_rejected;
+
+int gw_metrics_model(const char *name)
+{
+	int n = atomic_load(&n_models);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(model_names[i], name))
+			return i;
+	pthread_mutex_lock(&model_mu);
+	n = atomic_load(&n_models);
+	int idx = NM - 1;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(model_names[i], name)) {
+			idx = i;
+			goto out;
+		}
+	if (n < NM - 1 && strlen(name) <= 200) {
+		snprintf(model_names[n], sizeof model_names[n], "%s", name);
+		atomic_store(&n_models, n + 1);
+		idx = n;
+	}
+out:
+	pthread_mutex_unlock(&model_mu);
+	return idx;
+}
+
+static void observe(struct hist *h, int64_t ns)
+{
+	double s = (double)ns / 1e9;
+	size_t i = 0;
+	while (i < NB && s > buckets[i])
+		i++;
+	atomic_fetch_add_explicit(&h->b[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)(ns / 1000), memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+void gw_metrics_request(int route, int status, int model, int64_t total_ns, int64_t backend_ns,
+			int64_t ttfb_ns)
+{
+	if (route < 0 || route >= GW_ROUTE_COUNT)
+		route = GW_ROUTE_OTHER;
+	int cls = status / 100;
+	if (cls < 1 || cls > 5)
+		cls = 0;
+	int m = model < 0 || model >= NM ? NM : model;
+	atomic_fetch_add_explicit(&requests[route][cls][m], 1, memory_order_relaxed);
+	observe(&h_total[route], total_ns);
+	if (backend_ns > 0)
+		observe(&h_backend[route], backend_ns);
+	if (ttfb_ns > 0)
+		observe(&h_ttfb[route], ttfb_ns);
+}
+
+void gw_metrics_keycheck(int o)
+{
+	if (o >= 0 && o < GW_KC_COUNT)
+		atomic_fetch_add_explicit(&keychecks[o], 1, memory_order_relaxed);
+}
+
+void gw_metrics_ratelimit(int o)
+{
+	if (o >= 0 && o < GW_RL_COUNT)
+		atomic_fetch_add_explicit(&rl[o], 1, memory_order_relaxed);
+}
+
+void gw_metrics_redis_error(void)
+{
+	atomic_fetch_add_explicit(&redis_errors, 1, memory_order_relaxed);
+}
+
+void gw_metrics_conn_rejected(void)
+{
+	atomic_fetch_add_explicit(&conn_rejected, 1, memory_order_relaxed);
+}
+
+static void printfb(struct rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void printfb(struct rc_buf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		rc_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void render_hist(struct rc_buf *b, const char *name, const char *help, struct hist *hs)
+{
+	printfb(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int r = 0; r < GW_ROUTE_COUNT; r++) {
+		struct hist *h = &hs[r];
+		unsigned long long count = atomic_load(&h->count);
+		if (!count)
+			continue;
+		unsigned long long cum = 0;
+		for (size_t i = 0; i < NB; i++) {
+			cum += atomic_load(&h->b[i]);
+			printfb(b, "%s_bucket{route=\"%s\",le=\"%g\"} %llu\n", name, route_names[r], buckets[i], cum);
+		}
+		cum += atomic_load(&h->b[NB]);
+		printfb(b, "%s_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", name, route_names[r], cum);
+		printfb(b, "%s_sum{route=\"%s\"} %.6f\n", name, route_names[r],
+			(double)atomic_load(&h->sum_us) / 1e6);
+		printfb(b, "%s_count{route=\"%s\"} %llu\n", name, route_names[r], count);
+	}
+}
+
+void gw_metrics_render(struct rc_buf *b, const struct gw_metrics_gauges *g)
+{
+	static const char *const cls_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	printfb(b, "# HELP morgate_requests_total Requests by route, status class and model.\n"
+		   "# TYPE morgate_requests_total counter\n");
+	int n = atomic_load(&n_models);
+	for (int r = 0; r < GW_ROUTE_COUNT; r++)
+		for (int c = 0; c < 6; c++)
+			for (int m = 0; m <= NM; m++) {
+				unsigned long long v = atomic_load(&requests[r][c][m]);
+				if (!v)
+					continue;
+				const char *mn = m == NM ? "" : m < n ? model_names[m] : "other";
+				printfb(b, "morgate_requests_total{route=\"%s\",status=\"%s\",model=\"%s\"} %llu\n",
+					route_names[r], cls_names[c], mn, v);
+			}
+	render_hist(b, "morgate_request_duration_seconds", "Total request time.", h_total);
+	render_hist(b, "morgate_backend_duration_seconds", "Time spent on the backend request.", h_backend);
+	render_hist(b, "morgate_time_to_first_byte_seconds", "Time to the backend's first body byte.", h_ttfb);
+	printfb(b, "# HELP morgate_key_checks_total API key verification outcomes.\n"
+		   "# TYPE morgate_key_checks_total counter\n");
+	for (int i = 0; i < GW_KC_COUNT; i++)
+		printfb(b, "morgate_key_checks_total{outcome=\"%s\"} %llu\n", kc_names[i],
+			atomic_load(&keychecks[i]));
+	printfb(b, "# HELP morgate_ratelimit_decisions_total Rate-limit decisions.\n"
+		   "# TYPE morgate_ratelimit_decisions_total counter\n");
+	for (int i = 0; i < GW_RL_COUNT; i++)
+		printfb(b, "morgate_ratelimit_decisions_total{decision=\"%s\"} %llu\n", rl_names[i],
+			atomic_load(&rl[i]));
+	printfb(b, "# HELP morgate_redis_errors_total Redis errors seen by the rate limiter.\n"
+		   "# TYPE morgate_redis_errors_total counter\nmorgate_redis_errors_total %lld\n",
+		g->redis_errors >= 0 ? (long long)g->redis_errors : (long long)atomic_load(&redis_errors));
+	printfb(b, "# HELP morgate_connections_rejected_total Connections answered 503 over the soft limit.\n"
+		   "# TYPE morgate_connections_rejected_total counter\nmorgate_connections_rejected_total %llu\n",
+		atomic_load(&conn_rejected));
+	printfb(b, "# HELP morgate_open_streams Streaming responses in progress.\n"
+		   "# TYPE morgate_open_streams gauge\nmorgate_open_streams %ld\n", g->open_streams);
+	printfb(b, "# HELP morgate_backend_in_flight Backend requests in progress.\n"
+		   "# TYPE morgate_backend_in_flight gauge\nmorgate_backend_in_flight %ld\n", g->in_flight);
+	printfb(b, "# HELP morgate_connections Open client connections.\n"
+		   "# TYPE morgate_connections gauge\nmorgate_connections %ld\n", g->connections);
+	printfb(b, "# HELP morgate_stream_keepalives_total SSE keep-alive comments sent.\n"
+		   "# TYPE morgate_stream_keepalives_total counter\nmorgate_stream_keepalives_total %ld\n",
+		g->backend_keepalives);
+	printfb(b, "# HELP morgate_client_disconnects_total Backend requests cancelled because the client left.\n"
+		   "# TYPE morgate_client_disconnects_total counter\nmorgate_client_disconnects_total %ld\n",
+		g->client_cancels);
+}

@@ -1,0 +1,834 @@
+/*
+ * The HTTP front end. One request's life (the MHD access handler is called repeatedly):
+ *
+ *   1st call   route, soft connection limit, auth (key checked before any body byte is read),
+ *              Content-Length against the body limit.
+ *   body calls append up to limits.max_body_bytes; beyond, discard and answer 413 at the end.
+ *   last call  parse the few fields we need, model lookup (404), allow-list (403), rate limit
+ *              (429), then hand a struct gw_call to the engine and suspend the connection.
+ *   resumed    non-streaming: the whole upstream answer is there, queue it. Streaming: queue a
+ *              chunked response whose reader takes bytes from the call as they arrive and
+ *              suspends when there are none (the engine resumes it on the next bytes).
+ *   completed  (MHD_OPTION_NOTIFY_COMPLETED) cancel the backend if it still runs (the client
+ *              left), record usage, settle the rate limiter, metrics, the access log line.
+ *
+ * Every error body comes from respond_error(): OpenAI's {"error":{message,type,param,code}}.
+ */
+#include "gw_server.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_backend.h"
+#include "gw_limit.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_parse.h"
+
+struct gw_server {
+	struct MHD_Daemon *d, *admin;
+	pthread_mutex_t cfg_mu;
+	struct gw_config *cfg;
+	struct ks_store *ks;
+	struct gw_engine *engine;
+	struct gw_limit *limit;
+	atomic_int connections, in_flight, draining;
+	long created;
+};
+
+enum phase { PH_NEW, PH_BODY, PH_WAIT, PH_DONE };
+
+struct req {
+	struct gw_server *s;
+	struct gw_config *cfg;
+	int route;
+	int phase;
+	int is_post;
+	char method[8];
+	char path[96];
+	char rid[68];
+	int64_t t0;
+	struct rc_buf body;
+	int too_large;
+	int authed;
+	struct ks_key_info ki;
+	struct gw_body_info info;
+	const struct gw_model_cfg *model;
+	int model_idx;
+	struct gw_call *call;
+	int status;
+	uint64_t bytes;
+	struct gw_limit_ticket ticket;
+	int have_ticket;
+	const char *model_param; /* /v1/models/{id} */
+};
+
+static struct gw_config *cfg_get(struct gw_server *s)
+{
+	pthread_mutex_lock(&s->cfg_mu);
+	struct gw_config *c = gw_config_ref(s->cfg);
+	pthread_mutex_unlock(&s->cfg_mu);
+	return c;
+}
+
+/* --- responses ------------------------------------------------------------------------------- */
+
+static void add_common_headers(struct req *r, struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "x-request-id", r->rid);
+	if (r->have_ticket) {
+		char v[32];
+		const struct gw_limit_ticket *t = &r->ticket;
+		if (t->limit_requests > 0) {
+			snprintf(v, sizeof v, "%lld", (long long)t->limit_requests);
+			MHD_add_response_header(resp, "x-ratelimit-limit-requests", v);
+			snprintf(v, sizeof v, "%lld", (long long)t->remaining_requests);
+			MHD_add_response_header(resp, "x-ratelimit-remaining-requests", v);
+			snprintf(v, sizeof v, "%.3fs", (double)t->reset_requests_ms / 1000.0);
+			MHD_add_response_header(resp, "x-ratelimit-reset-requests", v);
+		}
+		if (t->limit_tokens > 0) {
+			snprintf(v, sizeof v, "%lld", (long long)t->limit_tokens);
+			MHD_add_response_header(resp, "x-ratelimit-limit-tokens", v);
+			snprintf(v, sizeof v, "%lld", (long long)t->remaining_tokens);
+			MHD_add_response_header(resp, "x-ratelimit-remaining-tokens", v);
+			snprintf(v, sizeof v, "%.3fs", (double)t->reset_tokens_ms / 1000.0);
+			MHD_add_response_header(resp, "x-ratelimit-reset-tokens", v);
+		}
+	}
+}
+
+static enum MHD_Result queue(struct req *r, struct MHD_Connection *conn, int status,
+			     struct MHD_Response *resp)
+{
+	add_common_headers(r, resp);
+	r->status = status;
+	r->phase = PH_DONE;
+	enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result respond(struct req *r, struct MHD_Connection *conn, int status,
+			       const char *ctype, const char *body, size_t len)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	r->bytes = len;
+	return queue(r, conn, status, resp);
+}
+
+/*
+ * The one JSON error helper: OpenAI's shape, with the right status. extra_header (optional)
+ * is "Name: value" for Retry-After and friends.
+ */
+static enum MHD_Result respond_error(struct req *r, struct MHD_Connection *conn, int status,
+				     const char *type, const char *code, const char *param,
+				     const char *extra_name, const char *extra_value, const char *fmt, ...)
+	__attribute__((format(printf, 9, 10)));
+static enum MHD_Result respond_error(struct req *r, struct MHD_Connection *conn, int status,
+				     const char *type, const char *code, const char *param,
+				     const char *extra_name, const char *extra_value, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	json_t *o = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", type,
+			      "param", param, "code", code);
+	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(o);
+	if (!txt)
+		return MHD_NO;
+	size_t n = strlen(txt);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n, txt, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(txt);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (extra_name)
+		MHD_add_response_header(resp, extra_name, extra_value);
+	if (status == 413 || status == 503)
+		MHD_add_response_header(resp, "Connection", "close");
+	r->bytes = n;
+	return queue(r, conn, status, resp);
+}
+
+/* --- routing --------------------------------------------------------------------------------- */
+
+static int route_of(const char *url, const char **model_id)
+{
+	*model_id = NULL;
+	if (!strncmp(url, "/api/v1/", 8))
+		url += 4;
+	if (!strcmp(url, "/v1/chat/completions"))
+		return GW_ROUTE_CHAT;
+	if (!strcmp(url, "/v1/completions"))
+		return GW_ROUTE_COMPLETIONS;
+	if (!strcmp(url, "/v1/embeddings"))
+		return GW_ROUTE_EMBEDDINGS;
+	if (!strcmp(url, "/v1/models"))
+		return GW_ROUTE_MODELS;
+	if (!strncmp(url, "/v1/models/", 11) && url[11]) {
+		*model_id = url + 11;
+		return GW_ROUTE_MODEL;
+	}
+	if (!strcmp(url, "/healthz"))
+		return GW_ROUTE_HEALTH;
+	if (!strcmp(url, "/readyz"))
+		return GW_ROUTE_READY;
+	if (!strcmp(url, "/metrics"))
+		return GW_ROUTE_METRICS;
+	return GW_ROUTE_OTHER;
+}
+
+static int is_inference(int route)
+{
+	return route == GW_ROUTE_CHAT || route == GW_ROUTE_COMPLETIONS || route == GW_ROUTE_EMBEDDINGS;
+}
+
+static void copy_printable(char *dst, size_t cap, const char *src)
+{
+	size_t j = 0;
+	for (size_t i = 0; src && src[i] && j + 1 < cap; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[j++] = c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
+	}
+	dst[j] = '\0';
+}
+
+/* --- health, readiness, metrics, models --------------------------------------------------------- */
+
+static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
+{
+	struct gw_server *s = r->s;
+	if (r->route == GW_ROUTE_HEALTH)
+		return respond(r, conn, 200, "application/json", "{\"status\":\"ok\"}", 15);
+	if (r->route == GW_ROUTE_READY) {
+		char buf[512];
+		struct gw_limit_health lh;
+		gw_limit_health(s->limit, &lh);
+		int draining = atomic_load(&s->draining);
+		int ready = !draining && r->cfg->n_models > 0 && s->ks && lh.usable;
+		const char *reason = draining ? "draining"
+				     : !s->ks ? "key store not open"
+				     : r->cfg->n_models == 0 ? "no backends configured"
+				     : !lh.usable ? "rate limiter unavailable" : "";
+		int n = snprintf(buf, sizeof buf,
+				 "{\"status\":\"%s\",\"reason\":\"%s\",\"keystore\":\"%s\",\"redis\":\"%s\","
+				 "\"backends\":%zu,\"models\":%zu}",
+				 ready ? "ready" : "not_ready", reason, s->ks ? "ok" : "closed", lh.redis,
+				 r->cfg->n_backends, r->cfg->n_models);
+		return respond(r, conn, ready ? 200 : 503, "application/json", buf, (size_t)n);
+	}
+	/* metrics */
+	struct rc_buf b = RC_BUF_INIT;
+	struct gw_engine_stats *es = gw_engine_stats(s->engine);
+	struct gw_limit_health lh;
+	gw_limit_health(s->limit, &lh);
+	struct gw_metrics_gauges g = {
+		.open_streams = atomic_load(&es->open_streams),
+		.in_flight = atomic_load(&es->in_flight),
+		.connections = atomic_load(&s->connections),
+		.backend_keepalives = (long)atomic_load(&es->keepalives),
+		.client_cancels = (long)atomic_load(&es->cancelled_by_client),
+		.redis_errors = lh.redis_errors,
+	};
+	gw_metrics_render(&b, &g);
+	enum MHD_Result rc = respond(r, conn, 200, "text/plain; version=0.0.4", b.ptr ? b.ptr : "", b.len);
+	rc_buf_release(&b);
+	return rc;
+}
+
+static int model_allowed(const struct req *r, const struct gw_model_cfg *m, const char *asked, size_t len)
+{
+	if (r->ki.models_len == 0)
+		return 1;
+	return ks_info_allows_model(&r->ki, asked, len) ||
+	       ks_info_allows_model(&r->ki, m->name, strlen(m->name));
+}
+
+static void model_json(struct rc_buf *b, const struct gw_model_cfg *m, long created)
+{
+	char buf[600];
+	int n = snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"%s\"}",
+			 m->name, created, m->owned_by ? m->owned_by : "morgate");
+	rc_buf_append(b, buf, (size_t)n);
+}
+
+static enum MHD_Result serve_models(struct req *r, struct MHD_Connection *conn)
+{
+	struct rc_buf b = RC_BUF_INIT;
+	enum MHD_Result rc;
+	if (r->route == GW_ROUTE_MODEL) {
+		const struct gw_model_cfg *m = gw_config_find_model(r->cfg, r->model_param, strlen(r->model_param));
+		if (!m || !model_allowed(r, m, r->model_param, strlen(r->model_param))) {
+			char shown[80];
+			copy_printable(shown, sizeof shown, r->model_param);
+			return respond_error(r, conn, 404, "invalid_request_error", "model_not_found", "model",
+					     NULL, NULL, "the model '%s' does not exist", shown);
+		}
+		model_json(&b, m, r->s->created);
+	} else {
+		rc_buf_append(&b, "{\"object\":\"list\",\"data\":[", 25);
+		int first = 1;
+		for (size_t i = 0; i < r->cfg->n_models; i++) {
+			const struct gw_model_cfg *m = &r->cfg->models[i];
+			if (!model_allowed(r, m, m->name, strlen(m->name)))
+				continue;
+			if (!first)
+				rc_buf_putc(&b, ',');
+			first = 0;
+			model_json(&b, m, r->s->created);
+		}
+		rc_buf_append(&b, "]}", 2);
+	}
+	rc = respond(r, conn, 200, "application/json", b.ptr, b.len);
+	rc_buf_release(&b);
+	return rc;
+}
+
+/* --- auth ---------------------------------------------------------------------------------------- */
+
+static enum MHD_Result check_auth(struct req *r, struct MHD_Connection *conn)
+{
+	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	const char *xkey = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key");
+	const char *key;
+	size_t len;
+	int rc = gw_auth_parse(authz, xkey, &key, &len);
+	if (rc == GW_AUTH_MISSING) {
+		gw_metrics_keycheck(GW_KC_MISSING);
+		return respond_error(r, conn, 401, "invalid_request_error", "missing_api_key", NULL,
+				     "WWW-Authenticate", "Bearer",
+				     "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'");
+	}
+	if (rc == GW_AUTH_MALFORMED) {
+		gw_metrics_keycheck(GW_KC_MALFORMED);
+		return respond_error(r, conn, 401, "invalid_request_error", "invalid_api_key", NULL,
+				     "WWW-Authenticate", "Bearer",
+				     "malformed credentials: expected 'Authorization: Bearer <key>'");
+	}
+	rc = ks_key_verify(r->s->ks, key, len, &r->ki);
+	switch (rc) {
+	case KS_OK:
+		gw_metrics_keycheck(GW_KC_OK);
+		r->authed = 1;
+		return MHD_YES;
+	case KS_EMALFORMED:
+		gw_metrics_keycheck(GW_KC_MALFORMED);
+		return respond_error(r, conn, 401, "invalid_request_error", "invalid_api_key", NULL,
+				     "WWW-Authenticate", "Bearer",
+				     "malformed API key: not a morgate key (sk-mor-...), or mistyped");
+	case KS_EUNKNOWN:
+		gw_metrics_keycheck(GW_KC_UNKNOWN);
+		return respond_error(r, conn, 401, "invalid_request_error", "invalid_api_key", NULL,
+				     "WWW-Authenticate", "Bearer", "incorrect API key provided");
+	case KS_EREVOKED:
+		gw_metrics_keycheck(GW_KC_REVOKED);
+		return respond_error(r, conn, 401, "invalid_request_error", "revoked_api_key", NULL,
+				     "WWW-Authenticate", "Bearer", "this API key has been revoked");
+	case KS_EEXPIRED:
+		gw_metrics_keycheck(GW_KC_EXPIRED);
+		return respond_error(r, conn, 401, "invalid_request_error", "expired_api_key", NULL,
+				     "WWW-Authenticate", "Bearer", "this API key has expired");
+	case KS_ETENANT_DISABLED:
+		gw_metrics_keycheck(GW_KC_TENANT_DISABLED);
+		return respond_error(r, conn, 401, "invalid_request_error", "account_disabled", NULL,
+				     "WWW-Authenticate", "Bearer", "the account this API key belongs to is disabled");
+	default:
+		gw_metrics_keycheck(GW_KC_ERROR);
+		gw_log_error("auth", "rid=%s key store error: %s", r->rid, ks_strerror(rc));
+		return respond_error(r, conn, 503, "server_error", "keystore_unavailable", NULL, "Retry-After",
+				     "1", "the key store is unavailable; retry shortly");
+	}
+}
+
+/* --- backend responses ---------------------------------------------------------------------------- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct req *r = cls;
+	struct gw_call *c = r->call;
+	(void)pos;
+	pthread_mutex_lock(&c->mu);
+	size_t avail = c->out.len - c->out_off;
+	if (avail) {
+		size_t n = avail < max ? avail : max;
+		memcpy(buf, c->out.ptr + c->out_off, n);
+		c->out_off += n;
+		pthread_mutex_unlock(&c->mu);
+		r->bytes += n;
+		return (ssize_t)n;
+	}
+	if (c->done) {
+		int err = c->err;
+		pthread_mutex_unlock(&c->mu);
+		return err == GW_BE_ECANCELLED ? MHD_CONTENT_READER_END_WITH_ERROR
+					       : MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	c->waiting = 1;
+	MHD_suspend_connection(c->conn);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+/* Under c->mu, the call done and not streaming: answer with the upstream's result. */
+static enum MHD_Result respond_backend(struct req *r, struct MHD_Connection *conn, struct gw_call *c)
+{
+	switch (c->err) {
+	case GW_BE_OK:
+		break;
+	case GW_BE_ECONNECT:
+		return respond_error(r, conn, 502, "server_error", "backend_unreachable", NULL, NULL, NULL,
+				     "the backend for model '%s' could not be reached", r->model->name);
+	case GW_BE_ETIMEOUT:
+		return respond_error(r, conn, 504, "server_error", "backend_timeout", NULL, NULL, NULL,
+				     "the backend for model '%s' did not answer in time", r->model->name);
+	case GW_BE_EUNAVAILABLE:
+		return respond_error(r, conn, 503, "server_error", "backend_unavailable", NULL, "Retry-After",
+				     "1", "the backend for model '%s' is unavailable", r->model->name);
+	case GW_BE_ECANCELLED:
+		return MHD_NO;
+	default:
+		return respond_error(r, conn, 502, "server_error", "backend_error", NULL, NULL, NULL,
+				     "the backend for model '%s' failed", r->model->name);
+	}
+	int st = c->status;
+	if (st == 401 || st == 403 || st == 407 || (st >= 500 && st != 503 && st != 504) || st < 200 ||
+	    (st >= 300 && st < 400)) {
+		gw_log_warn("backend", "rid=%s upstream status %d for model '%s'", r->rid, st, r->model->name);
+		return respond_error(r, conn, 502, "server_error", "backend_error", NULL, NULL, NULL,
+				     "the backend for model '%s' answered with status %d", r->model->name, st);
+	}
+	if (st == 503 || st == 504)
+		return respond_error(r, conn, st, "server_error", st == 503 ? "backend_unavailable" : "backend_timeout",
+				     NULL, NULL, NULL, "the backend for model '%s' answered with status %d",
+				     r->model->name, st);
+	/* 2xx and the upstream's own 4xx (its words about the request) pass through */
+	if (st >= 200 && st < 300) {
+		int64_t p = 0, k = 0;
+		if (gw_usage_from_json(c->out.ptr ? c->out.ptr : "", c->out.len, &p, &k)) {
+			c->sse.have_usage = 1;
+			c->sse.prompt_tokens = p;
+			c->sse.completion_tokens = k;
+		}
+	}
+	return respond(r, conn, st, c->content_type[0] ? c->content_type : "application/json",
+		       c->out.ptr ? c->out.ptr : "", c->out.len);
+}
+
+static enum MHD_Result resume_wait(struct req *r, struct MHD_Connection *conn)
+{
+	struct gw_call *c = r->call;
+	enum MHD_Result rc;
+	pthread_mutex_lock(&c->mu);
+	if (c->streaming && c->head_ready) {
+		struct MHD_Response *resp =
+			MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
+		pthread_mutex_unlock(&c->mu);
+		if (!resp)
+			return MHD_NO;
+		MHD_add_response_header(resp, "Content-Type",
+					c->content_type[0] ? c->content_type : "text/event-stream");
+		MHD_add_response_header(resp, "Cache-Control", "no-cache");
+		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+		return queue(r, conn, 200, resp);
+	}
+	if (c->done) {
+		rc = respond_backend(r, conn, c);
+		pthread_mutex_unlock(&c->mu);
+		return rc;
+	}
+	c->waiting = 1;
+	MHD_suspend_connection(conn);
+	pthread_mutex_unlock(&c->mu);
+	return MHD_YES;
+}
+
+static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *conn)
+{
+	struct gw_server *s = r->s;
+	if (r->too_large)
+		return respond_error(r, conn, 413, "invalid_request_error", "request_too_large", NULL, NULL, NULL,
+				     "request body larger than %ld bytes", r->cfg->max_body_bytes);
+	struct gw_perr perr;
+	int prc = gw_body_parse(r->body.ptr ? r->body.ptr : "", r->body.len, 1, &r->info, &perr);
+	if (prc == GW_PARSE_ENOMEM)
+		return MHD_NO;
+	if (prc != GW_PARSE_OK)
+		return respond_error(r, conn, 400, "invalid_request_error",
+				     prc == GW_PARSE_EJSON ? "invalid_json" : "invalid_value",
+				     perr.param[0] ? perr.param : NULL, NULL, NULL, "%s", perr.msg);
+	if (r->route == GW_ROUTE_EMBEDDINGS)
+		r->info.stream = 0;
+	r->model = gw_config_find_model(r->cfg, r->info.model, r->info.model_len);
+	if (!r->model) {
+		char shown[80];
+		copy_printable(shown, sizeof shown, r->info.model);
+		return respond_error(r, conn, 404, "invalid_request_error", "model_not_found", "model", NULL, NULL,
+				     "the model '%s' does not exist", shown);
+	}
+	r->model_idx = gw_metrics_model(r->model->name);
+	if (!model_allowed(r, r->model, r->info.model, r->info.model_len))
+		return respond_error(r, conn, 403, "permission_error", "model_not_allowed", "model", NULL, NULL,
+				     "this API key may not use model '%s'", r->model->name);
+	if (atomic_load(&s->draining))
+		return respond_error(r, conn, 503, "server_error", "shutting_down", NULL, "Retry-After", "1",
+				     "the gateway is shutting down; retry on another instance");
+	int64_t reserve = r->info.prompt_estimate + (r->info.max_tokens ? r->info.max_tokens : 256);
+	int lrc = gw_limit_admit(s->limit, &r->ki, r->model->name, reserve, &r->ticket);
+	r->have_ticket = 1;
+	if (lrc == GW_LIMIT_DENIED) {
+		gw_metrics_ratelimit(GW_RL_LIMITED);
+		char ra[24];
+		long secs = (long)((r->ticket.retry_after_ms + 999) / 1000);
+		snprintf(ra, sizeof ra, "%ld", secs < 1 ? 1 : secs);
+		return respond_error(r, conn, 429, r->ticket.what, "rate_limit_exceeded", NULL, "Retry-After", ra,
+				     "rate limit exceeded: %s; retry after %s seconds", r->ticket.why, ra);
+	}
+	gw_metrics_ratelimit(r->ticket.degraded ? GW_RL_DEGRADED : GW_RL_ALLOWED);
+
+	struct gw_call *c = r->call = gw_call_new();
+	c->route = r->route;
+	memcpy(c->rid, r->rid, sizeof c->rid);
+	c->body = r->body; /* moved */
+	rc_buf_init(&r->body);
+	c->info = r->info;
+	c->conn = conn;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	c->client_fd = ci ? ci->connect_fd : -1;
+	c->bcfg = &r->cfg->backends[r->model->backend];
+	c->cfg = gw_config_ref(r->cfg);
+	c->backend = gw_backend_for(c->bcfg);
+	r->phase = PH_WAIT;
+	pthread_mutex_lock(&c->mu);
+	c->waiting = 1;
+	MHD_suspend_connection(conn);
+	pthread_mutex_unlock(&c->mu);
+	gw_engine_start(s->engine, c);
+	return MHD_YES;
+}
+
+/* --- the access handler ------------------------------------------------------------------------- */
+
+static enum MHD_Result first_call(struct req *r, struct MHD_Connection *conn, const char *url,
+				  const char *method)
+{
+	struct gw_server *s = r->s;
+	copy_printable(r->method, sizeof r->method, method);
+	copy_printable(r->path, sizeof r->path, url);
+	const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
+	if (rid && gw_request_id_sane(rid, strlen(rid)))
+		snprintf(r->rid, sizeof r->rid, "%s", rid);
+	else
+		gw_request_id_new(r->rid);
+	r->route = route_of(url, &r->model_param);
+	r->model_idx = -1;
+	r->is_post = !strcmp(method, "POST");
+	if (atomic_load(&s->connections) > r->cfg->soft_connections) {
+		gw_metrics_conn_rejected();
+		return respond_error(r, conn, 503, "server_error", "overloaded", NULL, "Retry-After", "1",
+				     "too many connections; retry shortly");
+	}
+	if (r->route == GW_ROUTE_OTHER)
+		return respond_error(r, conn, 404, "invalid_request_error", "unknown_url", NULL, NULL, NULL,
+				     "unknown request URL: %s %s", r->method, r->path);
+	int want_post = is_inference(r->route);
+	if ((want_post && !r->is_post) || (!want_post && strcmp(method, "GET") && strcmp(method, "HEAD")))
+		return respond_error(r, conn, 405, "invalid_request_error", "method_not_allowed", NULL, "Allow",
+				     want_post ? "POST" : "GET", "method %s is not allowed on %s", r->method,
+				     r->path);
+	if (r->route == GW_ROUTE_HEALTH || r->route == GW_ROUTE_READY || r->route == GW_ROUTE_METRICS)
+		return serve_admin(r, conn);
+	if (check_auth(r, conn) != MHD_YES || !r->authed)
+		return r->phase == PH_DONE ? MHD_YES : MHD_NO;
+	if (!want_post)
+		return serve_models(r, conn);
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+	if (cl && strtoll(cl, NULL, 10) > r->cfg->max_body_bytes)
+		return respond_error(r, conn, 413, "invalid_request_error", "request_too_large", NULL, NULL, NULL,
+				     "request body larger than %ld bytes", r->cfg->max_body_bytes);
+	r->phase = PH_BODY;
+	return MHD_YES;
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+				      const char *method, const char *version, const char *upload_data,
+				      size_t *upload_data_size, void **req_cls)
+{
+	struct gw_server *s = cls;
+	struct req *r = *req_cls;
+	(void)version;
+	if (!r) {
+		r = calloc(1, sizeof *r);
+		if (!r)
+			abort();
+		r->s = s;
+		r->t0 = gw_now_ns();
+		r->cfg = cfg_get(s);
+		*req_cls = r;
+		atomic_fetch_add(&s->in_flight, 1);
+		return first_call(r, conn, url, method);
+	}
+	if (r->phase == PH_BODY) {
+		if (*upload_data_size) {
+			if (!r->too_large && r->body.len + *upload_data_size <= (size_t)r->cfg->max_body_bytes) {
+				if (rc_buf_append(&r->body, upload_data, *upload_data_size))
+					abort();
+			} else {
+				r->too_large = 1;
+				rc_buf_release(&r->body);
+			}
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		return start_inference(r, conn);
+	}
+	if (r->phase == PH_WAIT)
+		return resume_wait(r, conn);
+	/* a response is queued already: discard any further body bytes */
+	*upload_data_size = 0;
+	return MHD_YES;
+}
+
+/* --- completion: usage, limiter, metrics, access log ----------------------------------------------- */
+
+static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct gw_server *s = cls;
+	struct req *r = *req_cls;
+	(void)conn;
+	if (!r)
+		return;
+	*req_cls = NULL;
+	int64_t now = gw_now_ns();
+	int64_t backend_ns = 0, ttfb_ns = 0, prompt = 0, completion = 0;
+	int have_usage = 0, cancelled = 0;
+	struct gw_call *c = r->call;
+	if (c) {
+		pthread_mutex_lock(&c->mu);
+		int done = c->done;
+		if (c->sse.have_usage) {
+			have_usage = 1;
+			prompt = c->sse.prompt_tokens;
+			completion = c->sse.completion_tokens;
+		} else if (c->streaming) {
+			/* no usage from the upstream: estimate (prompt bytes / 4, one token per event) */
+			prompt = r->info.prompt_estimate;
+			completion = c->sse.events;
+		}
+		backend_ns = (done ? c->t_done_ns : now) - c->t_start_ns;
+		if (c->t_first_byte_ns)
+			ttfb_ns = c->t_first_byte_ns - c->t_start_ns;
+		pthread_mutex_unlock(&c->mu);
+		if (!done) {
+			cancelled = 1;
+			gw_engine_cancel(s->engine, c);
+		}
+		if (r->status == 0 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+			r->status = 499; /* client closed the request (nginx's convention, logs only) */
+		ks_usage_record(s->ks, r->ki.key_id, r->model->name, prompt, completion);
+	}
+	if (r->have_ticket)
+		gw_limit_settle(s->limit, &r->ticket, prompt + completion);
+	if (r->status == 0)
+		r->status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 200 : 499;
+	if (c && r->status == 200 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		cancelled = 1;
+	gw_metrics_request(r->route, r->status, r->model_idx, now - r->t0, backend_ns, ttfb_ns);
+	if (gw_log_access_enabled && gw_log_min_level <= GW_LOG_INFO) {
+		char line[1024];
+		char model[80];
+		copy_printable(model, sizeof model, r->model ? r->model->name : "-");
+		int n = snprintf(line, sizeof line,
+				 "rid=%s method=%s path=%s status=%d tenant=%s key=%s model=%s stream=%d bytes=%llu "
+				 "upstream_ms=%.3f total_ms=%.3f tokens_in=%lld tokens_out=%lld usage=%s%s",
+				 r->rid, r->method, r->path, r->status, r->authed ? r->ki.tenant : "-",
+				 r->authed ? r->ki.key_id : "-", model, r->info.stream, (unsigned long long)r->bytes,
+				 (double)backend_ns / 1e6, (double)(now - r->t0) / 1e6, (long long)prompt,
+				 (long long)completion, have_usage ? "upstream" : c ? "estimated" : "none",
+				 cancelled ? " cancelled=1" : "");
+		gw_log_access(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
+	}
+	gw_call_unref(c);
+	rc_buf_release(&r->body);
+	gw_config_unref(r->cfg);
+	free(r);
+	atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe)
+{
+	struct gw_server *s = cls;
+	(void)conn;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&s->connections, 1);
+	else
+		atomic_fetch_sub(&s->connections, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	(void)cls;
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	gw_log_debug("mhd", "%s", buf);
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------------ */
+
+static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, unsigned threads,
+				       const struct gw_config *cfg, int admin, char *errbuf, size_t errlen)
+{
+	char host[64];
+	unsigned port;
+	if (gw_config_split_listen(listen, host, &port)) {
+		snprintf(errbuf, errlen, "invalid listen address '%s'", listen);
+		return NULL;
+	}
+	struct sockaddr_in sa = {0};
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, host, &sa.sin_addr);
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG;
+	struct MHD_Daemon *d = MHD_start_daemon(
+		flags, (uint16_t)port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &sa,
+		MHD_OPTION_THREAD_POOL_SIZE, admin ? 1u : threads, MHD_OPTION_CONNECTION_LIMIT,
+		admin ? 64u : (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)cfg->max_header_bytes + 16384, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+		MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (!d)
+		snprintf(errbuf, errlen, "cannot listen on '%s' (address in use or not permitted)", listen);
+	return d;
+}
+
+int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server **out, char *errbuf,
+		  size_t errlen)
+{
+	*out = NULL;
+	struct gw_server *s = calloc(1, sizeof *s);
+	if (!s)
+		abort();
+	pthread_mutex_init(&s->cfg_mu, NULL);
+	s->cfg = gw_config_ref(cfg);
+	s->ks = ks;
+	s->created = (long)time(NULL);
+	for (size_t i = 0; i < cfg->n_models; i++)
+		gw_metrics_model(cfg->models[i].name);
+	char lerr[256] = "";
+	if (gw_limit_new(cfg, &s->limit, lerr, sizeof lerr)) {
+		snprintf(errbuf, errlen, "rate limiter: %s", lerr);
+		goto fail;
+	}
+	if (gw_engine_new(cfg->keepalive_ms, &s->engine)) {
+		snprintf(errbuf, errlen, "cannot start the backend engine");
+		goto fail;
+	}
+	s->d = start_daemon(s, cfg->listen, (unsigned)cfg->threads, cfg, 0, errbuf, errlen);
+	if (!s->d)
+		goto fail;
+	if (cfg->admin_listen[0]) {
+		s->admin = start_daemon(s, cfg->admin_listen, 1, cfg, 1, errbuf, errlen);
+		if (!s->admin)
+			goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	gw_server_free(s);
+	return -1;
+}
+
+void gw_server_reload(struct gw_server *s, struct gw_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_models; i++)
+		gw_metrics_model(cfg->models[i].name);
+	gw_limit_reload(s->limit, cfg);
+	gw_engine_set_keepalive(s->engine, cfg->keepalive_ms);
+	pthread_mutex_lock(&s->cfg_mu);
+	struct gw_config *old = s->cfg;
+	s->cfg = gw_config_ref(cfg);
+	pthread_mutex_unlock(&s->cfg_mu);
+	gw_config_unref(old);
+}
+
+void gw_server_flush_usage(struct gw_server *s)
+{
+	struct ks_err err;
+	int rc = ks_flush(s->ks, &err);
+	if (rc)
+		gw_log_warn("usage", "cannot flush usage to the key store: %s (retried next time)", err.msg);
+}
+
+int gw_server_in_flight(struct gw_server *s)
+{
+	return atomic_load(&s->in_flight);
+}
+
+int gw_server_drain(struct gw_server *s, long deadline_ms)
+{
+	atomic_store(&s->draining, 1);
+	if (s->d) {
+		MHD_socket ls = MHD_quiesce_daemon(s->d);
+		if (ls != MHD_INVALID_SOCKET)
+			close(ls);
+	}
+	int64_t end = gw_now_ns() + (int64_t)deadline_ms * 1000000;
+	while (gw_engine_stats(s->engine)->in_flight > 0 && gw_now_ns() < end)
+		usleep(10000);
+	int cut = atomic_load(&gw_engine_stats(s->engine)->in_flight);
+	gw_engine_cancel_all(s->engine);
+	/* let MHD write the last bytes of finished streams and the cancelled ones close */
+	int64_t end2 = gw_now_ns() + 2000000000LL;
+	while (atomic_load(&gw_engine_stats(s->engine)->in_flight) > 0 && gw_now_ns() < end2)
+		usleep(5000);
+	usleep(50000);
+	return cut;
+}
+
+void gw_server_free(struct gw_server *s)
+{
+	if (!s)
+		return;
+	if (s->engine)
+		gw_engine_cancel_all(s->engine);
+	/* MHD_stop_daemon with suspended connections is an API violation: the engine resumes every
+	 * waiting connection when it cancels the calls; give the workers a moment to see it. */
+	if (s->engine) {
+		int64_t end = gw_now_ns() + 2000000000LL;
+		while (atomic_load(&gw_engine_stats(s->engine)->in_flight) > 0 && gw_now_ns() < end)
+			usleep(2000);
+	}
+	if (s->admin)
+		MHD_stop_daemon(s->admin);
+	if (s->d)
+		MHD_stop_daemon(s->d);
+	gw_engine_free(s->engine);
+	gw_limit_free(s->limit);
+	gw_config_unref(s->cfg);
+	pthread_mutex_destroy(&s->cfg_mu);
+	free(s);
+}
