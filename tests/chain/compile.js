@@ -2,7 +2,7 @@
 // tests/chain/compile.js: compile the test-chain contracts with the pinned solc-js and write
 // tests/chain/build/<Contract>.json = {contractName, abi, bytecode, deployedBytecode,
 // methodIdentifiers, compiler}, and tests/chain/build/selectors.json = every function selector,
-// event topic0 and error selector of those ABIs, keyed by canonical signature (read by
+// return types, event topic0 and error selector of those ABIs, keyed by canonical signature (read by
 // tests/support/chain.sh to name reverts). The build/ files are checked in, so tests and `make run` need
 // no compile step; rerun this after editing a .sol file (cd to the repo root, `npm ci` first):
 //   node tests/chain/compile.js
@@ -43,9 +43,10 @@ const selectors = {};
 for (const file of Object.keys(out.contracts)) {
   for (const [name, c] of Object.entries(out.contracts[file])) {
     if (!c.evm.bytecode.object) continue; // interfaces
-    const sel = (selectors[name] = { functions: {}, events: {}, errors: {} });
+    const sel = (selectors[name] = { functions: {}, returns: {}, events: {}, errors: {} });
     for (const e of c.abi) {
       if (e.type === 'function') sel.functions[sigOf(e)] = '0x' + keccak256(sigOf(e)).slice(0, 8);
+      if (e.type === 'function') sel.returns[sigOf(e)] = '(' + e.outputs.map(canon).join(',') + ')';
       if (e.type === 'event') sel.events[sigOf(e)] = '0x' + keccak256(sigOf(e));
       if (e.type === 'error') sel.errors[sigOf(e)] = '0x' + keccak256(sigOf(e)).slice(0, 8);
     }
