@@ -134,8 +134,6 @@ contract MorpheusDiamondTest {
     error ProviderNotFound();
     error ModelStakeTooLow(uint256, uint256);
     error ModelHasActiveBids();
-    // Not in the §3.5 list (thrown only by claimForProvider before the session has ended).
-    error SessionNotEndedYet();
 
     // ---------------------------------------------------------------- constants
     uint128 public constant MIN_SESSION_DURATION = 300; // §3.6 step 5
@@ -645,9 +643,8 @@ contract MorpheusDiamondTest {
     /// by the provider's stake per 365-day period; from the funding account for staked sessions.
     function _rewardProviderAfterClose(bool noDispute, Session storage s, Bid storage bid, uint256 reward) private {
         reward -= s.providerWithdrawnAmount;
-        if (!noDispute && s.closedAt < s.endsAt) {
-            uint128 day = startOfTheDay(s.closedAt);
-            uint256 withheld = uint256(s.closedAt - (s.openedAt > day ? s.openedAt : day)) * bid.pricePerSecond;
+        if (!noDispute) {
+            uint256 withheld = _providerOnHold(s, bid);
             reward = reward > withheld ? reward - withheld : 0;
         }
         _payProvider(s, bid.provider, reward);
@@ -672,14 +669,25 @@ contract MorpheusDiamondTest {
         }
     }
 
-    /// The provider (or a delegate) collects what is still owed once the session has ended.
+    /// §3.7: the provider (or a delegate) collects what is still owed once the session has
+    /// ended, except the part withheld by a disputed early close, which is released on the day
+    /// after the close. Nothing to pay (session not ended yet, or all paid) is a no-op.
     function claimForProvider(bytes32 sessionId_) external {
         Session storage s = sessions[sessionId_];
         Bid storage bid = bids[s.bidId];
         _validateDelegatee(msg.sender, bid.provider, DELEGATION_RULES_SESSION);
         uint128 end = s.closedAt == 0 || s.closedAt > s.endsAt ? s.endsAt : s.closedAt;
-        if (block.timestamp < end) revert SessionNotEndedYet();
-        _payProvider(s, bid.provider, uint256(end - s.openedAt) * bid.pricePerSecond - s.providerWithdrawnAmount);
+        if (s.openedAt == 0 || block.timestamp < end) return;
+        uint256 owed = uint256(end - s.openedAt) * bid.pricePerSecond - s.providerWithdrawnAmount;
+        uint256 onHold = _providerOnHold(s, bid);
+        if (owed > onHold) _payProvider(s, bid.provider, owed - onHold);
+    }
+
+    function _providerOnHold(Session storage s, Bid storage bid) private view returns (uint256) {
+        if (s.closeoutType != 1 || s.closedAt >= s.endsAt) return 0;
+        uint128 day = startOfTheDay(s.closedAt);
+        if (block.timestamp >= day + 1 days) return 0;
+        return uint256(s.closedAt - (s.openedAt > day ? s.openedAt : day)) * bid.pricePerSecond;
     }
 
     /// Unknown id: all zeros, no revert (§3.3, §7 trap 12).

@@ -213,6 +213,31 @@ mc=$(chain_call "$MULTICALL3" "aggregate((address,bytes)[])(uint256,bytes[])" \
   "[($DIAMOND,$("$CAST" calldata "isBidActive(bytes32)" "$BID")),($DIAMOND,$("$CAST" calldata "getProviderMinimumStake()"))]" | tail -1)
 eq "Multicall3 aggregate at the canonical address batches Diamond calls" "$mc" "[$(pad 1), $("$CAST" to-uint256 100000000000000000)]"
 
+send_ok "modelRegister by the second provider" "$XK" "$DIAMOND" "modelRegister(address,bytes32,bytes32,uint256,uint256,string,string[])" \
+  "$X" "$(pad 7)" "$(pad 8)" 5 1000000000000000000 "x-model" '["LLM","tee"]'
+XMODEL=$(chain_call "$DIAMOND" "getModelId(address,bytes32)(bytes32)" "$X" "$(pad 7)")
+eq "ModelRegisteredUpdated(owner, modelId), both indexed" "$(log_of 0xda9282a68d90c36d31d780a69a65da6c35191a5d8cdd37bd1a1a5aa9fb168e77)" "$(pad "$X") $XMODEL 0x"
+expect_revert "modelDeregister of a model with an active bid: ModelHasActiveBids" "ModelHasActiveBids()" \
+  chain_send "$PK" "$DIAMOND" "modelDeregister(bytes32)" "$MODEL"
+send_ok "modelDeregister without bids" "$XK" "$DIAMOND" "modelDeregister(bytes32)" "$XMODEL"
+eq "... deactivates it and returns its stake" \
+  "$(chain_call "$DIAMOND" "getIsModelActive(bytes32)(bool)" "$XMODEL") $(cj "$DIAMOND" "getActiveModelIds(uint256,uint256)(bytes32[],uint256)" 0 10) $(cj "$DIAMOND" "getModelIds(uint256,uint256)(bytes32[],uint256)" 0 0) $(bal "$X")" \
+  "false [[\"$MODEL\"],1] [[],2] 99800000000000000000"
+
+# ============================================================ MOR token (§3.2, §3.4, §3.6.2)
+send_ok "MOR increaseAllowance" "$XK" "$MOR" "increaseAllowance(address,uint256)" "$U" 5
+send_ok "MOR increaseAllowance again" "$XK" "$MOR" "increaseAllowance(address,uint256)" "$U" 7
+eq "Approval(owner, spender, value) log and allowance 12" \
+  "$(log_of 0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925) $(num "$MOR" "allowance(address,address)(uint256)" "$X" "$U")" \
+  "$(pad "$X") $(pad "$U") $("$CAST" to-uint256 12) 12"
+send_ok "MOR transferFrom within the allowance" "$UK" "$MOR" "transferFrom(address,address,uint256)" "$X" "$U" 12
+eq "Transfer(from, to, value) log, allowance used up" \
+  "$(log_of 0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef) $(num "$MOR" "allowance(address,address)(uint256)" "$X" "$U")" \
+  "$(pad "$X") $(pad "$U") $("$CAST" to-uint256 12) 0"
+send_ok "MOR transfer" "$UK" "$MOR" "transfer(address,uint256)" "$X" 12
+expect_revert "MOR transfer beyond the balance: 'ERC20: transfer amount exceeds balance'" "ERC20: transfer amount exceeds balance" \
+  chain_send "$XK" "$MOR" "transfer(address,uint256)" "$U" 1000000000000000000000
+
 # ============================================================ openSession (§3.6)
 U_START=$(bal "$U")
 NOW=$(chain_now)
@@ -277,6 +302,7 @@ expect_revert "approval for an unknown bid: SessionBidNotFound" "SessionBidNotFo
 send_ok "the user grants delegation.rules.session to account 3 (test-only registry)" "$UK" "$DIAMOND" \
   "setDelegation(address,bytes32,bool)" "$X" 0xbb0b3346f3a62a3cf205ec3a488d79de48762f0ab35cbf72aaf290fde72d79f5 true
 send_ok "a delegate opens a session for the user, 300 s exactly" "$XK" "$DIAMOND" "$OPEN" "$U" "$(calc "${STAKE}n / 2n")" false "$A5" "$(chain_sign "$PK" "$A5")"
+O2=$(block_ts)
 SID2=$(log_of 0x2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839 | awk '{print $2}')
 eq "second session id uses the next global nonce" "$SID2" "$(chain_call "$DIAMOND" "getSessionId(address,address,bytes32,uint256)(bytes32)" "$U" "$P" "$BID" 1)"
 
@@ -308,6 +334,8 @@ DAY=$((CLOSED - CLOSED % 86400))
 HOLD=$(calc "BigInt($CLOSED - Math.max($OPENED, $DAY)) * ${PRICE}n * 10000000000000000000000000n * 100n / 3000000000000000000000000n")
 eq "user refund: today's part (stipendToStake of used time) on hold, the rest back now" \
   "$(calc "$(bal "$U")n - ${U0}n") $(hold "$U")" "$(calc "${STAKE}n - ${HOLD}n") 0 $HOLD"
+eq "the provider's earnings count against its stake for the year (limitPeriodEarned)" \
+  "$(cj "$DIAMOND" "getProvider(address)((string,uint256,uint128,uint128,uint256,bool))" "$P" | cut -d, -f5)" "$PAY"
 eq "totalMORSupply/getTodaysBudget follow providersTotalClaimed" \
   "$(num "$DIAMOND" "totalMORSupply(uint128)(uint256)" "$CLOSED") $(num "$DIAMOND" "getComputeBalance(uint128)(uint256)" "$CLOSED")" \
   "$(calc "10000000000000000000000000n + ${PAY}n") $(calc "3000000000000000000000000n - ${PAY}n")"
@@ -321,7 +349,13 @@ eq "model stats: means of the provider means, count 1" \
 expect_revert "closing again: SessionAlreadyClosed" "SessionAlreadyClosed()" chain_send "$UK" "$DIAMOND" "$CLOSE" "$R1" "$RS1"
 
 RU=$(chain_receipt "$SID2" "$(date +%s%3N)" "$CHAIN_ID" 99999 1 1 1)
+P0=$(bal "$P")
 send_ok "closeSession with a user-signed receipt (the Go fallback)" "$UK" "$DIAMOND" "$CLOSE" "$RU" "$(chain_sign "$UK" "$RU")"
+C2=$(block_ts) P1=$(bal "$P")
+DAY2=$((C2 - C2 % 86400))
+REWARD2=$(calc "BigInt($C2 - $O2) * ${PRICE}n")
+WITHHELD2=$(calc "BigInt($C2 - Math.max($O2, $DAY2)) * ${PRICE}n")
+eq "disputed early close: the provider gets the used time minus today's part" "$(calc "${P1}n - ${P0}n")" "$(calc "${REWARD2}n - ${WITHHELD2}n")"
 eq "... is recorded as a dispute: closeoutType 1, no stats credit, totalCount 2" \
   "$(cj "$DIAMOND" "getSession(bytes32)((address,bytes32,uint256,bytes,uint256,uint256,uint128,uint128,uint128,bool,bool))" "$SID2" | cut -d, -f5) $(cj "$DIAMOND" "getProviderModelStats(bytes32,address)(((int64,int64),(int64,int64),uint32,uint32,uint32))" "$MODEL" "$P")" \
   "1 [[[42500,0],[350,0],$DUR,1,2]]"
@@ -330,7 +364,13 @@ eq "... is recorded as a dispute: closeoutType 1, no stats credit, totalCount 2"
 expect_revert "withdrawUserStakes before release: SessionUserAmountToWithdrawIsZero" "SessionUserAmountToWithdrawIsZero()" \
   chain_send "$UK" "$DIAMOND" "withdrawUserStakes(address,uint8)" "$U" 50
 read -r _ HELD <<<"$(hold "$U")"
+expect_revert "claimForProvider by someone else: InsufficientRightsForOperation" "InsufficientRightsForOperation(address,address)" \
+  chain_send "$UK" "$DIAMOND" "claimForProvider(bytes32)" "$SID2"
+send_ok "claimForProvider on the day of a disputed close" "$PK" "$DIAMOND" "claimForProvider(bytes32)" "$SID2"
+eq "... pays nothing yet" "$(bal "$P")" "$P1"
 chain_time_travel 86400
+send_ok "claimForProvider the next day" "$PK" "$DIAMOND" "claimForProvider(bytes32)" "$SID2"
+eq "... pays the withheld part: the provider got (closedAt - openedAt) × price in all" "$(calc "$(bal "$P")n - ${P0}n")" "$REWARD2"
 eq "a day later the held stake is available" "$(hold "$U")" "$HELD 0"
 send_ok "withdrawUserStakes" "$UK" "$DIAMOND" "withdrawUserStakes(address,uint8)" "$U" 50
 eq "UserWithdrawn(user, amount) and every staked MOR is back with the user" \
@@ -351,6 +391,17 @@ DPAY=$(calc "BigInt($E3 - $O3) * ${PRICE}n")
 eq "provider paid (endsAt - openedAt) × price from the stake, the user gets the rest at once" \
   "$(calc "$(bal "$P")n - ${P0}n") $(calc "${U0}n - $(bal "$U")n") $(cut -d, -f6,7,11 <<<"$S3")" \
   "$DPAY $DPAY $DPAY,$O3,true]]"
+
+# ============================================================ devnet options
+if j=$("$T_ROOT/scripts/devnet" start --state-dir "$T_DIR/devnet2" --chain-id 42161); then
+  T_PIDS+=("$(cat "$T_DIR/devnet2/anvil.pid")")
+  rpc2=$(node -p 'JSON.parse(process.argv[1]).rpcUrl' "$j")
+  eq "devnet start --chain-id 42161: the JSON, eth_chainId and devnet.json agree" \
+    "$(node -p 'JSON.parse(process.argv[1]).chainId' "$j") $("$CAST" chain-id --rpc-url "$rpc2") $(cmp -s "$T_DIR/devnet2/devnet.json" <(echo "$j") && echo same-file)" "42161 42161 same-file"
+  "$T_ROOT/scripts/devnet" stop "$T_DIR/devnet2"
+else
+  t_fail "devnet start --chain-id 42161"
+fi
 
 # ============================================================ stop
 if chain_stop && ! kill -0 "$CHAIN_PID" 2>/dev/null; then t_pass "devnet stop ends anvil by PID"; else t_fail "devnet stop ends anvil by PID"; fi
