@@ -6,6 +6,7 @@
  */
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_redisurl.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -48,6 +49,15 @@ static const struct opt opts[] = {
 	{"usage_flush_ms", T_LONG, O(usage_flush_ms), 100, 3600000, NULL, 2000},
 	{"drain_timeout_ms", T_LONG, O(drain_timeout_ms), 0, 3600000, NULL, 30000},
 	{"redis_url", T_STR, O(redis_url), 0, 0, "", 0},
+	{"ratelimit", T_SECTION, 0, 0, 0, NULL, 0},
+	{"ratelimit.prefix", T_STR, O(rl_prefix), 0, 0, "mg:rl:", 0},
+	{"ratelimit.timeout_ms", T_LONG, O(rl_timeout_ms), 1, 10000, NULL, 50},
+	{"ratelimit.connect_timeout_ms", T_LONG, O(rl_connect_timeout_ms), 1, 60000, NULL, 500},
+	{"ratelimit.backoff_min_ms", T_LONG, O(rl_backoff_min_ms), 1, 60000, NULL, 100},
+	{"ratelimit.backoff_max_ms", T_LONG, O(rl_backoff_max_ms), 1, 600000, NULL, 5000},
+	{"ratelimit.lease_ms", T_LONG, O(rl_lease_ms), 1000, 86400000, NULL, 60000},
+	{"ratelimit.max_pending", T_LONG, O(rl_max_pending), 1, 10000000, NULL, 65536},
+	{"ratelimit.fail_closed", T_BOOL, O(rl_fail_closed), 0, 1, NULL, 0},
 };
 #undef O
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -117,7 +127,6 @@ static void config_free(struct gw_config *c)
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (opts[i].type == T_STR)
 			free(*(char **)((char *)c + opts[i].off));
-	free(c->ratelimit_json);
 	for (size_t i = 0; i < c->n_backends; i++)
 		backend_free(&c->backends[i]);
 	free(c->backends);
@@ -389,9 +398,17 @@ static int validate(const struct gw_config *c, struct gw_config_err *err)
 	if (c->soft_connections >= c->max_connections)
 		return err_at(err, "limits.soft_connections",
 			      "must be below limits.max_connections (%ld)", c->max_connections);
-	if (c->redis_url[0] && strncmp(c->redis_url, "redis://", 8) && strncmp(c->redis_url, "unix://", 7) &&
-	    strncmp(c->redis_url, "rediss://", 9))
-		return err_at(err, "redis_url", "expected redis://, rediss:// or unix:// URL");
+	if (c->redis_url[0]) {
+		struct gw_redis_url u;
+		struct gw_redisurl_err ue = {0, NULL};
+		int bad = gw_redisurl_parse(c->redis_url, strlen(c->redis_url), &u, &ue);
+		sodium_memzero(&u, sizeof u);
+		if (bad)
+			return err_at(err, "redis_url", "%s at offset %zu", ue.msg ? ue.msg : "invalid URL",
+				      ue.offset);
+	}
+	if (c->rl_backoff_min_ms > c->rl_backoff_max_ms)
+		return err_at(err, "ratelimit.backoff_min_ms", "must not exceed ratelimit.backoff_max_ms");
 	for (size_t i = 0; i < c->n_backends; i++)
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(c->backends[i].name, c->backends[j].name)) {
@@ -437,14 +454,6 @@ static int walk(struct gw_config *c, json_t *obj, const char *prefix, struct gw_
 			snprintf(path, sizeof path, "%s.%s", prefix, k);
 		else
 			snprintf(path, sizeof path, "%s", k);
-		if (!prefix[0] && !strcmp(k, "ratelimit")) {
-			if (!json_is_object(v))
-				return err_at(err, path, "expected an object");
-			free(c->ratelimit_json);
-			if (!(c->ratelimit_json = json_dumps(v, JSON_COMPACT)))
-				return GW_CONFIG_ENOMEM;
-			continue;
-		}
 		if (!prefix[0] && (!strcmp(k, "backends") || !strcmp(k, "models")))
 			continue; /* after the scalars */
 		size_t i;

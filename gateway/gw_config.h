@@ -61,8 +61,11 @@ struct gw_config {
 	long keepalive_ms;      /* SSE comment while the backend is silent */
 	long usage_flush_ms;
 	long drain_timeout_ms;  /* SIGTERM: longest wait for in-flight requests */
-	char *redis_url;        /* NULL/"": in-process limiter */
-	char *ratelimit_json;   /* the "ratelimit" object as JSON text (the limiter parses it) */
+	char *redis_url;        /* "": in-process limiter only */
+	char *rl_prefix;        /* Redis key prefix */
+	long rl_timeout_ms, rl_connect_timeout_ms, rl_backoff_min_ms, rl_backoff_max_ms, rl_lease_ms;
+	long rl_max_pending;
+	int rl_fail_closed;     /* refuse (503) instead of local limits while Redis is down */
 	struct gw_backend_cfg *backends;
 	size_t n_backends;
 	struct gw_model_cfg *models;

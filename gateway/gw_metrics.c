@@ -16,7 +16,7 @@ static const char *const route_names[GW_ROUTE_COUNT] = {
 	"healthz", "readyz", "metrics", "other"};
 static const char *const kc_names[GW_KC_COUNT] = {"ok", "missing", "malformed", "unknown",
 						 "revoked", "expired", "tenant_disabled", "error"};
-static const char *const rl_names[GW_RL_COUNT] = {"allowed", "limited", "degraded"};
+static const char *const rl_names[GW_RL_M_COUNT] = {"allowed", "limited", "quota", "allowed_degraded", "unavailable"};
 
 /* latency buckets in seconds */
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -35,7 +35,7 @@ static pthread_mutex_t model_mu = PTHREAD_MUTEX_INITIALIZER;
 #define NM GW_METRICS_MODELS
 static atomic_ullong requests[GW_ROUTE_COUNT][6][NM + 1]; /* status class 0..5; model or none */
 static struct hist h_total[GW_ROUTE_COUNT], h_backend[GW_ROUTE_COUNT], h_ttfb[GW_ROUTE_COUNT];
-static atomic_ullong keychecks[GW_KC_COUNT], rl[GW_RL_COUNT], redis_errors, conn_rejected;
+static atomic_ullong keychecks[GW_KC_COUNT], rl[GW_RL_M_COUNT], redis_errors, conn_rejected;
 
 int gw_metrics_model(const char *name)
 {
@@ -97,7 +97,7 @@ void gw_metrics_keycheck(int o)
 
 void gw_metrics_ratelimit(int o)
 {
-	if (o >= 0 && o < GW_RL_COUNT)
+	if (o >= 0 && o < GW_RL_M_COUNT)
 		atomic_fetch_add_explicit(&rl[o], 1, memory_order_relaxed);
 }
 
@@ -171,12 +171,17 @@ void gw_metrics_render(struct rc_buf *b, const struct gw_metrics_gauges *g)
 			atomic_load(&keychecks[i]));
 	printfb(b, "# HELP morgate_ratelimit_decisions_total Rate-limit decisions.\n"
 		   "# TYPE morgate_ratelimit_decisions_total counter\n");
-	for (int i = 0; i < GW_RL_COUNT; i++)
+	for (int i = 0; i < GW_RL_M_COUNT; i++)
 		printfb(b, "morgate_ratelimit_decisions_total{decision=\"%s\"} %llu\n", rl_names[i],
 			atomic_load(&rl[i]));
 	printfb(b, "# HELP morgate_redis_errors_total Redis errors seen by the rate limiter.\n"
 		   "# TYPE morgate_redis_errors_total counter\nmorgate_redis_errors_total %lld\n",
 		g->redis_errors >= 0 ? (long long)g->redis_errors : (long long)atomic_load(&redis_errors));
+	printfb(b, "# HELP morgate_redis_roundtrips_total Admission scripts sent to Redis.\n"
+		   "# TYPE morgate_redis_roundtrips_total counter\nmorgate_redis_roundtrips_total %ld\n"
+		   "# HELP morgate_redis_degraded 1 while Redis is configured but not answering.\n"
+		   "# TYPE morgate_redis_degraded gauge\nmorgate_redis_degraded %d\n",
+		g->redis_roundtrips, g->redis_degraded);
 	printfb(b, "# HELP morgate_connections_rejected_total Connections answered 503 over the soft limit.\n"
 		   "# TYPE morgate_connections_rejected_total counter\nmorgate_connections_rejected_total %llu\n",
 		atomic_load(&conn_rejected));

@@ -27,7 +27,7 @@ enum gw_keycheck {
 	GW_KC_COUNT
 };
 
-enum gw_rl_outcome { GW_RL_ALLOWED, GW_RL_LIMITED, GW_RL_DEGRADED, GW_RL_COUNT };
+enum gw_rl_metric { GW_RL_M_ALLOWED, GW_RL_M_LIMITED, GW_RL_M_QUOTA, GW_RL_M_DEGRADED, GW_RL_M_UNAVAILABLE, GW_RL_M_COUNT };
 
 /* Intern a configured model name; returns its label index (GW_METRICS_MODELS - 1 = "other"). */
 int gw_metrics_model(const char *name);
@@ -45,6 +45,8 @@ void gw_metrics_conn_rejected(void);
 struct gw_metrics_gauges {
 	long open_streams, in_flight, connections, backend_keepalives, client_cancels;
 	long redis_errors; /* from the limiter, when it counts them itself; -1: use ours */
+	long redis_roundtrips;
+	int redis_degraded;
 };
 
 /* Append the Prometheus text exposition to b. */

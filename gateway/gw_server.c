@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "gw_backend.h"
-#include "gw_limit.h"
+#include "gw_ratelimit.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
 #include "gw_parse.h"
@@ -42,12 +42,12 @@ struct gw_server {
 	struct gw_config *cfg;
 	struct ks_store *ks;
 	struct gw_engine *engine;
-	struct gw_limit *limit;
+	struct gw_rl *rl;
 	atomic_int connections, in_flight, draining;
 	long created;
 };
 
-enum phase { PH_NEW, PH_BODY, PH_WAIT, PH_DONE };
+enum phase { PH_NEW, PH_BODY, PH_ADMIT, PH_WAIT, PH_DONE };
 
 struct req {
 	struct gw_server *s;
@@ -69,8 +69,15 @@ struct req {
 	struct gw_call *call;
 	int status;
 	uint64_t bytes;
-	struct gw_limit_ticket ticket;
-	int have_ticket;
+	struct gw_rl_ticket ticket;
+	int have_ticket;      /* admitted: settle and release at the end */
+	int have_rl;          /* rate-limit headers below are valid */
+	struct gw_rl_state rl_req, rl_tok;
+	pthread_mutex_t amu;  /* admission: the limiter's callback vs the handler */
+	pthread_t admit_thread;
+	int admit_ready;
+	struct gw_rl_decision dec;
+	struct MHD_Connection *conn;
 	const char *model_param; /* /v1/models/{id} */
 };
 
@@ -84,26 +91,34 @@ static struct gw_config *cfg_get(struct gw_server *s)
 
 /* --- responses ------------------------------------------------------------------------------- */
 
+static void fmt_reset(char *v, size_t cap, int64_t ms)
+{
+	if (ms < 1000)
+		snprintf(v, cap, "%lldms", (long long)(ms < 0 ? 0 : ms));
+	else
+		snprintf(v, cap, "%.3gs", (double)ms / 1000.0);
+}
+
 static void add_common_headers(struct req *r, struct MHD_Response *resp)
 {
 	MHD_add_response_header(resp, "x-request-id", r->rid);
-	if (r->have_ticket) {
+	if (r->have_rl) {
 		char v[32];
-		const struct gw_limit_ticket *t = &r->ticket;
-		if (t->limit_requests > 0) {
-			snprintf(v, sizeof v, "%lld", (long long)t->limit_requests);
+		/* OpenAI's form: counts, and resets as durations ("6.5s", "120ms") */
+		if (r->rl_req.limit > 0) {
+			snprintf(v, sizeof v, "%lld", (long long)r->rl_req.limit);
 			MHD_add_response_header(resp, "x-ratelimit-limit-requests", v);
-			snprintf(v, sizeof v, "%lld", (long long)t->remaining_requests);
+			snprintf(v, sizeof v, "%lld", (long long)r->rl_req.remaining);
 			MHD_add_response_header(resp, "x-ratelimit-remaining-requests", v);
-			snprintf(v, sizeof v, "%.3fs", (double)t->reset_requests_ms / 1000.0);
+			fmt_reset(v, sizeof v, r->rl_req.reset_ms);
 			MHD_add_response_header(resp, "x-ratelimit-reset-requests", v);
 		}
-		if (t->limit_tokens > 0) {
-			snprintf(v, sizeof v, "%lld", (long long)t->limit_tokens);
+		if (r->rl_tok.limit > 0) {
+			snprintf(v, sizeof v, "%lld", (long long)r->rl_tok.limit);
 			MHD_add_response_header(resp, "x-ratelimit-limit-tokens", v);
-			snprintf(v, sizeof v, "%lld", (long long)t->remaining_tokens);
+			snprintf(v, sizeof v, "%lld", (long long)r->rl_tok.remaining);
 			MHD_add_response_header(resp, "x-ratelimit-remaining-tokens", v);
-			snprintf(v, sizeof v, "%.3fs", (double)t->reset_tokens_ms / 1000.0);
+			fmt_reset(v, sizeof v, r->rl_tok.reset_ms);
 			MHD_add_response_header(resp, "x-ratelimit-reset-tokens", v);
 		}
 	}
@@ -222,33 +237,37 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 		return respond(r, conn, 200, "application/json", "{\"status\":\"ok\"}", 15);
 	if (r->route == GW_ROUTE_READY) {
 		char buf[512];
-		struct gw_limit_health lh;
-		gw_limit_health(s->limit, &lh);
+		int degraded = gw_rl_degraded(s->rl);
+		const char *redis = !gw_rl_has_redis(s->rl) ? "none" : degraded ? "degraded" : "ok";
 		int draining = atomic_load(&s->draining);
-		int ready = !draining && r->cfg->n_models > 0 && s->ks && lh.usable;
+		int usable = !(degraded && r->cfg->rl_fail_closed);
+		int ready = !draining && r->cfg->n_models > 0 && s->ks && usable;
 		const char *reason = draining ? "draining"
 				     : !s->ks ? "key store not open"
 				     : r->cfg->n_models == 0 ? "no backends configured"
-				     : !lh.usable ? "rate limiter unavailable" : "";
+				     : !usable ? "redis unavailable and ratelimit.fail_closed is set"
+				     : degraded ? "redis unreachable: in-process limits (degraded)" : "";
 		int n = snprintf(buf, sizeof buf,
 				 "{\"status\":\"%s\",\"reason\":\"%s\",\"keystore\":\"%s\",\"redis\":\"%s\","
 				 "\"backends\":%zu,\"models\":%zu}",
-				 ready ? "ready" : "not_ready", reason, s->ks ? "ok" : "closed", lh.redis,
+				 ready ? "ready" : "not_ready", reason, s->ks ? "ok" : "closed", redis,
 				 r->cfg->n_backends, r->cfg->n_models);
 		return respond(r, conn, ready ? 200 : 503, "application/json", buf, (size_t)n);
 	}
 	/* metrics */
 	struct rc_buf b = RC_BUF_INIT;
 	struct gw_engine_stats *es = gw_engine_stats(s->engine);
-	struct gw_limit_health lh;
-	gw_limit_health(s->limit, &lh);
+	struct gw_rl_stats rs;
+	gw_rl_stats(s->rl, &rs);
 	struct gw_metrics_gauges g = {
 		.open_streams = atomic_load(&es->open_streams),
 		.in_flight = atomic_load(&es->in_flight),
 		.connections = atomic_load(&s->connections),
 		.backend_keepalives = (long)atomic_load(&es->keepalives),
 		.client_cancels = (long)atomic_load(&es->cancelled_by_client),
-		.redis_errors = lh.redis_errors,
+		.redis_errors = (long)rs.redis_errors,
+		.redis_roundtrips = (long)rs.redis_roundtrips,
+		.redis_degraded = rs.degraded,
 	};
 	gw_metrics_render(&b, &g);
 	enum MHD_Result rc = respond(r, conn, 200, "text/plain; version=0.0.4", b.ptr ? b.ptr : "", b.len);
@@ -462,6 +481,23 @@ static enum MHD_Result resume_wait(struct req *r, struct MHD_Connection *conn)
 	return MHD_YES;
 }
 
+static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn);
+
+static void admit_cb(void *ctx, const struct gw_rl_decision *d)
+{
+	struct req *r = ctx;
+	if (pthread_equal(r->admit_thread, pthread_self())) {
+		r->dec = *d; /* synchronous: the handler reads it when gw_rl_admit returns */
+		r->admit_ready = 1;
+		return;
+	}
+	pthread_mutex_lock(&r->amu); /* held by the handler only until it has suspended */
+	r->dec = *d;
+	r->admit_ready = 1;
+	MHD_resume_connection(r->conn);
+	pthread_mutex_unlock(&r->amu);
+}
+
 static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *conn)
 {
 	struct gw_server *s = r->s;
@@ -492,18 +528,63 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 	if (atomic_load(&s->draining))
 		return respond_error(r, conn, 503, "server_error", "shutting_down", NULL, "Retry-After", "1",
 				     "the gateway is shutting down; retry on another instance");
-	int64_t reserve = r->info.prompt_estimate + (r->info.max_tokens ? r->info.max_tokens : 256);
-	int lrc = gw_limit_admit(s->limit, &r->ki, r->model->name, reserve, &r->ticket);
-	r->have_ticket = 1;
-	if (lrc == GW_LIMIT_DENIED) {
-		gw_metrics_ratelimit(GW_RL_LIMITED);
-		char ra[24];
-		long secs = (long)((r->ticket.retry_after_ms + 999) / 1000);
-		snprintf(ra, sizeof ra, "%ld", secs < 1 ? 1 : secs);
-		return respond_error(r, conn, 429, r->ticket.what, "rate_limit_exceeded", NULL, "Retry-After", ra,
-				     "rate limit exceeded: %s; retry after %s seconds", r->ticket.why, ra);
+	/* Admission: the limiter may answer at once (local decision) or later from its I/O thread
+	 * (Redis); in the second case the connection waits suspended and admit_cb resumes it. */
+	struct gw_rl_request rq = {&r->ki,
+				   r->info.prompt_estimate + (r->info.max_tokens ? r->info.max_tokens : 256)};
+	r->conn = conn;
+	r->admit_thread = pthread_self();
+	pthread_mutex_lock(&r->amu);
+	int sync = gw_rl_admit(s->rl, &rq, admit_cb, r);
+	if (!sync) {
+		r->phase = PH_ADMIT;
+		MHD_suspend_connection(conn);
+		pthread_mutex_unlock(&r->amu);
+		return MHD_YES;
 	}
-	gw_metrics_ratelimit(r->ticket.degraded ? GW_RL_DEGRADED : GW_RL_ALLOWED);
+	pthread_mutex_unlock(&r->amu);
+	return after_admit(r, conn);
+}
+
+static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
+{
+	struct gw_server *s = r->s;
+	const struct gw_rl_decision *d = &r->dec;
+	r->rl_req = gw_rl_requests_state(d);
+	r->rl_tok = gw_rl_tokens_state(d);
+	r->have_rl = 1;
+	if (d->outcome != GW_RL_ALLOWED) {
+		char ra[24];
+		snprintf(ra, sizeof ra, "%lld", (long long)(d->retry_after_s < 1 ? 1 : d->retry_after_s));
+		const char *dim = d->refused >= 0 ? gw_rl_dim_name((enum gw_rl_dim)d->refused) : "none";
+		int tokens = d->refused == GW_RL_KEY_TPM || d->refused == GW_RL_TENANT_TPM ||
+			     d->refused == GW_RL_TENANT_MONTHLY;
+		switch (d->outcome) {
+		case GW_RL_LIMITED:
+			gw_metrics_ratelimit(GW_RL_M_LIMITED);
+			return respond_error(r, conn, 429, tokens ? "tokens" : "requests", "rate_limit_exceeded", NULL,
+					     "Retry-After", ra, "rate limit exceeded (%s); retry after %s seconds",
+					     dim, ra);
+		case GW_RL_QUOTA:
+			gw_metrics_ratelimit(GW_RL_M_QUOTA);
+			return respond_error(r, conn, 429, "insufficient_quota", "insufficient_quota", NULL,
+					     "Retry-After", ra,
+					     "the monthly token quota of this account is used up; retry after %s seconds",
+					     ra);
+		case GW_RL_TOO_LARGE:
+			gw_metrics_ratelimit(GW_RL_M_LIMITED);
+			return respond_error(r, conn, 429, "tokens", "tokens_exceed_limit", "max_tokens", NULL, NULL,
+					     "this request asks for more tokens than the %s limit allows at all; "
+					     "lower max_tokens or the prompt", dim);
+		default:
+			gw_metrics_ratelimit(GW_RL_M_UNAVAILABLE);
+			return respond_error(r, conn, 503, "server_error", "ratelimit_unavailable", NULL, "Retry-After",
+					     "1", "rate limiting is unavailable; retry shortly");
+		}
+	}
+	r->ticket = d->ticket;
+	r->have_ticket = 1;
+	gw_metrics_ratelimit(d->local && gw_rl_has_redis(s->rl) ? GW_RL_M_DEGRADED : GW_RL_M_ALLOWED);
 
 	struct gw_call *c = r->call = gw_call_new();
 	c->route = r->route;
@@ -583,6 +664,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		r->s = s;
 		r->t0 = gw_now_ns();
 		r->cfg = cfg_get(s);
+		pthread_mutex_init(&r->amu, NULL);
 		*req_cls = r;
 		atomic_fetch_add(&s->in_flight, 1);
 		return first_call(r, conn, url, method);
@@ -600,6 +682,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 			return MHD_YES;
 		}
 		return start_inference(r, conn);
+	}
+	if (r->phase == PH_ADMIT) {
+		pthread_mutex_lock(&r->amu);
+		int ready = r->admit_ready;
+		pthread_mutex_unlock(&r->amu);
+		if (!ready)
+			return MHD_YES; /* cannot happen: resumed only by admit_cb */
+		return after_admit(r, conn);
 	}
 	if (r->phase == PH_WAIT)
 		return resume_wait(r, conn);
@@ -648,7 +738,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		ks_usage_record(s->ks, r->ki.key_id, r->model->name, prompt, completion);
 	}
 	if (r->have_ticket)
-		gw_limit_settle(s->limit, &r->ticket, prompt + completion);
+		gw_rl_finish(s->rl, &r->ticket, prompt + completion);
 	if (r->status == 0)
 		r->status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 200 : 499;
 	if (c && r->status == 200 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -671,6 +761,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	gw_call_unref(c);
 	rc_buf_release(&r->body);
 	gw_config_unref(r->cfg);
+	pthread_mutex_destroy(&r->amu);
 	free(r);
 	atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -725,6 +816,12 @@ static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, 
 	return d;
 }
 
+static void rl_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	GW_LOG_AT(level, "ratelimit", "%s", msg);
+}
+
 int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server **out, char *errbuf,
 		  size_t errlen)
 {
@@ -739,7 +836,18 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server *
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
 	char lerr[256] = "";
-	if (gw_limit_new(cfg, &s->limit, lerr, sizeof lerr)) {
+	struct gw_rl_config rc = {0};
+	rc.redis_url = cfg->redis_url[0] ? cfg->redis_url : NULL;
+	rc.prefix = cfg->rl_prefix;
+	rc.timeout_ms = (int)cfg->rl_timeout_ms;
+	rc.connect_timeout_ms = (int)cfg->rl_connect_timeout_ms;
+	rc.backoff_min_ms = (int)cfg->rl_backoff_min_ms;
+	rc.backoff_max_ms = (int)cfg->rl_backoff_max_ms;
+	rc.lease_ms = (int)cfg->rl_lease_ms;
+	rc.fail_closed = cfg->rl_fail_closed;
+	rc.max_pending = (unsigned)cfg->rl_max_pending;
+	rc.log = rl_log;
+	if (gw_rl_new(&rc, &s->rl, lerr, sizeof lerr)) {
 		snprintf(errbuf, errlen, "rate limiter: %s", lerr);
 		goto fail;
 	}
@@ -766,7 +874,6 @@ void gw_server_reload(struct gw_server *s, struct gw_config *cfg)
 {
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
-	gw_limit_reload(s->limit, cfg);
 	gw_engine_set_keepalive(s->engine, cfg->keepalive_ms);
 	pthread_mutex_lock(&s->cfg_mu);
 	struct gw_config *old = s->cfg;
@@ -827,7 +934,7 @@ void gw_server_free(struct gw_server *s)
 	if (s->d)
 		MHD_stop_daemon(s->d);
 	gw_engine_free(s->engine);
-	gw_limit_free(s->limit);
+	gw_rl_free(s->rl);
 	gw_config_unref(s->cfg);
 	pthread_mutex_destroy(&s->cfg_mu);
 	free(s);
