@@ -84,35 +84,35 @@ static const char LUA_SCRIPT[] =
 "local op=ARGV[1]\n"
 	"if op=='A' then\n"
 	" local cost=tonumber(ARGV[9]) local lease=tonumber(ARGV[11]) local me=tonumber(ARGV[12])\n"
-	" local outcome,refused,wait=0,0,-1 local out={0,0,0} local nts={}\n"
+	" local outcome,refused,wait=0,0,-1 local out={0,0,0} local nts={} local aft={} local bef={}\n"
 	" local function refuse(code,d,w) if code>outcome or (code==outcome and w>wait) then "
 	"outcome=code refused=d wait=w end end\n"
 	" for i=1,7 do\n"
-	"  local L=tonumber(ARGV[i+1]) local rem,reset=0,0\n"
+	"  local L=tonumber(ARGV[i+1]) aft[i]={0,0} bef[i]={0,0}\n"
 	"  if L>0 then\n"
 	"   if i==3 or i==6 then\n"
 	"    redis.call('ZREMRANGEBYSCORE',KEYS[i],'-inf',now_ms)\n"
 	"    local n=redis.call('ZCARD',KEYS[i])\n"
-	"    if n<L then rem=L-n-1 else refuse(1,i,1000000) end\n"
+	"    bef[i]={math.max(0,L-n),0}\n"
+	"    if n<L then aft[i]={L-n-1,0} else refuse(1,i,1000000) end\n"
 	"   elseif i==7 then\n"
-	"    local used=tonumber(redis.call('GET',KEYS[7]) or '0') reset=me*1000\n"
-	"    if cost>L then refuse(3,i,0) rem=math.max(0,L-used)\n"
-	"    elseif used<=L-cost then rem=L-used-cost\n"
-	"    else rem=math.max(0,L-used) refuse(2,i,me*1000) end\n"
+	"    local used=tonumber(redis.call('GET',KEYS[7]) or '0')\n"
+	"    bef[i]={math.max(0,L-used),me*1000}\n"
+	"    if cost>L then refuse(3,i,0)\n"
+	"    elseif used<=L-cost then aft[i]={L-used-cost,me*1000}\n"
+	"    else refuse(2,i,me*1000) end\n"
 	"   else\n"
 	"    local c=1 if i==2 or i==5 then c=cost end\n"
 	"    local T=P/L local debt,ts=getst(KEYS[i]) local d0=drain(debt,ts,T)\n"
 	"    local used=d0+c if now>ts then ts=now end\n"
-	"    if c<=L and used<=L+EPS then nts[i]={used,ts,T} rem=math.floor(L-used+EPS) "
-	"reset=cl(used*T)\n"
-	"    else\n"
-	"     if c>L then refuse(3,i,0) else refuse(1,i,cl((used-L)*T)) end\n"
-	"     rem=math.floor(L-d0+EPS) if rem<0 then rem=0 end reset=cl(d0*T)\n"
-	"    end\n"
+	"    local r0=math.floor(L-d0+EPS) if r0<0 then r0=0 end bef[i]={r0,cl(d0*T)}\n"
+	"    if c<=L and used<=L+EPS then nts[i]={used,ts,T} "
+	"aft[i]={math.floor(L-used+EPS),cl(used*T)}\n"
+	"    elseif c>L then refuse(3,i,0) else refuse(1,i,cl((used-L)*T)) end\n"
 	"   end\n"
 	"  end\n"
-	"  out[#out+1]=rem out[#out+1]=reset\n"
 	" end\n"
+	" local res=aft\n"
 	" if outcome==0 then\n"
 	"  for i,st in pairs(nts) do setst(KEYS[i],st[1],st[2],st[3]) end\n"
 	"  for _,i in ipairs({3,6}) do if tonumber(ARGV[i+1])>0 then\n"
@@ -120,7 +120,8 @@ static const char LUA_SCRIPT[] =
 	"   redis.call('PEXPIRE',KEYS[i],lease+1000) end end\n"
 	"  if tonumber(ARGV[8])>0 and cost>0 then redis.call('INCRBY',KEYS[7],cost)\n"
 	"   redis.call('PEXPIRE',KEYS[7],me+71*86400000) end\n"
-	" else wait=math.max(wait,0) end\n"
+	" else res=bef end\n"
+	" for i=1,7 do out[#out+1]=res[i][1] out[#out+1]=res[i][2] end\n"
 	" out[1]=outcome out[2]=refused out[3]=math.max(wait,0)\n"
 	" return out\n"
 	"elseif op=='S' then\n"
@@ -217,6 +218,7 @@ struct gw_rl {
 	redisAsyncContext *ac;
 	int want_write;
 	int conn_ready;    /* I/O thread's view of ready */
+	int probing;       /* a PING is out to tell a slow connection from a dead one */
 	int need_reset;
 	uint64_t connect_deadline_us, next_connect_us;
 	int backoff_ms;
@@ -455,6 +457,7 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 	char names[GW_RL_NDIM][KEYNAME_MAX];
 	struct lentry *e[GW_RL_NDIM] = {0};
 	struct gw_gcra_state nts[GW_RL_NDIM];
+	int64_t bef_rem[GW_RL_NDIM] = {0}, bef_reset[GW_RL_NDIM] = {0};
 	int64_t sec, usec;
 	wall_now(&sec, &usec);
 	double now = gw_gcra_time_us(sec, usec);
@@ -475,21 +478,26 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 			continue;
 		}
 		if (d == GW_RL_KEY_CONC || d == GW_RL_TENANT_CONC) {
+			bef_rem[d] = e[d]->n < L ? L - e[d]->n : 0;
 			if (e[d]->n < L)
 				r->rem[d] = L - e[d]->n - 1;
 			else
 				refuse(r, GW_RL_LIMITED, d + 1, 1000000);
 		} else if (d == GW_RL_TENANT_MONTHLY) {
 			int q = gw_quota_check(e[d]->n, in->cost, L, &r->rem[d]);
-			r->reset_us[d] = me_ms * 1000;
+			bef_rem[d] = e[d]->n < L ? L - e[d]->n : 0;
+			r->reset_us[d] = bef_reset[d] = me_ms * 1000;
 			if (q < 0)
 				refuse(r, GW_RL_TOO_LARGE, d + 1, 0);
 			else if (q == 0)
 				refuse(r, GW_RL_QUOTA, d + 1, me_ms * 1000);
 		} else {
 			int64_t c = (d == GW_RL_KEY_RPM || d == GW_RL_TENANT_RPM) ? 1 : in->cost;
-			struct gw_gcra_result g;
+			struct gw_gcra_result g, g0;
 			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, c, &g);
+			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, L + 1, &g0); /* state as is */
+			bef_rem[d] = g0.remaining;
+			bef_reset[d] = g0.reset_us;
 			r->rem[d] = g.remaining;
 			r->reset_us[d] = g.reset_us;
 			if (g.allowed)
@@ -499,6 +507,10 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 			else
 				refuse(r, GW_RL_LIMITED, d + 1, g.retry_us);
 		}
+	}
+	if (r->outcome != GW_RL_ALLOWED) { /* a refusal takes nothing: report the state as is */
+		memcpy(r->rem, bef_rem, sizeof r->rem);
+		memcpy(r->reset_us, bef_reset, sizeof r->reset_us);
 	}
 	if (r->outcome == GW_RL_ALLOWED) {
 		for (int d = 0; d < GW_RL_NDIM; d++) {
@@ -697,6 +709,7 @@ static void ev_cleanup(void *p)
 	if (rl->conn_ready)
 		rl_log(rl, 2, "redis connection lost: deciding locally until it is back");
 	rl->conn_ready = 0;
+	rl->probing = 0;
 	atomic_store(&rl->ready, 0);
 	rl->next_connect_us = mono_us() + (uint64_t)rl->backoff_ms * 1000u;
 	rl->backoff_ms *= 2;
@@ -732,10 +745,17 @@ static void fifo_push(struct gw_rl *rl, struct job *j)
 	j->in_fifo = 1;
 }
 
+/* The connection can carry commands (maybe while a probe decides whether it is healthy). */
+static int conn_alive(const struct gw_rl *rl)
+{
+	return rl->ac && !rl->need_reset &&
+	       !(rl->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+}
+
+/* The connection is healthy: admissions go to Redis. */
 static int redis_usable(const struct gw_rl *rl)
 {
-	return rl->ac && rl->conn_ready && !rl->need_reset &&
-	       !(rl->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+	return conn_alive(rl) && rl->conn_ready;
 }
 
 static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv);
@@ -834,7 +854,7 @@ static void build_renew(struct gw_rl *rl, const struct gw_rl_ticket *t, int use_
 
 static int send_argv(struct gw_rl *rl, struct argv_buf *a, redisCallbackFn *fn, void *priv)
 {
-	if (!redis_usable(rl))
+	if (!conn_alive(rl))
 		return -1;
 	if (redisAsyncCommandArgv(rl->ac, fn, priv, a->argc, a->argv, a->len) != REDIS_OK)
 		return -1;
@@ -866,7 +886,7 @@ static void on_fire_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct gw_rl *rl = ac->ev.data;
 	struct job *j = priv;
 	redisReply *r = reply;
-	if (is_noscript(r) && redis_usable(rl)) {
+	if (is_noscript(r) && conn_alive(rl)) {
 		send_fire(rl, j, 1); /* the script cache was flushed: send the text this once */
 		return;
 	}
@@ -910,7 +930,7 @@ static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct raw raw;
 	struct gw_rl_decision d;
 
-	if (is_noscript(r) && redis_usable(rl)) {
+	if (is_noscript(r) && conn_alive(rl) && !j->answered) {
 		fifo_remove(rl, j);
 		send_admit(rl, j, 1);
 		return;
@@ -924,7 +944,7 @@ static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (j->answered) {
 		/* Timed out and decided locally already. If Redis admitted it after all, give back
 		 * what it took: the slots and the token reservation (the request count stays). */
-		if (ok && raw.outcome == GW_RL_ALLOWED && redis_usable(rl)) {
+		if (ok && raw.outcome == GW_RL_ALLOWED && conn_alive(rl)) {
 			fill_decision(rl, &j->in, &raw, 0, &d);
 			int mask = ((d.ticket.flags & GW_RL_T_KEY_SLOT) ? 1 : 0) |
 				   ((d.ticket.flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
@@ -984,7 +1004,12 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 		rl->need_reset = 1;
 		return;
 	}
-	if (strcmp(what, "ping") == 0 && !rl->need_reset) {
+	if (strcmp(what, "probe") == 0 && !rl->need_reset) {
+		rl->probing = 0;
+		rl->conn_ready = 1;
+		atomic_store(&rl->ready, 1);
+		rl_log(rl, 1, "redis answers again");
+	} else if (strcmp(what, "ping") == 0 && !rl->need_reset) {
 		rl->conn_ready = 1;
 		rl->backoff_ms = rl->cfg.backoff_min_ms;
 		atomic_fetch_add(&rl->c_reconnects, 1);
@@ -1029,6 +1054,7 @@ static void start_connect(struct gw_rl *rl)
 	rl->ac = ac;
 	rl->need_reset = 0;
 	rl->conn_ready = 0;
+	rl->probing = 0;
 	ac->ev.data = rl;
 	ac->ev.addRead = ev_add_read;
 	ac->ev.delRead = ev_del_read;
@@ -1088,7 +1114,7 @@ static void dispatch(struct gw_rl *rl, struct job *j)
 			j->cb(j->ctx, &d);
 			free(j);
 		}
-	} else if (redis_usable(rl)) {
+	} else if (conn_alive(rl)) {
 		send_fire(rl, j, 0);
 	} else {
 		atomic_fetch_add(&rl->c_dropped, 1);
@@ -1110,11 +1136,22 @@ static void expire_admissions(struct gw_rl *rl, uint64_t now)
 		j->cb(j->ctx, &d);
 		expired++;
 	}
-	if (expired && rl->ac) {
+	/* Slow is not dead: stop sending admissions (they would wait too) and probe with a PING
+	 * on the same connection. Replies arrive in order, so the late admissions come back before
+	 * the PONG and are compensated; no answer within connect_timeout_ms and the connection is
+	 * dropped (leases of anything it admitted meanwhile expire by themselves). */
+	if (expired && conn_alive(rl) && !rl->probing) {
+		const char *ping[1] = {"PING"};
+		size_t plen[1] = {4};
 		atomic_fetch_add(&rl->c_errors, 1);
-		rl_log(rl, 2, "redis did not answer %d admission(s) within %d ms: reconnecting",
+		rl_log(rl, 2, "redis did not answer %d admission(s) within %d ms: deciding locally",
 		       expired, rl->cfg.timeout_ms);
-		rl->need_reset = 1;
+		rl->conn_ready = 0;
+		atomic_store(&rl->ready, 0);
+		rl->probing = 1;
+		rl->connect_deadline_us = now + (uint64_t)rl->cfg.connect_timeout_ms * 1000u;
+		if (redisAsyncCommandArgv(rl->ac, on_setup_reply, "probe", 1, ping, plen) != REDIS_OK)
+			rl->need_reset = 1;
 	}
 }
 
@@ -1429,10 +1466,8 @@ static void fire(struct gw_rl *rl, const struct gw_rl_ticket *t, int kind, int64
 	}
 	if (!rl->has_redis)
 		return;
-	if (!atomic_load(&rl->ready)) {
-		atomic_fetch_add(&rl->c_dropped, 1); /* the leases expire by themselves */
-		return;
-	}
+	/* Queued even while degraded: a slow connection may still carry it; the I/O thread drops
+	 * it (counted) when there is no connection, and the leases then expire by themselves. */
 	struct job *j = calloc(1, sizeof *j);
 	if (!j) {
 		atomic_fetch_add(&rl->c_dropped, 1);
