@@ -19,6 +19,8 @@
 
 #include <keystore/ks.h>
 
+#include "ctl_chain.h"
+
 enum {
 	EXIT_OK = 0,
 	EXIT_REJECTED = 1, /* `key verify`: the key is not valid */
@@ -52,11 +54,26 @@ static const char usage_text[] =
 	"  key verify                    read a key from stdin and print the verdict\n"
 	"usage records:\n"
 	"  usage [--tenant NAME] [--key ID] [--since YYYY-MM-DD] [--by day|model]\n"
+	"wallet (key file encrypted with $MORGATE_WALLET_PASSPHRASE or --passphrase-file):\n"
+	"  wallet new --wallet FILE [--weak-kdf]   create a key (--weak-kdf: tests only)\n"
+	"  wallet import --wallet FILE             read a hex private key from stdin\n"
+	"  wallet address --wallet FILE | wallet balance [ADDRESS] [--wallet FILE]\n"
+	"marketplace (chain options below; writes need --wallet):\n"
+	"  market models | market bids MODEL_ID | market provider ADDRESS | market session ID\n"
+	"  provider register --endpoint HOST:PORT [--stake WEI]\n"
+	"  model register --name NAME [--tag T]... [--base-id HEX] [--ipfs HEX] [--fee WEI]\n"
+	"                 [--stake WEI]\n"
+	"  bid post --model MODEL_ID --price WEI_PER_SECOND | bid delete BID_ID\n"
+	"  chain options: --rpc URL (repeatable; else $MORGATE_RPC, comma-separated)\n"
+	"    --network base|base-sepolia|arbitrum|arbitrum-sepolia ($MORGATE_NETWORK) --chain-id N\n"
+	"    --diamond ADDR ($MORGATE_DIAMOND) --mor ADDR ($MORGATE_MOR) --wallet FILE\n"
+	"    ($MORGATE_WALLET) --passphrase-file FILE --timeout MS\n"
 	"\n"
 	"The database is --db, else $MORGATE_DB, else " DEFAULT_DB ". The pepper file is --pepper,\n"
 	"else $MORGATE_PEPPER_FILE, else the database path with the extension '.pepper'.\n"
 	"Exit status: 0 ok, 1 key rejected (key verify), 2 usage error, 3 not found,\n"
-	"4 conflict, 5 key store error.\n";
+	"4 conflict (also: the contract refused a transaction), 5 key store error,\n"
+	"6 chain or wallet error (node unreachable, wrong chain id, wrong passphrase).\n";
 
 /* ---- messages ---- */
 
@@ -931,6 +948,9 @@ int main(int argc, char **argv)
 		rc = cmd_key(&c, rest, rargv);
 	else if (!strcmp(cmd, "usage"))
 		rc = cmd_usage(&c, rest, rargv);
+	else if (!strcmp(cmd, "wallet") || !strcmp(cmd, "market") || !strcmp(cmd, "provider") ||
+		 !strcmp(cmd, "model") || !strcmp(cmd, "bid"))
+		rc = ctl_chain_main(cmd, rest, rargv, c.json);
 	else if (!strcmp(cmd, "help"))
 		return fputs(usage_text, stdout), EXIT_OK;
 	else

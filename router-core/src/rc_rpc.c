@@ -55,6 +55,10 @@ static void err_set(struct rc_rpc_error *err, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
 	va_end(ap);
+	/* Parts of the message (jansson's error text, a URL) may quote hostile bytes. */
+	for (char *p = err->message; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
 }
 
 /* Copy untrusted text as one printable ASCII line. */
