@@ -166,6 +166,7 @@ eq "MarketplaceBidPosted(provider, modelId, nonce 0)" "$(log_of 0xfc422bb61cd73b
 eq "bid fee taken: 100 - 1 stake - 0.1 fee = 98.9 MOR left" "$(bal "$X")" 98900000000000000000
 XBID0=$(chain_call "$DIAMOND" "getBidId(address,bytes32,uint256)(bytes32)" "$X" "$MODEL" 0)
 eq "getModelActiveBids(model, 0, 255) lists both bids, total 2" "$(cj "$DIAMOND" "getModelActiveBids(bytes32,uint256,uint256)(bytes32[],uint256)" "$MODEL" 0 255)" "[[\"$BID\",\"$XBID0\"],2]"
+# shellcheck disable=SC2086 # $p is "offset limit"
 eq "getModelActiveBids pages: (0,1) (1,1) (0,0) (5,10)" \
   "$(for p in "0 1" "1 1" "0 0" "5 10"; do cj "$DIAMOND" "getModelActiveBids(bytes32,uint256,uint256)(bytes32[],uint256)" "$MODEL" $p; echo -n ' '; done)" \
   "[[\"$BID\"],2] [[\"$XBID0\"],2] [[],2] [[],2] "
@@ -393,12 +394,19 @@ eq "provider paid (endsAt - openedAt) × price from the stake, the user gets the
   "$DPAY $DPAY $DPAY,$O3,true]]"
 
 # ============================================================ devnet options
-if j=$("$T_ROOT/scripts/devnet" start --state-dir "$T_DIR/devnet2" --chain-id 42161); then
-  T_PIDS+=("$(cat "$T_DIR/devnet2/anvil.pid")")
+t_bg watched sleep 60
+WATCHED=$T_LAST_PID
+if j=$("$T_ROOT/scripts/devnet" start --state-dir "$T_DIR/devnet2" --chain-id 42161 --block-time 0 --watch "$WATCHED"); then
+  pid2=$(cat "$T_DIR/devnet2/anvil.pid")
+  T_PIDS+=("$pid2")
   rpc2=$(node -p 'JSON.parse(process.argv[1]).rpcUrl' "$j")
   eq "devnet start --chain-id 42161: the JSON, eth_chainId and devnet.json agree" \
     "$(node -p 'JSON.parse(process.argv[1]).chainId' "$j") $("$CAST" chain-id --rpc-url "$rpc2") $(cmp -s "$T_DIR/devnet2/devnet.json" <(echo "$j") && echo same-file)" "42161 42161 same-file"
-  "$T_ROOT/scripts/devnet" stop "$T_DIR/devnet2"
+  kill "$WATCHED"
+  for ((i = 0; i < 40; i++)); do kill -0 "$pid2" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid2" 2>/dev/null; then t_fail "devnet start --watch PID: anvil stops when PID exits"; else
+    t_pass "devnet start --watch PID: anvil stops when PID exits"
+  fi
 else
   t_fail "devnet start --chain-id 42161"
 fi

@@ -1,11 +1,12 @@
+# shellcheck shell=bash
 # tests/support/chain.sh: a Morpheus test chain for integration tests (bash). Source it after
 # tests/support/lib.sh. The chain is scripts/devnet (anvil + tests/chain/*.sol); see the top of
 # that script for the contracts and the devnet JSON. Function names and variables below are
 # stable: other tests depend on them.
 #
-#   chain_start [--chain-id N]
+#   chain_start [--chain-id N] [--block-time S]
 #       Starts a devnet in $T_DIR/devnet (anvil on 127.0.0.1, free port; chain id 31337 by
-#       default), registers the anvil PID in T_PIDS (stopped by PID at exit) and exports:
+#       default; transactions mined at once plus an empty block every S s, default 1), registers the anvil PID in T_PIDS (stopped by PID at exit) and exports:
 #         CHAIN_RPC   http://127.0.0.1:PORT        CHAIN_ID    chain id (decimal)
 #         CHAIN_DIR   state dir (devnet.json)      CHAIN_PID   anvil PID
 #         DIAMOND     Morpheus test Diamond        MOR         MOR test token
@@ -13,7 +14,8 @@
 #         CHAIN_ADDR0..3 / CHAIN_KEY0..3   anvil accounts 0..3 (address / 0x private key)
 #         CHAIN_FUND_ADDR / CHAIN_FUND_KEY the Diamond's funding account (anvil account 9)
 #         CAST        the pinned cast binary
-#       Account 0 deployed everything, owns the Diamond and holds the MOR supply.
+#       The chain also stops by itself when the test script ($$) exits, even if chain_start ran
+#       in a subshell. Account 0 deployed everything, owns the Diamond and holds the MOR supply.
 #   chain_stop              stop the devnet now (otherwise it is stopped at exit)
 #   chain_seed_provider ENDPOINT [--provider I] [--user I] [--price WEI] [--model NAME]
 #       scripts/devnet seed: provider account I (default 1) registered with ENDPOINT
@@ -41,14 +43,16 @@ CHAIN_SELECTORS=$T_ROOT/tests/chain/build/selectors.json
 
 chain_start() {
   local json
-  json=$("$T_ROOT/scripts/devnet" start --state-dir "$T_DIR/devnet" "$@") || return 1
+  # --watch $$: even if this runs in a subshell (and T_PIDS is lost), the chain stops when the
+  # test script exits.
+  json=$("$T_ROOT/scripts/devnet" start --state-dir "$T_DIR/devnet" --watch $$ "$@") || return 1
   CHAIN_DIR=$T_DIR/devnet
   eval "$(node -e '
     const j = JSON.parse(process.argv[1]);
     const out = { CHAIN_RPC: j.rpcUrl, CHAIN_ID: j.chainId, CHAIN_PID: j.pid, DIAMOND: j.diamond,
       MOR: j.mor, MULTICALL3: j.multicall3, CHAIN_FUND_ADDR: j.fundingAccount, CHAIN_FUND_KEY: j.fundingKey };
     j.accounts.forEach((a, i) => { out["CHAIN_ADDR" + i] = a.address; out["CHAIN_KEY" + i] = a.privateKey; });
-    for (const [k, v] of Object.entries(out)) console.log(`export ${k}=${v}`);' "$json")"
+    for (const [k, v] of Object.entries(out)) console.log(`export ${k}=\x27${v}\x27`);' "$json")"
   T_PIDS+=("$CHAIN_PID")
   export CHAIN_DIR CAST
 }
@@ -64,7 +68,7 @@ chain_seed_provider() {
     const j = JSON.parse(process.argv[1]);
     const out = { SEED_PROVIDER: j.provider, SEED_MODEL: j.modelId, SEED_BASE_MODEL: j.baseModelId,
       SEED_BID: j.bidId, SEED_PRICE: j.pricePerSecond, SEED_USER: j.user };
-    for (const [k, v] of Object.entries(out)) console.log(`export ${k}=${v}`);' "$json")"
+    for (const [k, v] of Object.entries(out)) console.log(`export ${k}=\x27${v}\x27`);' "$json")"
 }
 
 chain_call() {
