@@ -393,6 +393,21 @@ eq "provider paid (endsAt - openedAt) × price from the stake, the user gets the
   "$(calc "$(bal "$P")n - ${P0}n") $(calc "${U0}n - $(bal "$U")n") $(cut -d, -f6,7,11 <<<"$S3")" \
   "$DPAY $DPAY $DPAY,$O3,true]]"
 
+# ============================================================ §7 traps 14 and 15
+A8=$(chain_approval "$BID" "$X" $((TS + 8)))
+send_ok "an approval naming another user still opens (its user word is not checked, §7.14)" \
+  "$UK" "$DIAMOND" "$OPEN" "$U" "$STAKE" false "$A8" "$(chain_sign "$PK" "$A8")"
+SID4=$(log_of 0x2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839 | awk '{print $2}')
+eq "... and the session belongs to the caller's user" \
+  "$(cj "$DIAMOND" "getSession(bytes32)((address,bytes32,uint256,bytes,uint256,uint256,uint128,uint128,uint128,bool,bool))" "$SID4" | cut -d, -f1)" "[[\"$U\""
+chain_time_travel 30
+send_ok "the funding account withdraws its allowance" "$CHAIN_FUND_KEY" "$MOR" "approve(address,uint256)" "$DIAMOND" 0
+R8=$(chain_receipt "$SID4")
+expect_revert "closing a staked session then fails: the provider is paid by transferFrom(fundingAccount) (§7.15)" \
+  "ERC20: insufficient allowance" chain_send "$UK" "$DIAMOND" "$CLOSE" "$R8" "$(chain_sign "$PK" "$R8")"
+send_ok "the funding account approves again" "$CHAIN_FUND_KEY" "$MOR" "approve(address,uint256)" "$DIAMOND" 1000000000000000000000
+send_ok "... and the close goes through" "$UK" "$DIAMOND" "$CLOSE" "$R8" "$(chain_sign "$PK" "$R8")"
+
 # ============================================================ devnet options
 t_bg watched sleep 60
 WATCHED=$T_LAST_PID
