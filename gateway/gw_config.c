@@ -94,11 +94,6 @@ static int err_at(struct gw_config_err *err, const char *path, const char *fmt, 
 	return GW_CONFIG_EINVAL;
 }
 
-static char *xstrdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
 static void backend_free(struct gw_backend_cfg *b)
 {
 	free(b->name);
@@ -508,14 +503,8 @@ int gw_config_parse(const char *json, size_t len, struct gw_config **out, struct
 			rc = err_at(err, "backends", "expected an array of 1..256 backends");
 			goto out;
 		}
-		if (!json_is_array(ms) || json_array_size(ms) == 0 || json_array_size(ms) > 4096) {
-			rc = err_at(err, "models", "expected an array of 1..4096 models");
-			goto out;
-		}
 		rc = GW_CONFIG_ENOMEM;
-		c->backends = calloc(json_array_size(bs), sizeof *c->backends);
-		c->models = calloc(json_array_size(ms), sizeof *c->models);
-		if (!c->backends || !c->models)
+		if (!(c->backends = calloc(json_array_size(bs), sizeof *c->backends)))
 			goto out;
 		char path[64];
 		for (size_t i = 0; i < json_array_size(bs); i++) {
@@ -524,6 +513,13 @@ int gw_config_parse(const char *json, size_t len, struct gw_config **out, struct
 			if ((rc = parse_backend(&c->backends[i], json_array_get(bs, i), path, err)))
 				goto out;
 		}
+		if (!json_is_array(ms) || json_array_size(ms) == 0 || json_array_size(ms) > 4096) {
+			rc = err_at(err, "models", "expected an array of 1..4096 models");
+			goto out;
+		}
+		rc = GW_CONFIG_ENOMEM;
+		if (!(c->models = calloc(json_array_size(ms), sizeof *c->models)))
+			goto out;
 		for (size_t i = 0; i < json_array_size(ms); i++) {
 			snprintf(path, sizeof path, "models[%zu]", i);
 			c->n_models++;
