@@ -4,6 +4,7 @@
  * (scripts/devnet), batched (rc_market_discover) against the same reads made one eth_call at a
  * time. Prints round trips and milliseconds; no pass/fail.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,39 @@ static struct rc_u256 u(uint64_t v)
 	return x;
 }
 
+/*
+ * Run `scripts/devnet start` and parse its JSON. The script can lose a race with anvil creating
+ * its log file (it then exits early, leaving anvil running): stop that anvil by its PID, clear
+ * the state directory and try again, up to three times.
+ */
+static json_t *devnet_run(const char *cmd, const char *dir)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		FILE *p = popen(cmd, "r");
+		json_t *j = p ? json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+		if (p)
+			pclose(p);
+		if (j)
+			return j;
+		char path[512];
+		snprintf(path, sizeof path, "%s/devnet/anvil.pid", dir);
+		FILE *f = fopen(path, "r");
+		int pid = 0;
+		if (f) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid > 0)
+			kill(pid, SIGTERM);
+		char rm[600];
+		snprintf(rm, sizeof rm, "rm -rf '%s/devnet'", dir);
+		if (system(rm) != 0)
+			return NULL;
+	}
+	return NULL;
+}
+
 int main(void)
 {
 	const char *root = getenv("MORGATE_ROOT");
@@ -54,10 +88,7 @@ int main(void)
 	char cmd[1024];
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
 		 root ? root : ".", dir);
-	FILE *p = popen(cmd, "r");
-	json_t *j = p ? json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-	if (p)
-		pclose(p);
+	json_t *j = devnet_run(cmd, dir);
 	if (!j) {
 		fprintf(stderr, "bench_rc_chain: scripts/devnet did not start\n");
 		return 1;

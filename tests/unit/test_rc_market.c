@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,39 @@ static int parse_addr(uint8_t out[20], const json_t *v)
 				 : RC_EPARSE;
 }
 
+/*
+ * Run `scripts/devnet start` and parse its JSON. The script can lose a race with anvil creating
+ * its log file (it then exits early, leaving anvil running): stop that anvil by its PID, clear
+ * the state directory and try again, up to three times.
+ */
+static json_t *devnet_run(const char *cmd, const char *dir)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		FILE *p = popen(cmd, "r");
+		json_t *j = p ? json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+		if (p)
+			pclose(p);
+		if (j)
+			return j;
+		char path[512];
+		snprintf(path, sizeof path, "%s/devnet/anvil.pid", dir);
+		FILE *f = fopen(path, "r");
+		int pid = 0;
+		if (f) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid > 0)
+			kill(pid, SIGTERM);
+		char rm[600];
+		snprintf(rm, sizeof rm, "rm -rf '%s/devnet'", dir);
+		if (system(rm) != 0)
+			return NULL;
+	}
+	return NULL;
+}
+
 static int devnet_start(void **state)
 {
 	const char *root = getenv("MORGATE_ROOT");
@@ -63,12 +97,7 @@ static int devnet_start(void **state)
 	char cmd[1024];
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
 		 root ? root : ".", state_dir);
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	json_error_t je;
-	json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, &je);
-	pclose(p);
+	json_t *j = devnet_run(cmd, state_dir);
 	if (!j)
 		return -1;
 	snprintf(rpc_url, sizeof rpc_url, "%s", json_string_value(json_object_get(j, "rpcUrl")));
@@ -470,6 +499,72 @@ static void test_rc_market__open_read_close(void **state)
 	assert_false(rc_u256_is_zero(&al));
 }
 
+/* A raw transaction from txm t: sig(args) to the Diamond. */
+static int diamond_tx(struct rc_txm *t, const char *sig, const struct rc_abi_value *args,
+                      size_t n, struct rc_rpc_error *e)
+{
+	struct rc_buf data = RC_BUF_INIT;
+	assert_int_equal(rc_abi_encode_call((struct rc_str){sig, strlen(sig)}, args, n, &data, NULL),
+			 RC_OK);
+	struct rc_txm_call call = {.to = diamond, .data = (const uint8_t *)data.ptr,
+				   .data_len = data.len};
+	struct rc_rpc_receipt r;
+	int rc = rc_txm_send_wait(t, &call, &r, e);
+	rc_rpc_receipt_release(&r);
+	rc_buf_release(&data);
+	return rc;
+}
+
+static void test_rc_market__more_reverts(void **state)
+{
+	struct rc_rpc_error e;
+	struct rc_u256 price = u(PRICE), one = u(1), stake;
+	assert_int_equal(rc_market_session_stake(mkt, &price, 600, false, 0, &stake, &e), RC_OK);
+	uint8_t appr[128], sig[65];
+	/* The Nov-2024 spelling, switched on by the Diamond's owner (§3.5, trap 18). */
+	struct rc_abi_value a[2];
+	rc_abi_set_bool(&a[0], true);
+	assert_int_equal(diamond_tx(txm[0], "setLegacyErrorSpelling(bool)", a, 1, &e), RC_OK);
+	make_approval(appr, sig, bid_id, 5, keys[1], now_ms());
+	int rc = rc_market_open_session(mkt, txm[2], &stake, false, appr, 128, sig, 65, NULL, &e);
+	expect_revert(rc, &e, "SesssionApprovedForAnotherChainId");
+	rc_abi_set_bool(&a[0], false);
+	assert_int_equal(diamond_tx(txm[0], "setLegacyErrorSpelling(bool)", a, 1, &e), RC_OK);
+	/* Only the owner may change parameters. */
+	rc_abi_set_u256(&a[0], &one);
+	rc = diamond_tx(txm[1], "setMarketplaceBidFee(uint256)", a, 1, &e);
+	expect_revert(rc, &e, "OwnableUnauthorizedAccount");
+	/* A 64-byte signature: OpenZeppelin's Error(string). */
+	make_approval(appr, sig, bid_id, 31337, keys[1], now_ms());
+	rc = rc_market_open_session(mkt, txm[2], &stake, false, appr, 128, sig, 64, NULL, &e);
+	expect_revert(rc, &e, "Error");
+	assert_non_null(strstr(e.revert_text, "ECDSA: invalid signature length"));
+	/* Receipts for another chain, and expired (a seconds timestamp). */
+	struct rc_morpheus_receipt rcpt = {.chain_id = 1, .timestamp_ms = now_ms()};
+	memcpy(rcpt.session_id, session_id, 32);
+	uint8_t rb[RC_MORPHEUS_RECEIPT_LEN];
+	rc_morpheus_receipt_encode(&rcpt, rb);
+	rc = rc_market_close_session(mkt, txm[2], rb, sizeof rb, sig, 65, &e);
+	expect_revert(rc, &e, "SessionReceiptForAnotherChainId");
+	rcpt.chain_id = 31337;
+	rcpt.timestamp_ms = (uint64_t)time(NULL) - 1200;
+	rc_morpheus_receipt_encode(&rcpt, rb);
+	rc = rc_market_close_session(mkt, txm[2], rb, sizeof rb, sig, 65, &e);
+	expect_revert(rc, &e, "SessionReceiptExpired");
+	/* Model stake too low; a bid by a wallet that is no provider. */
+	struct rc_market_model_reg reg = {.owner = addrs[3], .stake = one, .name = "x"};
+	rc = rc_market_model_register(mkt, txm[3], &reg, NULL, &e);
+	expect_revert(rc, &e, "ModelStakeTooLow");
+	assert_non_null(strstr(e.revert_text, "ModelStakeTooLow(1, 100000000000000000)"));
+	rc = rc_market_post_bid(mkt, txm[2], addrs[2], model_id, &price, NULL, &e);
+	expect_revert(rc, &e, "MarketplaceProviderNotFound");
+	/* A provider with an active bid cannot leave. */
+	struct rc_abi_value pa[1];
+	rc_abi_set_address(&pa[0], addrs[1]);
+	rc = diamond_tx(txm[1], "providerDeregister(address)", pa, 1, &e);
+	expect_revert(rc, &e, "ProviderHasActiveBids");
+}
+
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
@@ -481,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_rc_network__chain_id_check),
 		cmocka_unit_test(test_rc_market__register_and_read),
 		cmocka_unit_test(test_rc_market__open_read_close),
+		cmocka_unit_test(test_rc_market__more_reverts),
 	};
 	int failed = cmocka_run_group_tests_name("rc_market pure", pure, NULL, NULL);
 	failed += cmocka_run_group_tests_name("rc_market devnet", live, devnet_start, devnet_stop);
