@@ -20,6 +20,7 @@
 #include <keystore/ks.h>
 
 #include "ctl_chain.h"
+#include "ctl_config.h"
 
 enum {
 	EXIT_OK = 0,
@@ -54,6 +55,7 @@ static const char usage_text[] =
 	"  key verify                    read a key from stdin and print the verdict\n"
 	"usage records:\n"
 	"  usage [--tenant NAME] [--key ID] [--since YYYY-MM-DD] [--by day|model]\n"
+	"gateway config:\n  config check FILE             validate a morgate config, naming the bad field\n"
 	"wallet (key file encrypted with $MORGATE_WALLET_PASSPHRASE or --passphrase-file):\n"
 	"  wallet new --wallet FILE [--weak-kdf]   create a key (--weak-kdf: tests only)\n"
 	"  wallet import --wallet FILE             read a hex private key from stdin\n"
@@ -951,6 +953,8 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "wallet") || !strcmp(cmd, "market") || !strcmp(cmd, "provider") ||
 		 !strcmp(cmd, "model") || !strcmp(cmd, "bid"))
 		rc = ctl_chain_main(cmd, rest, rargv, c.json);
+	else if (!strcmp(cmd, "config"))
+		rc = ctl_config_main(rest, rargv, c.json);
 	else if (!strcmp(cmd, "help"))
 		return fputs(usage_text, stdout), EXIT_OK;
 	else
