@@ -462,10 +462,14 @@ static int demo_start(struct gw_engine *e, struct gw_call *c)
 	if (c->route == GW_ROUTE_EMBEDDINGS) {
 		free(d);
 		gw_engine_on_head(e, c, 200, "application/json");
+		/* the same four float32 values, as a list or (encoding_format "base64", what the
+		 * official clients ask for by default) little-endian bytes in base64 */
+		int b64 = c->body.ptr && strstr(c->body.ptr, "\"base64\"") != NULL;
 		snprintf(buf, sizeof buf,
 			 "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
-			 "\"embedding\":[0.0125,-0.25,0.5,0.0625]}],\"model\":\"demo\","
+			 "\"embedding\":%s}],\"model\":\"demo\","
 			 "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
+			 b64 ? "\"zcxMPAAAgL4AAAA/AACAPQ==\"" : "[0.0125,-0.25,0.5,0.0625]",
 			 (long long)c->info.prompt_estimate, (long long)c->info.prompt_estimate);
 		demo_emit(e, c, buf);
 		gw_engine_on_done(e, c, GW_BE_OK, NULL);
