@@ -408,6 +408,18 @@ expect_revert "closing a staked session then fails: the provider is paid by tran
 send_ok "the funding account approves again" "$CHAIN_FUND_KEY" "$MOR" "approve(address,uint256)" "$DIAMOND" 1000000000000000000000
 send_ok "... and the close goes through" "$UK" "$DIAMOND" "$CLOSE" "$R8" "$(chain_sign "$PK" "$R8")"
 
+# ============================================================ chain.sh session helpers
+STAKE4=$(chain_stake_for 400 "$PRICE")
+if SID5=$(chain_open_session "$UK" "$PK" "$BID" "$STAKE4") && [[ $SID5 == 0x* ]]; then
+  t_pass "chain_open_session (stake from chain_stake_for 400 s)"
+else
+  t_fail "chain_open_session" "got '$SID5'"
+fi
+S5=$(cj "$DIAMOND" "getSession(bytes32)((address,bytes32,uint256,bytes,uint256,uint256,uint128,uint128,uint128,bool,bool))" "$SID5")
+eq "... buys 399-400 s (rounding, §3.6.1)" "$(node -p 'const a = JSON.parse(process.argv[1])[0]; a[7] - a[6] >= 399 && a[7] - a[6] <= 400' "$S5")" true
+t_ok "chain_close_session with the user's key" chain_close_session "$UK" "$UK" "$SID5"
+eq "... is a dispute" "$(cj "$DIAMOND" "getSession(bytes32)((address,bytes32,uint256,bytes,uint256,uint256,uint128,uint128,uint128,bool,bool))" "$SID5" | cut -d, -f5)" 1
+
 # ============================================================ devnet options
 t_bg watched sleep 60
 WATCHED=$T_LAST_PID

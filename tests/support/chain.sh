@@ -33,6 +33,15 @@
 #   chain_receipt SESSIONID [TS_MS] [CHAINID] [TPS TTFT IN OUT]
 #       the 7-word session receipt of §3.7 (defaults 42500 350 120 800)
 #   chain_sign KEY HEXDATA               EIP-191 signature (v 27/28) of keccak256(HEXDATA)
+#   chain_stake_for SECONDS PRICE        the stake buying SECONDS at PRICE wei/s now, from the live
+#                                        views (§3.6.1): totalMORSupply × PRICE × SECONDS /
+#                                        getTodaysBudget, truncated
+#   chain_open_session USER_KEY PROVIDER_KEY BIDID AMOUNT [DIRECT]
+#       increaseAllowance(Diamond, AMOUNT) from the user, then openSession with an approval
+#       signed by PROVIDER_KEY; prints the session id (SessionOpened topics[2])
+#   chain_close_session USER_KEY SIGNER_KEY SESSIONID
+#       closeSession with a receipt signed by SIGNER_KEY (the provider: normal close; the user:
+#       dispute)
 #   chain_revert_name TEXT               the revert in cast's error TEXT, by name: a custom
 #                                        error's signature ("SessionTooShort()") or, for
 #                                        Error(string), the reason; empty if none
@@ -124,4 +133,30 @@ chain_revert_name() {
     for (const c of Object.values(all))
       for (const [sig, s] of Object.entries(c.errors)) if (s === sel) { console.log(sig); process.exit(0); }
     console.log(sel);' "$1" "$CHAIN_SELECTORS"
+}
+
+chain_stake_for() {
+  local now supply budget
+  now=$(chain_now) || return 1
+  supply=$(chain_call "$DIAMOND" "totalMORSupply(uint128)(uint256)" "$now" | awk '{print $1}')
+  budget=$(chain_call "$DIAMOND" "getTodaysBudget(uint128)(uint256)" "$now" | awk '{print $1}')
+  node -p "String(BigInt('$supply') * BigInt('$2') * BigInt('$1') / BigInt('$budget'))"
+}
+
+chain_open_session() {
+  local ukey=$1 pkey=$2 bid=$3 amount=$4 direct=${5:-false} user appr rcpt
+  user=$("$CAST" wallet address --private-key "$ukey") || return 1
+  appr=$(chain_approval "$bid" "$user")
+  chain_send "$ukey" "$MOR" "increaseAllowance(address,uint256)" "$DIAMOND" "$amount" >/dev/null || return 1
+  rcpt=$(chain_send "$ukey" "$DIAMOND" "openSession(address,uint256,bool,bytes,bytes)" \
+    "$user" "$amount" "$direct" "$appr" "$(chain_sign "$pkey" "$appr")") || return 1
+  node -e 'const l = JSON.parse(process.argv[1]).logs.find(l => l.topics[0] ===
+    "0x2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839");
+    if (!l) process.exit(1); console.log(l.topics[2])' "$rcpt"
+}
+
+chain_close_session() {
+  local receipt
+  receipt=$(chain_receipt "$3")
+  chain_send "$1" "$DIAMOND" "closeSession(bytes,bytes)" "$receipt" "$(chain_sign "$2" "$receipt")" >/dev/null
 }
