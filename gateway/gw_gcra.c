@@ -23,7 +23,7 @@ static double drained(struct gw_gcra_state s, double now_us, double T)
 }
 
 void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double period_us,
-		   int64_t cost, struct gw_gcra_result *out)
+                   int64_t cost, struct gw_gcra_result *out)
 {
 	double L = (double)limit;
 	double T = period_us / L;
@@ -55,7 +55,7 @@ void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double 
 }
 
 struct gw_gcra_state gw_gcra_adjust(struct gw_gcra_state s, double now_us, int64_t limit,
-				    double period_us, int64_t delta)
+                                    double period_us, int64_t delta)
 {
 	double T = period_us / (double)limit;
 	struct gw_gcra_state n;

@@ -34,12 +34,12 @@ struct gw_gcra_state {
 };
 
 struct gw_gcra_result {
-	int allowed;              /* 1: admitted, state is the new state to store */
-	int too_large;            /* cost > limit: can never be admitted (allowed is 0) */
+	int allowed;                /* 1: admitted, state is the new state to store */
+	int too_large;              /* cost > limit: can never be admitted (allowed is 0) */
 	struct gw_gcra_state state; /* allowed: the new state; refused: the drained old one */
-	int64_t remaining;        /* cost units left after the decision (>= 0) */
-	int64_t reset_us;         /* until the bucket is full again (ceil) */
-	int64_t retry_us;         /* refused: until this cost would be admitted (ceil); else 0 */
+	int64_t remaining;          /* cost units left after the decision (>= 0) */
+	int64_t reset_us;           /* until the bucket is full again (ceil) */
+	int64_t retry_us;           /* refused: until this cost would be admitted (ceil); else 0 */
 };
 
 /*
@@ -47,7 +47,7 @@ struct gw_gcra_result {
  * Fills *out; never fails.
  */
 void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double period_us,
-		   int64_t cost, struct gw_gcra_result *out);
+                   int64_t cost, struct gw_gcra_result *out);
 
 /*
  * Settle a reservation: move the state by delta cost units (negative refunds, positive charges
@@ -55,7 +55,7 @@ void gw_gcra_check(struct gw_gcra_state s, double now_us, int64_t limit, double 
  * stays full).
  */
 struct gw_gcra_state gw_gcra_adjust(struct gw_gcra_state s, double now_us, int64_t limit,
-				    double period_us, int64_t delta);
+                                    double period_us, int64_t delta);
 
 /* Microseconds until state s is fully refilled (ceil, >= 0). */
 int64_t gw_gcra_reset_us(struct gw_gcra_state s, double now_us, int64_t limit, double period_us);

@@ -57,102 +57,105 @@
  *         11 lease ms, 12 ms until the month ends
  *   returns {outcome, refusing dimension (1..7, 0 none), wait us, then per dimension remaining,
  *            reset us}
- *   Every dimension is evaluated before anything is written: a refusal writes nothing. GCRA
- *   states are stored as %.17g doubles (exact round trip) with a TTL of the time to refill, so
- *   idle keys vanish; concurrency is a ZSET of slot ids scored by lease expiry (ms), stale
- *   members dropped first; the month counter lives 71 days past its last write.
- * op 'S' (settle/release): KEYS 1 key tpm, 2 tenant tpm, 3 month, 4 key conc, 5 tenant conc;
- *   ARGV 1 'S', 2 delta tokens, 3 key tpm, 4 tenant tpm, 5 monthly, 6 slot, 7 release mask
- *   (1 key slot, 2 tenant slot).
- * op 'R' (renew): KEYS 1 key conc, 2 tenant conc; ARGV 1 'R', 2 slot, 3 lease ms.
+ *   Every dimension is evaluated before anything is written: a refusal writes nothing, and
+ *   then reports every dimension as it stands (an admission: as it stands after it). GCRA
+ *   states are stored as "<debt> <ts>" (gw_gcra.h; %.17g, an exact round trip) with a TTL of
+ *   the time to refill, so idle keys vanish; concurrency is a ZSET of slot ids scored by lease
+ * expiry (ms), stale members dropped first; the month counter lives 71 days past its last write. op
+ * 'S' (settle/release): KEYS 1 key tpm, 2 tenant tpm, 3 month, 4 key conc, 5 tenant conc; ARGV 1
+ * 'S', 2 delta tokens, 3 key tpm, 4 tenant tpm, 5 monthly, 6 slot, 7 release mask (1 key slot, 2
+ * tenant slot). op 'R' (renew): KEYS 1 key conc, 2 tenant conc; ARGV 1 'R', 2 slot, 3 lease ms.
  * Arithmetic mirrors gw_gcra.c operation for operation.
  */
 static const char LUA_SCRIPT[] =
-	"local P=60000000 local EPS=1e-6\n"
-	"local t=redis.call('TIME')\n"
-	"local now=(tonumber(t[1])-1735689600)*1000000+tonumber(t[2])\n"
-	"local now_ms=math.floor(now/1000)\n"
-	"local function cl(x) if x<=0 then return 0 end return math.ceil(x) end\n"
-	"local function getst(k) local v=redis.call('GET',k) if v then "
-	"local a,b=string.match(v,'^(%S+) (%S+)$') if a then return tonumber(a),tonumber(b) end end "
-	"return 0,now end\n"
-	"local function setst(k,debt,ts,T) if debt>0 then redis.call('SET',k,"
-	"string.format('%.17g %.17g',debt,ts),'PX',math.ceil(debt*T/1000)+1000) "
-	"else redis.call('DEL',k) end end\n"
-	"local function drain(debt,ts,T) local d=debt if now>ts then d=d-(now-ts)/T end "
-	"if d>0 then return d end return 0 end\n"
-"local op=ARGV[1]\n"
-	"if op=='A' then\n"
-	" local cost=tonumber(ARGV[9]) local lease=tonumber(ARGV[11]) local me=tonumber(ARGV[12])\n"
-	" local outcome,refused,wait=0,0,-1 local out={0,0,0} local nts={} local aft={} local bef={}\n"
-	" local function refuse(code,d,w) if code>outcome or (code==outcome and w>wait) then "
-	"outcome=code refused=d wait=w end end\n"
-	" for i=1,7 do\n"
-	"  local L=tonumber(ARGV[i+1]) aft[i]={0,0} bef[i]={0,0}\n"
-	"  if L>0 then\n"
-	"   if i==3 or i==6 then\n"
-	"    redis.call('ZREMRANGEBYSCORE',KEYS[i],'-inf',now_ms)\n"
-	"    local n=redis.call('ZCARD',KEYS[i])\n"
-	"    bef[i]={math.max(0,L-n),0}\n"
-	"    if n<L then aft[i]={L-n-1,0} else refuse(1,i,1000000) end\n"
-	"   elseif i==7 then\n"
-	"    local used=tonumber(redis.call('GET',KEYS[7]) or '0')\n"
-	"    bef[i]={math.max(0,L-used),me*1000}\n"
-	"    if cost>L then refuse(3,i,0)\n"
-	"    elseif used<=L-cost then aft[i]={L-used-cost,me*1000}\n"
-	"    else refuse(2,i,me*1000) end\n"
-	"   else\n"
-	"    local c=1 if i==2 or i==5 then c=cost end\n"
-	"    local T=P/L local debt,ts=getst(KEYS[i]) local d0=drain(debt,ts,T)\n"
-	"    local used=d0+c if now>ts then ts=now end\n"
-	"    local r0=math.floor(L-d0+EPS) if r0<0 then r0=0 end bef[i]={r0,cl(d0*T)}\n"
-	"    if c<=L and used<=L+EPS then nts[i]={used,ts,T} "
-	"aft[i]={math.floor(L-used+EPS),cl(used*T)}\n"
-	"    elseif c>L then refuse(3,i,0) else refuse(1,i,cl((used-L)*T)) end\n"
-	"   end\n"
-	"  end\n"
-	" end\n"
-	" local res=aft\n"
-	" if outcome==0 then\n"
-	"  for i,st in pairs(nts) do setst(KEYS[i],st[1],st[2],st[3]) end\n"
-	"  for _,i in ipairs({3,6}) do if tonumber(ARGV[i+1])>0 then\n"
-	"   redis.call('ZADD',KEYS[i],now_ms+lease,ARGV[10])\n"
-	"   redis.call('PEXPIRE',KEYS[i],lease+1000) end end\n"
-	"  if tonumber(ARGV[8])>0 and cost>0 then redis.call('INCRBY',KEYS[7],cost)\n"
-	"   redis.call('PEXPIRE',KEYS[7],me+71*86400000) end\n"
-	" else res=bef end\n"
-	" for i=1,7 do out[#out+1]=res[i][1] out[#out+1]=res[i][2] end\n"
-	" out[1]=outcome out[2]=refused out[3]=math.max(wait,0)\n"
-	" return out\n"
-	"elseif op=='S' then\n"
-	" local delta=tonumber(ARGV[2])\n"
-	" if delta~=0 then\n"
-	"  for j=1,2 do local L=tonumber(ARGV[j+2]) if L>0 then\n"
-	"   local T=P/L local debt,ts=getst(KEYS[j]) local d=drain(debt,ts,T)+delta\n"
-	"   if d<0 then d=0 end if now>ts then ts=now end setst(KEYS[j],d,ts,T) end end\n"
-	"  if tonumber(ARGV[5])>0 then redis.call('INCRBY',KEYS[3],delta)\n"
-	"   if redis.call('PTTL',KEYS[3])<0 then redis.call('PEXPIRE',KEYS[3],71*86400000) end end\n"
-	" end\n"
-	" local m=tonumber(ARGV[7])\n"
-	" if m%2==1 then redis.call('ZREM',KEYS[4],ARGV[6]) end\n"
-	" if m>=2 then redis.call('ZREM',KEYS[5],ARGV[6]) end\n"
-	" return 1\n"
-	"elseif op=='R' then\n"
-	" local lease=tonumber(ARGV[3]) local n=0\n"
-	" for j=1,2 do if redis.call('ZSCORE',KEYS[j],ARGV[2]) then\n"
-	"  redis.call('ZADD',KEYS[j],'XX',now_ms+lease,ARGV[2])\n"
-	"  redis.call('PEXPIRE',KEYS[j],lease+1000) n=n+1 end end\n"
-	" return n\n"
-	"end\n"
-	"return redis.error_reply('morgate rate limiter: unknown op')\n";
+        "local P=60000000 local EPS=1e-6\n"
+        "local t=redis.call('TIME')\n"
+        "local now=(tonumber(t[1])-1735689600)*1000000+tonumber(t[2])\n"
+        "local now_ms=math.floor(now/1000)\n"
+        "local function cl(x) if x<=0 then return 0 end return math.ceil(x) end\n"
+        "local function getst(k) local v=redis.call('GET',k) if v then "
+        "local a,b=string.match(v,'^(%S+) (%S+)$') if a then return tonumber(a),tonumber(b) end "
+        "end "
+        "return 0,now end\n"
+        "local function setst(k,debt,ts,T) if debt>0 then redis.call('SET',k,"
+        "string.format('%.17g %.17g',debt,ts),'PX',math.ceil(debt*T/1000)+1000) "
+        "else redis.call('DEL',k) end end\n"
+        "local function drain(debt,ts,T) local d=debt if now>ts then d=d-(now-ts)/T end "
+        "if d>0 then return d end return 0 end\n"
+        "local op=ARGV[1]\n"
+        "if op=='A' then\n"
+        " local cost=tonumber(ARGV[9]) local lease=tonumber(ARGV[11]) local me=tonumber(ARGV[12])\n"
+        " local outcome,refused,wait=0,0,-1 local out={0,0,0} local nts={} local aft={} local "
+        "bef={}\n"
+        " local function refuse(code,d,w) if code>outcome or (code==outcome and w>wait) then "
+        "outcome=code refused=d wait=w end end\n"
+        " for i=1,7 do\n"
+        "  local L=tonumber(ARGV[i+1]) aft[i]={0,0} bef[i]={0,0}\n"
+        "  if L>0 then\n"
+        "   if i==3 or i==6 then\n"
+        "    redis.call('ZREMRANGEBYSCORE',KEYS[i],'-inf',now_ms)\n"
+        "    local n=redis.call('ZCARD',KEYS[i])\n"
+        "    bef[i]={math.max(0,L-n),0}\n"
+        "    if n<L then aft[i]={L-n-1,0} else refuse(1,i,1000000) end\n"
+        "   elseif i==7 then\n"
+        "    local used=tonumber(redis.call('GET',KEYS[7]) or '0')\n"
+        "    bef[i]={math.max(0,L-used),me*1000}\n"
+        "    if cost>L then refuse(3,i,0)\n"
+        "    elseif used<=L-cost then aft[i]={L-used-cost,me*1000}\n"
+        "    else refuse(2,i,me*1000) end\n"
+        "   else\n"
+        "    local c=1 if i==2 or i==5 then c=cost end\n"
+        "    local T=P/L local debt,ts=getst(KEYS[i]) local d0=drain(debt,ts,T)\n"
+        "    local used=d0+c if now>ts then ts=now end\n"
+        "    local r0=math.floor(L-d0+EPS) if r0<0 then r0=0 end bef[i]={r0,cl(d0*T)}\n"
+        "    if c<=L and used<=L+EPS then nts[i]={used,ts,T} "
+        "aft[i]={math.floor(L-used+EPS),cl(used*T)}\n"
+        "    elseif c>L then refuse(3,i,0) else refuse(1,i,cl((used-L)*T)) end\n"
+        "   end\n"
+        "  end\n"
+        " end\n"
+        " local res=aft\n"
+        " if outcome==0 then\n"
+        "  for i,st in pairs(nts) do setst(KEYS[i],st[1],st[2],st[3]) end\n"
+        "  for _,i in ipairs({3,6}) do if tonumber(ARGV[i+1])>0 then\n"
+        "   redis.call('ZADD',KEYS[i],now_ms+lease,ARGV[10])\n"
+        "   redis.call('PEXPIRE',KEYS[i],lease+1000) end end\n"
+        "  if tonumber(ARGV[8])>0 and cost>0 then redis.call('INCRBY',KEYS[7],cost)\n"
+        "   redis.call('PEXPIRE',KEYS[7],me+71*86400000) end\n"
+        " else res=bef end\n"
+        " for i=1,7 do out[#out+1]=res[i][1] out[#out+1]=res[i][2] end\n"
+        " out[1]=outcome out[2]=refused out[3]=math.max(wait,0)\n"
+        " return out\n"
+        "elseif op=='S' then\n"
+        " local delta=tonumber(ARGV[2])\n"
+        " if delta~=0 then\n"
+        "  for j=1,2 do local L=tonumber(ARGV[j+2]) if L>0 then\n"
+        "   local T=P/L local debt,ts=getst(KEYS[j]) local d=drain(debt,ts,T)+delta\n"
+        "   if d<0 then d=0 end if now>ts then ts=now end setst(KEYS[j],d,ts,T) end end\n"
+        "  if tonumber(ARGV[5])>0 then redis.call('INCRBY',KEYS[3],delta)\n"
+        "   if redis.call('PTTL',KEYS[3])<0 then redis.call('PEXPIRE',KEYS[3],71*86400000) end "
+        "end\n"
+        " end\n"
+        " local m=tonumber(ARGV[7])\n"
+        " if m%2==1 then redis.call('ZREM',KEYS[4],ARGV[6]) end\n"
+        " if m>=2 then redis.call('ZREM',KEYS[5],ARGV[6]) end\n"
+        " return 1\n"
+        "elseif op=='R' then\n"
+        " local lease=tonumber(ARGV[3]) local n=0\n"
+        " for j=1,2 do if redis.call('ZSCORE',KEYS[j],ARGV[2]) then\n"
+        "  redis.call('ZADD',KEYS[j],'XX',now_ms+lease,ARGV[2])\n"
+        "  redis.call('PEXPIRE',KEYS[j],lease+1000) n=n+1 end end\n"
+        " return n\n"
+        "end\n"
+        "return redis.error_reply('morgate rate limiter: unknown op')\n";
 
 /* ---- the in-process limiter ------------------------------------------------------------------ */
 
 struct lentry {
 	struct lentry *next;
 	struct gw_gcra_state g; /* rpm/tpm */
-	int64_t n;      /* slots held, or tokens used this month */
-	double expires; /* us: the entry may be dropped after this (and n == 0 for slots) */
+	int64_t n;              /* slots held, or tokens used this month */
+	double expires;         /* us: the entry may be dropped after this (and n == 0 for slots) */
 	char name[];
 };
 
@@ -180,16 +183,16 @@ struct admit_in {
 enum job_kind { JOB_ADMIT, JOB_SETTLE, JOB_RENEW };
 
 struct job {
-	struct job *next;            /* submission queue */
-	struct job *fprev, *fnext;   /* timeout FIFO (I/O thread only) */
+	struct job *next;          /* submission queue */
+	struct job *fprev, *fnext; /* timeout FIFO (I/O thread only) */
 	int kind;
 	int in_fifo;
-	int answered;                /* the callback ran (timeout): a late reply is compensated */
-	uint64_t deadline_us;        /* monotonic */
-	struct admit_in in;          /* JOB_ADMIT */
+	int answered;         /* the callback ran (timeout): a late reply is compensated */
+	uint64_t deadline_us; /* monotonic */
+	struct admit_in in;   /* JOB_ADMIT */
 	gw_rl_admit_cb *cb;
 	void *ctx;
-	struct gw_rl_ticket t;       /* JOB_SETTLE / JOB_RENEW */
+	struct gw_rl_ticket t; /* JOB_SETTLE / JOB_RENEW */
 	int64_t delta;
 	int release_mask;
 };
@@ -217,8 +220,8 @@ struct gw_rl {
 	/* I/O thread state */
 	redisAsyncContext *ac;
 	int want_write;
-	int conn_ready;    /* I/O thread's view of ready */
-	int probing;       /* a PING is out to tell a slow connection from a dead one */
+	int conn_ready; /* I/O thread's view of ready */
+	int probing;    /* a PING is out to tell a slow connection from a dead one */
 	int need_reset;
 	uint64_t connect_deadline_us, next_connect_us;
 	int backoff_ms;
@@ -226,13 +229,14 @@ struct gw_rl {
 
 	/* counters */
 	_Atomic uint64_t c_allowed, c_limited[GW_RL_NDIM], c_quota, c_too_large, c_unavailable,
-		c_local, c_timeouts, c_roundtrips, c_commands, c_errors, c_reconnects, c_dropped,
-		c_pending;
+	        c_local, c_timeouts, c_roundtrips, c_commands, c_errors, c_reconnects, c_dropped,
+	        c_pending;
 };
 
-static const char *const DIM_NAMES[GW_RL_NDIM] = {
-	"key_rpm", "key_tpm", "key_concurrency", "tenant_rpm", "tenant_tpm", "tenant_concurrency",
-	"tenant_monthly"};
+static const char *const DIM_NAMES[GW_RL_NDIM] = {"key_rpm",         "key_tpm",
+                                                  "key_concurrency", "tenant_rpm",
+                                                  "tenant_tpm",      "tenant_concurrency",
+                                                  "tenant_monthly"};
 
 const char *gw_rl_dim_name(enum gw_rl_dim d)
 {
@@ -276,7 +280,7 @@ const char *gw_rl_strerror(int rc)
 }
 
 __attribute__((format(printf, 3, 4))) static void rl_log(struct gw_rl *rl, int level,
-							  const char *fmt, ...)
+                                                         const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -306,22 +310,23 @@ static void wall_now(int64_t *sec, int64_t *usec)
 	*usec = ts.tv_nsec / 1000;
 }
 
-/* ---- Redis key names -------------------------------------------------------------------------- */
+/* ---- Redis key names --------------------------------------------------------------------------
+ */
 
 /* Dimension d's key (d in 0..6) for tenant/key; month used for the monthly counter. */
 static void key_name(const struct gw_rl *rl, char out[KEYNAME_MAX], int d, int64_t tenant_id,
-		     const char *key_id, int32_t month)
+                     const char *key_id, int32_t month)
 {
-	static const char *const suffix[GW_RL_NDIM] = {"rpm", "tpm", "conc", "rpm",
-						       "tpm", "conc", "mq"};
+	static const char *const suffix[GW_RL_NDIM] = {"rpm", "tpm",  "conc", "rpm",
+	                                               "tpm", "conc", "mq"};
 	if (d <= GW_RL_KEY_CONC)
 		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:k:%.12s:%s", rl->prefix, tenant_id,
-			 key_id, suffix[d]);
+		         key_id, suffix[d]);
 	else if (d < GW_RL_TENANT_MONTHLY)
 		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:%s", rl->prefix, tenant_id, suffix[d]);
 	else
 		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:mq:%" PRId32, rl->prefix, tenant_id,
-			 month);
+		         month);
 }
 
 /* ---- the in-process limiter ------------------------------------------------------------------ */
@@ -451,7 +456,7 @@ static void refuse(struct raw *r, int code, int d, int64_t w)
 
 /* The Lua script's op 'A', in process. Names carry no prefix: the table is this process's. */
 static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lease_ms,
-			struct raw *r)
+                        struct raw *r)
 {
 	struct ltable *t = &rl->local;
 	char names[GW_RL_NDIM][KEYNAME_MAX];
@@ -495,7 +500,8 @@ static void local_admit(struct gw_rl *rl, const struct admit_in *in, int64_t lea
 			int64_t c = (d == GW_RL_KEY_RPM || d == GW_RL_TENANT_RPM) ? 1 : in->cost;
 			struct gw_gcra_result g, g0;
 			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, c, &g);
-			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, L + 1, &g0); /* state as is */
+			gw_gcra_check(e[d]->g, now, L, GW_GCRA_MINUTE_US, L + 1,
+			              &g0); /* state as is */
 			bef_rem[d] = g0.remaining;
 			bef_reset[d] = g0.reset_us;
 			r->rem[d] = g.remaining;
@@ -556,10 +562,11 @@ static void local_settle(struct gw_rl *rl, const struct gw_rl_ticket *tk, int64_
 				continue;
 			e->g = gw_gcra_adjust(e->g, now, lims[j], GW_GCRA_MINUTE_US, delta);
 			e->expires = now + (double)gw_gcra_reset_us(e->g, now, lims[j],
-								     GW_GCRA_MINUTE_US);
+			                                            GW_GCRA_MINUTE_US);
 		}
 		if (tk->monthly > 0) {
-			key_name(rl, name, GW_RL_TENANT_MONTHLY, tk->tenant_id, tk->key_id, tk->month);
+			key_name(rl, name, GW_RL_TENANT_MONTHLY, tk->tenant_id, tk->key_id,
+			         tk->month);
 			struct lentry *e = ltable_get(t, name + pl, 0);
 			if (e)
 				e->n += delta;
@@ -568,8 +575,8 @@ static void local_settle(struct gw_rl *rl, const struct gw_rl_ticket *tk, int64_
 	for (int j = 0; j < 2; j++) {
 		if (!(mask & (1 << j)))
 			continue;
-		key_name(rl, name, j ? GW_RL_TENANT_CONC : GW_RL_KEY_CONC, tk->tenant_id, tk->key_id,
-			 tk->month);
+		key_name(rl, name, j ? GW_RL_TENANT_CONC : GW_RL_KEY_CONC, tk->tenant_id,
+		         tk->key_id, tk->month);
 		struct lentry *e = ltable_get(t, name + pl, 0);
 		if (e && e->n > 0 && --e->n == 0)
 			e->expires = 0;
@@ -580,7 +587,7 @@ static void local_settle(struct gw_rl *rl, const struct gw_rl_ticket *tk, int64_
 /* ---- decisions ------------------------------------------------------------------------------- */
 
 static void fill_decision(struct gw_rl *rl, const struct admit_in *in, const struct raw *r,
-			  int local, struct gw_rl_decision *d)
+                          int local, struct gw_rl_decision *d)
 {
 	memset(d, 0, sizeof *d);
 	d->outcome = r->outcome;
@@ -608,8 +615,8 @@ static void fill_decision(struct gw_rl *rl, const struct admit_in *in, const str
 		t->monthly = in->lim[GW_RL_TENANT_MONTHLY];
 		t->month = in->month;
 		t->flags = (local ? GW_RL_T_LOCAL : 0) |
-			   (in->lim[GW_RL_KEY_CONC] > 0 ? GW_RL_T_KEY_SLOT : 0) |
-			   (in->lim[GW_RL_TENANT_CONC] > 0 ? GW_RL_T_TEN_SLOT : 0);
+		           (in->lim[GW_RL_KEY_CONC] > 0 ? GW_RL_T_KEY_SLOT : 0) |
+		           (in->lim[GW_RL_TENANT_CONC] > 0 ? GW_RL_T_TEN_SLOT : 0);
 		if (t->flags & (GW_RL_T_KEY_SLOT | GW_RL_T_TEN_SLOT))
 			memcpy(t->slot, in->slot, sizeof t->slot);
 	}
@@ -642,7 +649,7 @@ static void count_decision(struct gw_rl *rl, const struct gw_rl_decision *d)
 
 /* Decide without Redis: the local limiter, or a refusal when failing closed (redis_failed). */
 static void decide_local(struct gw_rl *rl, const struct admit_in *in, int redis_failed,
-			 struct gw_rl_decision *d)
+                         struct gw_rl_decision *d)
 {
 	struct raw r;
 	if (redis_failed && rl->cfg.fail_closed) {
@@ -801,7 +808,7 @@ static void arg_head(struct gw_rl *rl, struct argv_buf *a, int use_eval, int nke
 }
 
 static void build_admit(struct gw_rl *rl, const struct admit_in *in, int use_eval,
-			struct argv_buf *a)
+                        struct argv_buf *a)
 {
 	int64_t sec, usec;
 	wall_now(&sec, &usec);
@@ -821,10 +828,10 @@ static void build_admit(struct gw_rl *rl, const struct admit_in *in, int use_eva
 }
 
 static void build_settle(struct gw_rl *rl, const struct gw_rl_ticket *t, int64_t delta, int mask,
-			 int use_eval, struct argv_buf *a)
+                         int use_eval, struct argv_buf *a)
 {
 	static const int dims[5] = {GW_RL_KEY_TPM, GW_RL_TENANT_TPM, GW_RL_TENANT_MONTHLY,
-				     GW_RL_KEY_CONC, GW_RL_TENANT_CONC};
+	                            GW_RL_KEY_CONC, GW_RL_TENANT_CONC};
 	arg_head(rl, a, use_eval, 5);
 	for (int i = 0; i < 5; i++) {
 		key_name(rl, a->keys[i], dims[i], t->tenant_id, t->key_id, t->month);
@@ -840,7 +847,7 @@ static void build_settle(struct gw_rl *rl, const struct gw_rl_ticket *t, int64_t
 }
 
 static void build_renew(struct gw_rl *rl, const struct gw_rl_ticket *t, int use_eval,
-			struct argv_buf *a)
+                        struct argv_buf *a)
 {
 	arg_head(rl, a, use_eval, 2);
 	key_name(rl, a->keys[0], GW_RL_KEY_CONC, t->tenant_id, t->key_id, t->month);
@@ -947,7 +954,7 @@ static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv)
 		if (ok && raw.outcome == GW_RL_ALLOWED && conn_alive(rl)) {
 			fill_decision(rl, &j->in, &raw, 0, &d);
 			int mask = ((d.ticket.flags & GW_RL_T_KEY_SLOT) ? 1 : 0) |
-				   ((d.ticket.flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
+			           ((d.ticket.flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
 			if (mask || j->in.cost) {
 				j->kind = JOB_SETTLE;
 				j->t = d.ticket;
@@ -1066,8 +1073,8 @@ static void start_connect(struct gw_rl *rl)
 	rl->connect_deadline_us = mono_us() + (uint64_t)rl->cfg.connect_timeout_ms * 1000u;
 
 	const char *pw = rl->cfg.redis_password && rl->cfg.redis_password[0]
-				 ? rl->cfg.redis_password
-				 : rl->url.password;
+	                         ? rl->cfg.redis_password
+	                         : rl->url.password;
 	if (pw[0]) {
 		const char *argv[3] = {"AUTH", rl->url.username, pw};
 		size_t len[3] = {4, strlen(rl->url.username), strlen(pw)};
@@ -1150,7 +1157,8 @@ static void expire_admissions(struct gw_rl *rl, uint64_t now)
 		atomic_store(&rl->ready, 0);
 		rl->probing = 1;
 		rl->connect_deadline_us = now + (uint64_t)rl->cfg.connect_timeout_ms * 1000u;
-		if (redisAsyncCommandArgv(rl->ac, on_setup_reply, "probe", 1, ping, plen) != REDIS_OK)
+		if (redisAsyncCommandArgv(rl->ac, on_setup_reply, "probe", 1, ping, plen) !=
+		    REDIS_OK)
 			rl->need_reset = 1;
 	}
 }
@@ -1293,8 +1301,8 @@ int gw_rl_new(const struct gw_rl_config *cfg, struct gw_rl **out, char *errbuf, 
 		struct gw_redisurl_err e = {0, NULL};
 		if (gw_redisurl_parse(cfg->redis_url, strlen(cfg->redis_url), &rl->url, &e) != 0) {
 			if (errbuf)
-				snprintf(errbuf, errlen, "bad redis url at offset %zu: %s", e.offset,
-					 e.msg);
+				snprintf(errbuf, errlen, "bad redis url at offset %zu: %s",
+				         e.offset, e.msg);
 			rc = GW_RL_EURL;
 			goto fail;
 		}
@@ -1402,7 +1410,7 @@ int gw_rl_admit(struct gw_rl *rl, const struct gw_rl_request *req, gw_rl_admit_c
 	in.month_end_s = gw_month_end(sec);
 	if (in.lim[GW_RL_KEY_CONC] > 0 || in.lim[GW_RL_TENANT_CONC] > 0)
 		snprintf(in.slot, sizeof in.slot, "%08" PRIx32 "-%" PRIx64, rl->instance,
-			 (uint64_t)(atomic_fetch_add(&rl->slot_seq, 1) & 0xffffffffffffffull));
+		         (uint64_t)(atomic_fetch_add(&rl->slot_seq, 1) & 0xffffffffffffffull));
 
 	if (!rl->has_redis || !atomic_load(&rl->ready) ||
 	    atomic_load(&rl->c_pending) >= rl->cfg.max_pending) {

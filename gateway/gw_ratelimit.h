@@ -72,11 +72,11 @@ const char *gw_rl_dim_name(enum gw_rl_dim d);
 
 enum gw_rl_outcome {
 	GW_RL_ALLOWED = 0,
-	GW_RL_LIMITED = 1,     /* a rate or concurrency limit: HTTP 429 rate_limit_exceeded */
-	GW_RL_QUOTA = 2,       /* the tenant's monthly tokens are spent: HTTP 429 insufficient_quota */
-	GW_RL_TOO_LARGE = 3,   /* the token estimate exceeds a tpm or monthly limit outright: it can
-				  never be admitted (HTTP 429, do not advise a retry) */
-	GW_RL_UNAVAILABLE = 4  /* fail_closed and Redis unavailable: HTTP 503 */
+	GW_RL_LIMITED = 1, /* a rate or concurrency limit: HTTP 429 rate_limit_exceeded */
+	GW_RL_QUOTA = 2,   /* the tenant's monthly tokens are spent: HTTP 429 insufficient_quota */
+	GW_RL_TOO_LARGE = 3,  /* the token estimate exceeds a tpm or monthly limit outright: it can
+	                         never be admitted (HTTP 429, do not advise a retry) */
+	GW_RL_UNAVAILABLE = 4 /* fail_closed and Redis unavailable: HTTP 503 */
 };
 
 /* Short stable name of an outcome ("allowed", "limited", "quota", "too_large", "unavailable"). */
@@ -88,14 +88,14 @@ struct gw_rl_config {
 	const char *redis_url;
 	const char *redis_password; /* optional; overrides a password in the URL */
 	const char *prefix;         /* Redis key prefix; NULL: "mg:rl:" */
-	int timeout_ms;         /* per admission: past it the local limiter decides; 0: 50 */
-	int connect_timeout_ms; /* 0: 500 */
-	int backoff_min_ms;     /* first reconnect delay, doubled per failure; 0: 100 */
-	int backoff_max_ms;     /* 0: 5000 */
-	int lease_ms;           /* concurrency slot lease; 0: 60000 */
-	int fail_closed;        /* 1: refuse (GW_RL_UNAVAILABLE) while Redis is unavailable;
-				   0 (default): decide with in-process limits */
-	unsigned max_pending;   /* admissions waiting for Redis; beyond, decide locally; 0: 65536 */
+	int timeout_ms;             /* per admission: past it the local limiter decides; 0: 50 */
+	int connect_timeout_ms;     /* 0: 500 */
+	int backoff_min_ms;         /* first reconnect delay, doubled per failure; 0: 100 */
+	int backoff_max_ms;         /* 0: 5000 */
+	int lease_ms;               /* concurrency slot lease; 0: 60000 */
+	int fail_closed;            /* 1: refuse (GW_RL_UNAVAILABLE) while Redis is unavailable;
+	                               0 (default): decide with in-process limits */
+	unsigned max_pending; /* admissions waiting for Redis; beyond, decide locally; 0: 65536 */
 	/* Optional log sink (level: 0 debug, 1 info, 2 warn, 3 error; msg has no newline). Called
 	 * from any thread. NULL: warnings and errors go to stderr. */
 	void (*log)(void *log_ctx, int level, const char *msg);
@@ -115,7 +115,7 @@ struct gw_rl_state {
 	int64_t limit;     /* 0: the dimension is not limited (then remaining and reset are 0) */
 	int64_t remaining; /* what is left now (after this admission, if admitted) */
 	int64_t reset_ms;  /* until fully refilled (rpm/tpm), until the month ends (monthly); 0 for
-			      concurrency */
+	                      concurrency */
 };
 
 enum gw_rl_ticket_flags {
@@ -133,20 +133,20 @@ enum gw_rl_ticket_flags {
 struct gw_rl_ticket {
 	char key_id[KS_KEY_ID_LEN + 1];
 	int64_t tenant_id;
-	int64_t reserved;  /* tokens reserved at admission */
+	int64_t reserved;                     /* tokens reserved at admission */
 	int64_t key_tpm, tenant_tpm, monthly; /* the limits the reservation was made under */
-	int32_t month;     /* yyyymm (UTC) the monthly reservation went to */
-	uint32_t flags;    /* enum gw_rl_ticket_flags */
-	char slot[24];     /* concurrency slot id, unique across instances; "" when none */
+	int32_t month;                        /* yyyymm (UTC) the monthly reservation went to */
+	uint32_t flags;                       /* enum gw_rl_ticket_flags */
+	char slot[24]; /* concurrency slot id, unique across instances; "" when none */
 };
 
 struct gw_rl_decision {
-	int outcome;            /* enum gw_rl_outcome */
-	int refused;            /* enum gw_rl_dim that refused (the one that waits longest); -1 when
-				   admitted or unavailable */
-	int64_t retry_after_s;  /* on GW_RL_LIMITED / GW_RL_QUOTA: seconds (>= 1) for Retry-After;
-				   0 otherwise */
-	int local;              /* 1: decided by the in-process limiter (no Redis, degraded, timeout) */
+	int outcome;           /* enum gw_rl_outcome */
+	int refused;           /* enum gw_rl_dim that refused (the one that waits longest); -1 when
+	                          admitted or unavailable */
+	int64_t retry_after_s; /* on GW_RL_LIMITED / GW_RL_QUOTA: seconds (>= 1) for Retry-After;
+	                          0 otherwise */
+	int local; /* 1: decided by the in-process limiter (no Redis, degraded, timeout) */
 	struct gw_rl_state dim[GW_RL_NDIM];
 	struct gw_rl_ticket ticket; /* valid when outcome is GW_RL_ALLOWED */
 };
@@ -199,7 +199,8 @@ int gw_rl_admit(struct gw_rl *rl, const struct gw_rl_request *req, gw_rl_admit_c
 
 /* Blocking convenience wrapper around gw_rl_admit, for simple callers and tests: waits at most
  * about timeout_ms (then decides locally). Never call it from a callback. */
-void gw_rl_admit_wait(struct gw_rl *rl, const struct gw_rl_request *req, struct gw_rl_decision *out);
+void gw_rl_admit_wait(struct gw_rl *rl, const struct gw_rl_request *req,
+                      struct gw_rl_decision *out);
 
 /*
  * Settle the tpm and monthly reservation with the real usage: the difference actual - reserved is
@@ -241,12 +242,12 @@ struct gw_rl_stats {
 	uint64_t local_decisions;     /* decisions made by the in-process limiter (any outcome) */
 	uint64_t timeouts;            /* admissions Redis did not answer within timeout_ms */
 	uint64_t redis_roundtrips;    /* admission scripts sent to Redis (one per admission) */
-	uint64_t redis_commands;      /* every command sent (admissions, settlements, releases...) */
-	uint64_t redis_errors;        /* error replies, connection failures, lost connections */
-	uint64_t reconnects;          /* successful (re)connections */
-	uint64_t fire_dropped;        /* settle/release/renew lost because Redis was unavailable */
-	uint64_t pending;             /* admissions waiting for Redis now */
-	int degraded;                 /* as gw_rl_degraded() */
+	uint64_t redis_commands; /* every command sent (admissions, settlements, releases...) */
+	uint64_t redis_errors;   /* error replies, connection failures, lost connections */
+	uint64_t reconnects;     /* successful (re)connections */
+	uint64_t fire_dropped;   /* settle/release/renew lost because Redis was unavailable */
+	uint64_t pending;        /* admissions waiting for Redis now */
+	int degraded;            /* as gw_rl_degraded() */
 };
 
 /* Snapshot of the counters (each read atomically; the set is not one instant). */

@@ -140,9 +140,10 @@ static int parse_tcp(struct cur *c, struct gw_redis_url *u)
 	if (find_last(c, p, auth_end, '@', &at)) {
 		size_t colon;
 		if (find(c, p, at, ':', &colon)) {
-			if (decode(c, p, colon, u->username, sizeof u->username, "username too long") ||
+			if (decode(c, p, colon, u->username, sizeof u->username,
+			           "username too long") ||
 			    decode(c, colon + 1, at, u->password, sizeof u->password,
-				   "password too long"))
+			           "password too long"))
 				return -1;
 		} else if (decode(c, p, at, u->username, sizeof u->username, "username too long")) {
 			return -1;
@@ -231,7 +232,7 @@ static int parse_unix(struct cur *c, struct gw_redis_url *u)
 			seen_db = 1;
 		} else if (amp - p >= 9 && memcmp(c->s + p, "password=", 9) == 0 && !seen_pw) {
 			if (decode(c, p + 9, amp, u->password, sizeof u->password,
-				   "password too long"))
+			           "password too long"))
 				return -1;
 			seen_pw = 1;
 		} else {
@@ -243,7 +244,7 @@ static int parse_unix(struct cur *c, struct gw_redis_url *u)
 }
 
 int gw_redisurl_parse(const char *s, size_t len, struct gw_redis_url *out,
-		      struct gw_redisurl_err *err)
+                      struct gw_redisurl_err *err)
 {
 	struct cur c = {s, len, 0, err};
 	memset(out, 0, sizeof *out);
@@ -293,8 +294,8 @@ static void put_enc(struct out *o, const char *s)
 	static const char hex[] = "0123456789ABCDEF";
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
 			put(o, s, 1);
 		} else {
 			char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};

@@ -20,14 +20,14 @@
 #define GW_REDISURL_CRED_MAX 255
 
 struct gw_redis_url {
-	int is_unix;                              /* 1: unix socket at path; 0: TCP host:port */
-	char host[GW_REDISURL_HOST_MAX + 1];      /* TCP: without the brackets of an IPv6 literal */
-	int port;                                 /* TCP: 1..65535 */
-	char path[GW_REDISURL_PATH_MAX + 1];      /* unix: absolute path */
-	int db;                                   /* SELECT db; 0 by default */
-	char username[GW_REDISURL_CRED_MAX + 1];  /* decoded; "" when none (hiredis 0.14 AUTH
-						     takes only a password) */
-	char password[GW_REDISURL_CRED_MAX + 1];  /* decoded; "" when none */
+	int is_unix;                             /* 1: unix socket at path; 0: TCP host:port */
+	char host[GW_REDISURL_HOST_MAX + 1];     /* TCP: without the brackets of an IPv6 literal */
+	int port;                                /* TCP: 1..65535 */
+	char path[GW_REDISURL_PATH_MAX + 1];     /* unix: absolute path */
+	int db;                                  /* SELECT db; 0 by default */
+	char username[GW_REDISURL_CRED_MAX + 1]; /* decoded; "" when none (hiredis 0.14 AUTH
+	                                            takes only a password) */
+	char password[GW_REDISURL_CRED_MAX + 1]; /* decoded; "" when none */
 };
 
 /* Where and why a URL was refused (in the manner of jansson's json_error_t). */
@@ -42,7 +42,7 @@ struct gw_redisurl_err {
  * contain a password).
  */
 int gw_redisurl_parse(const char *s, size_t len, struct gw_redis_url *out,
-		      struct gw_redisurl_err *err);
+                      struct gw_redisurl_err *err);
 
 /*
  * Format u back to a URL that gw_redisurl_parse reads to the same value (credentials

@@ -48,7 +48,7 @@ static void make_keys(void)
 		k->tenant_id = 1000 + i % 8;
 		k->limits = (struct ks_limits){100000000, 10000000000LL, 100000, 0};
 		k->tenant_limits =
-			(struct ks_limits){100000000, 10000000000LL, 1000000, 900000000000000LL};
+		        (struct ks_limits){100000000, 10000000000LL, 1000000, 900000000000000LL};
 	}
 }
 
@@ -218,8 +218,8 @@ static int start_redis(void)
 		if (pid == 0) {
 			if (!freopen("/dev/null", "w", stdout))
 				_exit(127);
-			execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-			       "--save", "", "--appendonly", "no", (char *)NULL);
+			execlp("redis-server", "redis-server", "--port", port, "--bind",
+			       "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
 			_exit(127);
 		}
 		for (int i = 0; i < 200; i++) {
@@ -257,7 +257,7 @@ static long long evalsha_calls(void)
 }
 
 static void line(const char *what, double rate, long done, struct gw_rl *rl,
-		 const struct gw_rl_stats *s0, long long ev0)
+                 const struct gw_rl_stats *s0, long long ev0)
 {
 	double p50, p99;
 	struct gw_rl_stats s1;
@@ -287,7 +287,8 @@ int main(int argc, char **argv)
 		return 1;
 	make_keys();
 	printf("rate limiter: every admission checks 7 dimensions, then finish (settle+release); "
-	       "%.1f s per run\n", secs);
+	       "%.1f s per run\n",
+	       secs);
 
 	struct gw_rl *local;
 	struct gw_rl_config lcfg = {0};
@@ -329,7 +330,8 @@ int main(int argc, char **argv)
 		line("redis, 8 threads blocking wrapper", r, done, rl, &s0, ev0);
 		struct gw_rl_stats s;
 		gw_rl_stats(rl, &s);
-		printf("totals: %llu round trips, %llu commands, %llu errors, %llu local decisions\n",
+		printf("totals: %llu round trips, %llu commands, %llu errors, %llu local "
+		       "decisions\n",
 		       (unsigned long long)s.redis_roundtrips, (unsigned long long)s.redis_commands,
 		       (unsigned long long)s.redis_errors, (unsigned long long)s.local_decisions);
 	}

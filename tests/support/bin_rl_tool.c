@@ -62,7 +62,8 @@ int main(int argc, char **argv)
 	if (argc == 2 && strcmp(argv[1], "freeport") == 0)
 		return freeport();
 	if (argc < 6 || strcmp(argv[1], "admit") != 0) {
-		fprintf(stderr, "usage: rl_tool freeport | admit URL|- PREFIX TENANT KEYID [k=v]...\n");
+		fprintf(stderr,
+		        "usage: rl_tool freeport | admit URL|- PREFIX TENANT KEYID [k=v]...\n");
 		return 2;
 	}
 	struct ks_key_info k;
@@ -108,9 +109,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct gw_rl_config cfg = {.redis_url = strcmp(argv[2], "-") ? argv[2] : NULL,
-				   .prefix = argv[3],
-				   .timeout_ms = 1000,
-				   .lease_ms = (int)lease};
+	                           .prefix = argv[3],
+	                           .timeout_ms = 1000,
+	                           .lease_ms = (int)lease};
 	struct gw_rl *rl;
 	char err[256];
 	int rc = gw_rl_new(&cfg, &rl, err, sizeof err);

@@ -39,7 +39,7 @@ static void test_gw_gcra__refills_one_per_emission_interval(void **state)
 {
 	(void)state;
 	struct gw_gcra_state tat = FULL;
-		double now = 1e9;
+	double now = 1e9;
 	struct gw_gcra_result r;
 	for (int i = 0; i < 100; i++) { /* rpm 100: T = 600 ms */
 		gw_gcra_check(tat, now, 100, MIN, 1, &r);
@@ -70,7 +70,7 @@ static void test_gw_gcra__weighted_cost_for_tokens(void **state)
 {
 	(void)state;
 	struct gw_gcra_state tat = FULL;
-		double now = 1e9;
+	double now = 1e9;
 	struct gw_gcra_result r;
 	gw_gcra_check(tat, now, 1000, MIN, 600, &r); /* tpm 1000 */
 	assert_true(r.allowed);
@@ -80,7 +80,7 @@ static void test_gw_gcra__weighted_cost_for_tokens(void **state)
 	gw_gcra_check(tat, now, 1000, MIN, 401, &r);
 	assert_false(r.allowed);
 	assert_false(r.too_large);
-	assert_int_equal(r.remaining, 400); /* a refusal takes nothing */
+	assert_int_equal(r.remaining, 400);  /* a refusal takes nothing */
 	assert_int_equal(r.retry_us, 60000); /* one token's worth of refill */
 	gw_gcra_check(tat, now, 1000, MIN, 400, &r);
 	assert_true(r.allowed);
@@ -158,12 +158,12 @@ static void test_gw_gcra__months_in_utc(void **state)
 {
 	(void)state;
 	assert_int_equal(gw_month_of(0), 197001);
-	assert_int_equal(gw_month_end(0), 2678400);                 /* 1970-02-01 */
-	assert_int_equal(gw_month_of(1798761599), 202612);          /* 2026-12-31T23:59:59Z */
-	assert_int_equal(gw_month_end(1798761599), 1798761600);     /* 2027-01-01 */
+	assert_int_equal(gw_month_end(0), 2678400);             /* 1970-02-01 */
+	assert_int_equal(gw_month_of(1798761599), 202612);      /* 2026-12-31T23:59:59Z */
+	assert_int_equal(gw_month_end(1798761599), 1798761600); /* 2027-01-01 */
 	assert_int_equal(gw_month_of(1798761600), 202701);
-	assert_int_equal(gw_month_of(1709164800), 202402);          /* 2024-02-29 leap day */
-	assert_int_equal(gw_month_end(1709164800), 1709251200);     /* 2024-03-01 */
+	assert_int_equal(gw_month_of(1709164800), 202402);      /* 2024-02-29 leap day */
+	assert_int_equal(gw_month_end(1709164800), 1709251200); /* 2024-03-01 */
 	assert_int_equal(gw_month_end(1709251199), 1709251200);
 	assert_int_equal(gw_month_of(1709251200), 202403);
 	assert_int_equal(gw_month_of(-1), 196912);
@@ -189,13 +189,13 @@ static void test_gw_gcra__monthly_quota(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gw_gcra__full_bucket_admits_exactly_the_limit_at_once),
-		cmocka_unit_test(test_gw_gcra__refills_one_per_emission_interval),
-		cmocka_unit_test(test_gw_gcra__weighted_cost_for_tokens),
-		cmocka_unit_test(test_gw_gcra__settlement_refunds_and_charges),
-		cmocka_unit_test(test_gw_gcra__odd_limits_do_not_lose_the_last_unit_to_rounding),
-		cmocka_unit_test(test_gw_gcra__months_in_utc),
-		cmocka_unit_test(test_gw_gcra__monthly_quota),
+	        cmocka_unit_test(test_gw_gcra__full_bucket_admits_exactly_the_limit_at_once),
+	        cmocka_unit_test(test_gw_gcra__refills_one_per_emission_interval),
+	        cmocka_unit_test(test_gw_gcra__weighted_cost_for_tokens),
+	        cmocka_unit_test(test_gw_gcra__settlement_refunds_and_charges),
+	        cmocka_unit_test(test_gw_gcra__odd_limits_do_not_lose_the_last_unit_to_rounding),
+	        cmocka_unit_test(test_gw_gcra__months_in_utc),
+	        cmocka_unit_test(test_gw_gcra__monthly_quota),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,7 +96,7 @@ static void test_gw_ratelimit__local_rpm_is_exact_and_refusals_say_why(void **st
 	struct gw_rl_decision d = admit(rl, &k, 0);
 	assert_int_equal(d.outcome, GW_RL_LIMITED);
 	assert_int_equal(d.refused, GW_RL_KEY_RPM);
-	assert_int_equal(d.retry_after_s, 12); /* one request per 12 s */
+	assert_int_equal(d.retry_after_s, 12);                   /* one request per 12 s */
 	assert_int_equal(d.dim[GW_RL_TENANT_RPM].remaining, 45); /* a refusal took nothing */
 	assert_string_equal(gw_rl_dim_name((enum gw_rl_dim)d.refused), "key_rpm");
 	assert_string_equal(gw_rl_outcome_name((enum gw_rl_outcome)d.outcome), "limited");
@@ -216,6 +216,7 @@ static void test_gw_ratelimit__bad_config_is_refused_with_a_message(void **state
 static pid_t redis_pid = -1;
 static int redis_port;
 static char redis_url[64];
+static char redis_sock[128];
 
 static int free_port(void)
 {
@@ -256,7 +257,8 @@ static int spawn_redis(void)
 	if (pid == 0) {
 		freopen("/dev/null", "w", stdout);
 		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--protected-mode", "no", (char *)NULL);
+		       "--save", "", "--appendonly", "no", "--protected-mode", "no", "--unixsocket",
+		       redis_sock, "--unixsocketperm", "700", (char *)NULL);
 		_exit(127);
 	}
 	redis_pid = pid;
@@ -296,6 +298,8 @@ static void stop_redis(int sig)
 static int redis_setup(void **state)
 {
 	(void)state;
+	snprintf(redis_sock, sizeof redis_sock, "%s/gw-rl-test-%d.sock",
+	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	for (int attempt = 0; attempt < 5; attempt++) {
 		redis_port = free_port();
 		if (redis_port > 0 && spawn_redis() == 0) {
@@ -311,6 +315,7 @@ static int redis_teardown(void **state)
 {
 	(void)state;
 	stop_redis(SIGTERM);
+	unlink(redis_sock);
 	return 0;
 }
 
@@ -320,9 +325,9 @@ static long long redis_int(const char *fmt, const char *arg)
 	assert_non_null(c);
 	redisReply *r = redisCommand(c, fmt, arg);
 	assert_non_null(r);
-	long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
-		      : r->type == REDIS_REPLY_STRING ? atoll(r->str)
-						       : -999;
+	long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+	              : r->type == REDIS_REPLY_STRING ? atoll(r->str)
+	                                              : -999;
 	freeReplyObject(r);
 	redisFree(c);
 	return v;
@@ -357,13 +362,13 @@ static void redis_cmd(const char *cmd)
 static struct gw_rl *redis_limiter(const char *prefix, int timeout_ms, int lease_ms)
 {
 	struct gw_rl_config cfg = {.redis_url = redis_url,
-				   .prefix = prefix,
-				   .timeout_ms = timeout_ms,
-				   .lease_ms = lease_ms,
-				   .connect_timeout_ms = 300,
-				   .backoff_min_ms = 20,
-				   .backoff_max_ms = 200,
-				   .log = quiet_log};
+	                           .prefix = prefix,
+	                           .timeout_ms = timeout_ms,
+	                           .lease_ms = lease_ms,
+	                           .connect_timeout_ms = 300,
+	                           .backoff_min_ms = 20,
+	                           .backoff_max_ms = 200,
+	                           .log = quiet_log};
 	struct gw_rl *rl;
 	char err[200];
 	assert_int_equal(gw_rl_new(&cfg, &rl, err, sizeof err), GW_RL_OK);
@@ -391,7 +396,7 @@ static void *hammer_main(void *arg)
 
 /* threads per limiter, over nl limiters; returns the number admitted. */
 static int hammer(struct gw_rl **rls, int nl, const struct ks_key_info *k, int threads, int per,
-		  int *local)
+                  int *local)
 {
 	pthread_t th[64];
 	struct hammer h[64];
@@ -595,7 +600,23 @@ static void test_gw_ratelimit__redis_killed_then_restarted(void **state)
 	k.limits.rpm = 1000000;
 	struct gw_rl_stats s;
 	assert_false(admit(rl, &k, 0).local);
+	/* killed while 4 threads hammer it: every admission still gets its answer */
+	struct hammer h[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		h[i] = (struct hammer){rl, &k, 400, 0, 0};
+		pthread_create(&th[i], NULL, hammer_main, &h[i]);
+	}
+	sleep_ms(20);
 	stop_redis(SIGKILL);
+	int hl = 0, ha = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		hl += h[i].local;
+		ha += h[i].allowed;
+	}
+	assert_int_equal(ha, 1600);
+	assert_true(hl > 0);
 	int64_t t0 = now_ms();
 	int local = 0;
 	for (int i = 0; i < 2000; i++) {
@@ -667,11 +688,11 @@ static void test_gw_ratelimit__fail_closed_refuses_while_redis_is_down(void **st
 {
 	(void)state;
 	struct gw_rl_config cfg = {.redis_url = redis_url,
-				   .prefix = "t10:",
-				   .fail_closed = 1,
-				   .backoff_min_ms = 20,
-				   .backoff_max_ms = 100,
-				   .log = quiet_log};
+	                           .prefix = "t10:",
+	                           .fail_closed = 1,
+	                           .backoff_min_ms = 20,
+	                           .backoff_max_ms = 100,
+	                           .log = quiet_log};
 	struct gw_rl *rl;
 	assert_int_equal(gw_rl_new(&cfg, &rl, NULL, 0), GW_RL_OK);
 	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
@@ -692,6 +713,68 @@ static void test_gw_ratelimit__fail_closed_refuses_while_redis_is_down(void **st
 	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
 	assert_int_equal(admit(rl, &k, 0).outcome, GW_RL_ALLOWED);
 	gw_rl_free(rl);
+}
+
+static void test_gw_ratelimit__password_db_and_unix_socket_urls(void **state)
+{
+	(void)state;
+	struct ks_key_info k = key_info(21, "RRRRRRRRRRRR");
+	k.limits.rpm = 10;
+	char url[256];
+	struct gw_rl *rl;
+	struct gw_rl_config cfg = {.prefix = "t12:",
+	                           .connect_timeout_ms = 300,
+	                           .log = quiet_log,
+	                           .backoff_min_ms = 20,
+	                           .backoff_max_ms = 50};
+
+	/* unix socket, db 2 */
+	snprintf(url, sizeof url, "unix://%s?db=2", redis_sock);
+	cfg.redis_url = url;
+	assert_int_equal(gw_rl_new(&cfg, &rl, NULL, 0), GW_RL_OK);
+	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
+	assert_int_equal(admit(rl, &k, 0).outcome, GW_RL_ALLOWED);
+	gw_rl_free(rl);
+	redisContext *c = sync_conn();
+	redisReply *r = redisCommand(c, "SELECT 2");
+	freeReplyObject(r);
+	r = redisCommand(c, "EXISTS t12:{t21}:k:RRRRRRRRRRRR:rpm");
+	assert_int_equal(r->integer, 1);
+	freeReplyObject(r);
+
+	/* a password (percent-encoded in the URL), db 3; a wrong one never becomes ready */
+	r = redisCommand(c, "CONFIG SET requirepass %s", "p@ss word");
+	freeReplyObject(r);
+	snprintf(url, sizeof url, "redis://:p%%40ss%%20word@127.0.0.1:%d/3", redis_port);
+	assert_int_equal(gw_rl_new(&cfg, &rl, NULL, 0), GW_RL_OK);
+	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
+	struct gw_rl_decision d = admit(rl, &k, 0);
+	assert_int_equal(d.outcome, GW_RL_ALLOWED);
+	assert_false(d.local);
+	gw_rl_free(rl);
+	snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d/3", redis_port);
+	assert_int_equal(gw_rl_new(&cfg, &rl, NULL, 0), GW_RL_OK);
+	assert_int_equal(gw_rl_wait_ready(rl, 300), GW_RL_ETIMEOUT);
+	assert_true(gw_rl_degraded(rl));
+	d = admit(rl, &k, 0);
+	assert_true(d.local);
+	struct gw_rl_stats st;
+	gw_rl_stats(rl, &st);
+	assert_true(st.redis_errors >= 1);
+	/* the config's password overrides the URL's */
+	gw_rl_free(rl);
+	cfg.redis_password = "p@ss word";
+	assert_int_equal(gw_rl_new(&cfg, &rl, NULL, 0), GW_RL_OK);
+	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
+	gw_rl_free(rl);
+	r = redisCommand(c, "CONFIG SET requirepass %s", "");
+	freeReplyObject(r);
+	r = redisCommand(c, "SELECT 3");
+	freeReplyObject(r);
+	r = redisCommand(c, "GET t12:{t21}:k:RRRRRRRRRRRR:rpm");
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	freeReplyObject(r);
+	redisFree(c);
 }
 
 /* Async API: many admissions in flight from one thread, callbacks on the I/O thread. */
@@ -719,8 +802,8 @@ static void test_gw_ratelimit__async_admissions_are_pipelined(void **state)
 	struct gw_rl *rl = redis_limiter("t11:", 1000, 0);
 	struct ks_key_info k = key_info(20, "QQQQQQQQQQQQ");
 	k.limits.rpm = 500;
-	struct async_count a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0,
-				pthread_self()};
+	struct async_count a = {
+	        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, pthread_self()};
 	struct gw_rl_request req = {&k, 0};
 	int inline_n = 0;
 	for (int i = 0; i < 1000; i++)
@@ -738,24 +821,25 @@ static void test_gw_ratelimit__async_admissions_are_pipelined(void **state)
 int main(void)
 {
 	const struct CMUnitTest local_tests[] = {
-		cmocka_unit_test(test_gw_ratelimit__local_rpm_is_exact_and_refusals_say_why),
-		cmocka_unit_test(test_gw_ratelimit__nothing_limited_is_admitted_inline),
-		cmocka_unit_test(test_gw_ratelimit__local_tokens_reserve_then_settle),
-		cmocka_unit_test(test_gw_ratelimit__local_concurrency_and_monthly_quota),
-		cmocka_unit_test(test_gw_ratelimit__bad_config_is_refused_with_a_message),
+	        cmocka_unit_test(test_gw_ratelimit__local_rpm_is_exact_and_refusals_say_why),
+	        cmocka_unit_test(test_gw_ratelimit__nothing_limited_is_admitted_inline),
+	        cmocka_unit_test(test_gw_ratelimit__local_tokens_reserve_then_settle),
+	        cmocka_unit_test(test_gw_ratelimit__local_concurrency_and_monthly_quota),
+	        cmocka_unit_test(test_gw_ratelimit__bad_config_is_refused_with_a_message),
 	};
 	const struct CMUnitTest redis_tests[] = {
-		cmocka_unit_test(test_gw_ratelimit__redis_exact_limit_under_concurrency),
-		cmocka_unit_test(test_gw_ratelimit__two_limiters_share_one_limit),
-		cmocka_unit_test(test_gw_ratelimit__redis_tokens_reserve_then_settle),
-		cmocka_unit_test(test_gw_ratelimit__redis_monthly_quota),
-		cmocka_unit_test(test_gw_ratelimit__redis_slots_release_renew_and_expire),
-		cmocka_unit_test(test_gw_ratelimit__redis_keys_are_namespaced_and_expire),
-		cmocka_unit_test(test_gw_ratelimit__noscript_after_a_script_flush),
-		cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
-		cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
-		cmocka_unit_test(test_gw_ratelimit__redis_killed_then_restarted),
-		cmocka_unit_test(test_gw_ratelimit__fail_closed_refuses_while_redis_is_down),
+	        cmocka_unit_test(test_gw_ratelimit__redis_exact_limit_under_concurrency),
+	        cmocka_unit_test(test_gw_ratelimit__two_limiters_share_one_limit),
+	        cmocka_unit_test(test_gw_ratelimit__redis_tokens_reserve_then_settle),
+	        cmocka_unit_test(test_gw_ratelimit__redis_monthly_quota),
+	        cmocka_unit_test(test_gw_ratelimit__redis_slots_release_renew_and_expire),
+	        cmocka_unit_test(test_gw_ratelimit__redis_keys_are_namespaced_and_expire),
+	        cmocka_unit_test(test_gw_ratelimit__noscript_after_a_script_flush),
+	        cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
+	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
+	        cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
+	        cmocka_unit_test(test_gw_ratelimit__redis_killed_then_restarted),
+	        cmocka_unit_test(test_gw_ratelimit__fail_closed_refuses_while_redis_is_down),
 	};
 	int rc = cmocka_run_group_tests_name("local", local_tests, NULL, NULL);
 	rc |= cmocka_run_group_tests_name("redis", redis_tests, redis_setup, redis_teardown);

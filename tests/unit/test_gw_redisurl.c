@@ -67,29 +67,29 @@ static void test_gw_redisurl__refusals_point_at_the_problem(void **state)
 		const char *url;
 		size_t offset;
 	} bad[] = {
-		{"", 0},
-		{"http://x", 0},
-		{"rediss://host", 0},
-		{"redis://", 8},
-		{"redis://:pw@", 12},
-		{"redis://host:0", 13},
-		{"redis://host:65536", 13},
-		{"redis://host:12a", 13},
-		{"redis://host:", 13},
-		{"redis://ho st", 10},
-		{"redis://host/x", 13},
-		{"redis://host/1000000", 13},
-		{"redis://host?db=1", 12},
-		{"redis://[::1", 8},
-		{"redis://[]:1", 8},
-		{"redis://[::1]x", 13},
-		{"redis://:%4@h", 9},
-		{"redis://:%zz@h", 9},
-		{"redis://:%00@h", 9},
-		{"unix://relative", 7},
-		{"unix:///p?db=1&db=2", 15},
-		{"unix:///p?x=1", 10},
-		{"unix:///p\n", 9},
+	        {"", 0},
+	        {"http://x", 0},
+	        {"rediss://host", 0},
+	        {"redis://", 8},
+	        {"redis://:pw@", 12},
+	        {"redis://host:0", 13},
+	        {"redis://host:65536", 13},
+	        {"redis://host:12a", 13},
+	        {"redis://host:", 13},
+	        {"redis://ho st", 10},
+	        {"redis://host/x", 13},
+	        {"redis://host/1000000", 13},
+	        {"redis://host?db=1", 12},
+	        {"redis://[::1", 8},
+	        {"redis://[]:1", 8},
+	        {"redis://[::1]x", 13},
+	        {"redis://:%4@h", 9},
+	        {"redis://:%zz@h", 9},
+	        {"redis://:%00@h", 9},
+	        {"unix://relative", 7},
+	        {"unix:///p?db=1&db=2", 15},
+	        {"unix:///p?x=1", 10},
+	        {"unix:///p\n", 9},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct gw_redis_url u;
@@ -99,7 +99,7 @@ static void test_gw_redisurl__refusals_point_at_the_problem(void **state)
 		assert_non_null(e.msg);
 		if (e.offset != bad[i].offset)
 			fail_msg("'%s': offset %zu, wanted %zu (%s)", bad[i].url, e.offset,
-				 bad[i].offset, e.msg);
+			         bad[i].offset, e.msg);
 	}
 	/* a NUL byte inside the slice, and a long path */
 	struct gw_redis_url u;
@@ -113,7 +113,7 @@ static void test_gw_redisurl__format_round_trips_and_redacts(void **state)
 {
 	(void)state;
 	const char *urls[] = {"redis://127.0.0.1", "redis://u:p%2F%3A%40@[fe80::1]:1/9",
-			      "unix:///tmp/x.sock?db=2&password=%26%3F", "redis://:pw@h:2"};
+	                      "unix:///tmp/x.sock?db=2&password=%26%3F", "redis://:pw@h:2"};
 	for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
 		struct gw_redis_url a, b;
 		char buf[512];
@@ -135,10 +135,10 @@ static void test_gw_redisurl__format_round_trips_and_redacts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gw_redisurl__tcp_forms),
-		cmocka_unit_test(test_gw_redisurl__unix_forms),
-		cmocka_unit_test(test_gw_redisurl__refusals_point_at_the_problem),
-		cmocka_unit_test(test_gw_redisurl__format_round_trips_and_redacts),
+	        cmocka_unit_test(test_gw_redisurl__tcp_forms),
+	        cmocka_unit_test(test_gw_redisurl__unix_forms),
+	        cmocka_unit_test(test_gw_redisurl__refusals_point_at_the_problem),
+	        cmocka_unit_test(test_gw_redisurl__format_round_trips_and_redacts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
