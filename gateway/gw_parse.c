@@ -41,7 +41,7 @@ int gw_body_parse(const char *body, size_t len, int require_model, struct gw_bod
 	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
 		char m[160];
-		snprintf(m, sizeof m, "invalid JSON body at offset %d: %s", je.position, je.text);
+		snprintf(m, sizeof m, "invalid JSON body at offset %d: %.100s", je.position, je.text);
 		return fail(err, "", m);
 	}
 	int rc = GW_PARSE_OK;
