@@ -107,6 +107,12 @@ eq "getBidId = keccak256(provider‖modelId‖nonce) gives the vector bidId" \
 eq "getSessionId = keccak256(user‖provider‖bidId‖nonce) gives the vector sessionId (§2.9)" \
   "$(chain_call "$DIAMOND" "getSessionId(address,address,bytes32,uint256)(bytes32)" "$V_USER" "$V_PROV" "$V_BID" 7)" "$V_SID"
 
+# Noon UTC of the next day: every session below opens and closes on one UTC day (the refund
+# and dispute rules of §3.7 depend on startOfTheDay), whatever the wall clock says.
+NOON=$((($(chain_now) / 86400 + 1) * 86400 + 43200))
+chain_set_time "$NOON"
+eq "chain_set_time moves the chain clock (give or take an interval block)" "$(($(chain_now) - NOON < 3))" 1
+
 # ============================================================ parameters and §3.6.1 inputs
 NOW=$(chain_now)
 eq "getToken is the MOR token" "$(lc "$(chain_call "$DIAMOND" "getToken()(address)")")" "$(lc "$MOR")"

@@ -26,6 +26,7 @@
 #                                        on stdout; on a revert, cast's error on stderr, rc 1
 #   chain_fund ADDR WEI                  MOR from account 0 to ADDR
 #   chain_time_travel SECONDS            advance the chain clock and mine a block
+#   chain_set_time TS                    mine a block at unix time TS (later blocks go on from it)
 #   chain_now                            timestamp of the latest block (seconds)
 #   chain_approval BIDID USER [TS_MS] [CHAINID]
 #       the provider approval abi(bytes32,uint256,address,uint128) (§3.6 step 2); TS_MS defaults
@@ -96,6 +97,11 @@ chain_fund() {
 
 chain_time_travel() {
   "$CAST" rpc --rpc-url "$CHAIN_RPC" evm_increaseTime "$1" >/dev/null &&
+    "$CAST" rpc --rpc-url "$CHAIN_RPC" evm_mine >/dev/null
+}
+
+chain_set_time() {
+  "$CAST" rpc --rpc-url "$CHAIN_RPC" evm_setNextBlockTimestamp "$1" >/dev/null &&
     "$CAST" rpc --rpc-url "$CHAIN_RPC" evm_mine >/dev/null
 }
 
