@@ -777,6 +777,55 @@ static void test_gw_ratelimit__password_db_and_unix_socket_urls(void **state)
 	redisFree(c);
 }
 
+/* The Lua script and the in-process limiter must decide alike, step by step. */
+static void test_gw_ratelimit__redis_and_local_decide_alike(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t13:", 1000, 0), *lo;
+	assert_int_equal(gw_rl_new(NULL, &lo, NULL, 0), GW_RL_OK);
+	struct ks_key_info k = key_info(22, "SSSSSSSSSSSS");
+	/* small token limits: one token refills every 400-600 ms, so the few microseconds between
+	 * the two limiters' clocks never move a remaining count */
+	k.limits = (struct ks_limits){7, 100, 3, 0};
+	k.tenant_limits = (struct ks_limits){9, 150, 4, 250};
+	static const int64_t tokens[] = {30, 30, 50, 20, 0, 200, 10, 70, 5, 40, 1, 100};
+	struct gw_rl_ticket held[2][16];
+	int nheld = 0;
+	for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++) {
+		struct gw_rl_decision a = admit(rl, &k, tokens[i]), b = admit(lo, &k, tokens[i]);
+		assert_false(a.local);
+		assert_true(b.local);
+		if (a.outcome != b.outcome || a.refused != b.refused ||
+		    a.retry_after_s != b.retry_after_s)
+			fail_msg("step %zu: redis %s/%d/%lld, local %s/%d/%lld", i,
+			         gw_rl_outcome_name(a.outcome), a.refused,
+			         (long long)a.retry_after_s, gw_rl_outcome_name(b.outcome),
+			         b.refused, (long long)b.retry_after_s);
+		for (int d = 0; d < GW_RL_NDIM; d++) {
+			assert_int_equal(a.dim[d].limit, b.dim[d].limit);
+			if (a.dim[d].remaining != b.dim[d].remaining)
+				fail_msg("step %zu %s: remaining redis %lld local %lld", i,
+				         gw_rl_dim_name(d), (long long)a.dim[d].remaining,
+				         (long long)b.dim[d].remaining);
+			assert_true(llabs(a.dim[d].reset_ms - b.dim[d].reset_ms) <= 1000);
+		}
+		if (a.outcome == GW_RL_ALLOWED) {
+			held[0][nheld] = a.ticket;
+			held[1][nheld] = b.ticket;
+			nheld++;
+		}
+		if (nheld == 3 || i % 4 == 3) { /* settle and release the oldest */
+			gw_rl_finish(rl, &held[0][0], tokens[i] / 2);
+			gw_rl_finish(lo, &held[1][0], tokens[i] / 2);
+			memmove(held[0], held[0] + 1, sizeof held[0][0] * (size_t)(nheld - 1));
+			memmove(held[1], held[1] + 1, sizeof held[1][0] * (size_t)(nheld - 1));
+			nheld--;
+		}
+	}
+	gw_rl_free(rl);
+	gw_rl_free(lo);
+}
+
 /* Async API: many admissions in flight from one thread, callbacks on the I/O thread. */
 struct async_count {
 	pthread_mutex_t mu;
@@ -835,6 +884,7 @@ int main(void)
 	        cmocka_unit_test(test_gw_ratelimit__redis_slots_release_renew_and_expire),
 	        cmocka_unit_test(test_gw_ratelimit__redis_keys_are_namespaced_and_expire),
 	        cmocka_unit_test(test_gw_ratelimit__noscript_after_a_script_flush),
+	        cmocka_unit_test(test_gw_ratelimit__redis_and_local_decide_alike),
 	        cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
 	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
 	        cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
