@@ -96,14 +96,14 @@ struct optdef {
 
 #define O(field) offsetof(struct opts, field)
 static const struct optdef optdefs[] = {
-	{"network", O(network)}, {"chain-id", O(chain_id)},
-	{"diamond", O(diamond)}, {"mor", O(mor)},
-	{"wallet", O(wallet)},   {"passphrase-file", O(passfile)},
-	{"timeout", O(timeout)}, {"endpoint", O(endpoint)},
-	{"stake", O(stake)},     {"name", O(name)},
-	{"base-id", O(base_id)}, {"ipfs", O(ipfs)},
-	{"fee", O(fee)},         {"model", O(model)},
-	{"price", O(price)},     {NULL, 0},
+        {"network", O(network)}, {"chain-id", O(chain_id)},
+        {"diamond", O(diamond)}, {"mor", O(mor)},
+        {"wallet", O(wallet)},   {"passphrase-file", O(passfile)},
+        {"timeout", O(timeout)}, {"endpoint", O(endpoint)},
+        {"stake", O(stake)},     {"name", O(name)},
+        {"base-id", O(base_id)}, {"ipfs", O(ipfs)},
+        {"fee", O(fee)},         {"model", O(model)},
+        {"price", O(price)},     {NULL, 0},
 };
 
 /* Parse argv; returns CX_OK or CX_USAGE (message printed). */
@@ -130,7 +130,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		}
 		if (IS("private-key") || IS("key"))
 			return usage("a private key is never taken from the command line; use "
-				     "'wallet import' with the key on stdin");
+			             "'wallet import' with the key on stdin");
 		const char *val;
 		if (eq)
 			val = eq + 1;
@@ -341,11 +341,11 @@ static int passphrase(const struct opts *o, char *buf, size_t cap, size_t *len)
 	}
 	if (!file)
 		return usage("a wallet passphrase is needed: set MORGATE_WALLET_PASSPHRASE or use "
-			     "--passphrase-file");
+		             "--passphrase-file");
 	FILE *f = fopen(file, "r");
 	if (!f)
 		return say(CX_NOTFOUND, "cannot open passphrase file '%s': %s", file,
-			   strerror(errno));
+		           strerror(errno));
 	size_t n = fread(buf, 1, cap - 1, f);
 	fclose(f);
 	buf[n] = '\0';
@@ -418,8 +418,7 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 	bool have_net = false;
 	if (netname) {
 		if (rc_network_find(netname, &net) != RC_OK)
-			return usage("unknown network '%s' (one of " RC_NETWORK_NAMES ")",
-				     netname);
+			return usage("unknown network '%s' (one of " RC_NETWORK_NAMES ")", netname);
 		have_net = true;
 	}
 	uint64_t want_chain = have_net ? net.chain_id : 0;
@@ -457,7 +456,7 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 		timeout = strtol(o->timeout, &end, 10);
 		if (*end || timeout <= 0 || timeout > 600000)
 			return usage("--timeout wants milliseconds (1..600000), not '%s'",
-				     o->timeout);
+			             o->timeout);
 	}
 	struct rc_rpc_options ro = {urls, n, timeout < 3000 ? timeout : 3000, timeout, 30000, 0};
 	if (rc_rpc_new(&ro, &c->rpc) != RC_OK)
@@ -469,10 +468,11 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 		return chain_fail("cannot reach the chain", rc, &e);
 	}
 	if (want_chain && c->chain_id != want_chain) {
-		int r = say(CTL_EXIT_CHAIN, "node at '%s' is on chain %llu, but %s%s%s is chain %llu",
-			    e.url, (unsigned long long)c->chain_id, have_net ? "network '" : "",
-			    have_net ? net.name : "--chain-id", have_net ? "'" : "",
-			    (unsigned long long)want_chain);
+		int r = say(CTL_EXIT_CHAIN,
+		            "node at '%s' is on chain %llu, but %s%s%s is chain %llu", e.url,
+		            (unsigned long long)c->chain_id, have_net ? "network '" : "",
+		            have_net ? net.name : "--chain-id", have_net ? "'" : "",
+		            (unsigned long long)want_chain);
 		chain_close(c);
 		return r;
 	}
@@ -494,7 +494,8 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 		rc_secp_privkey_release(&key);
 		if (rc != RC_OK) {
 			chain_close(c);
-			return say(CTL_EXIT_CHAIN, "cannot use the wallet key: %s", rc_strerror(rc));
+			return say(CTL_EXIT_CHAIN, "cannot use the wallet key: %s",
+			           rc_strerror(rc));
 		}
 	}
 	return CX_OK;
@@ -524,14 +525,14 @@ static int wallet_write(const struct opts *o, struct rc_secp_privkey *key, int j
 	if (x != CX_OK)
 		return x;
 	struct rc_keyfile_params p =
-		o->weak_kdf ? RC_KEYFILE_PARAMS_TEST_ONLY : RC_KEYFILE_PARAMS_DEFAULT;
+	        o->weak_kdf ? RC_KEYFILE_PARAMS_TEST_ONLY : RC_KEYFILE_PARAMS_DEFAULT;
 	int rc = rc_keyfile_write(path, key, pass, plen, &p, 0);
 	sodium_memzero(pass, sizeof pass);
 	if (rc == RC_EIO && errno == EEXIST)
 		return say(CX_CONFLICT, "wallet '%s' exists already", path);
 	if (rc != RC_OK)
 		return say(CTL_EXIT_CHAIN, "cannot write wallet '%s': %s", path,
-			   rc == RC_EIO ? strerror(errno) : rc_strerror(rc));
+		           rc == RC_EIO ? strerror(errno) : rc_strerror(rc));
 	uint8_t addr[20];
 	rc_secp_privkey_to_address(key, addr);
 	return print_address(addr, json, path);
@@ -546,7 +547,7 @@ static int wallet_address(const struct opts *o, int json)
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
-			   "cannot open wallet '%s': %s", path, strerror(errno));
+		           "cannot open wallet '%s': %s", path, strerror(errno));
 	char line[256];
 	uint8_t addr[20];
 	int found = 0;
@@ -610,13 +611,13 @@ static int cmd_wallet(struct opts *o, int json)
 			FILE *f = fopen(path, "r");
 			if (!f)
 				return say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
-					   "cannot open wallet '%s': %s", path, strerror(errno));
+				           "cannot open wallet '%s': %s", path, strerror(errno));
 			char line[256];
 			int ok = 0;
 			while (fgets(line, sizeof line, f))
 				if (strncmp(line, "address ", 8) == 0) {
 					ok = rc_addr_parse(who, line + 8, strcspn(line + 8, "\r\n"),
-							   NULL) == RC_OK;
+					                   NULL) == RC_OK;
 					break;
 				}
 			fclose(f);
@@ -639,7 +640,7 @@ static int cmd_wallet(struct opts *o, int json)
 		rc_addr_format_checksum(who, as);
 		if (json) {
 			json_t *j = json_pack("{s:s, s:o, s:I}", "address", as, "eth_wei",
-					      j_u256(&eth), "chain_id", (json_int_t)c.chain_id);
+			                      j_u256(&eth), "chain_id", (json_int_t)c.chain_id);
 			json_object_set_new(j, "mor_wei", c.have_mor ? j_u256(&morb) : json_null());
 			print_json(j);
 		} else {
@@ -661,19 +662,19 @@ static json_t *model_json(const struct rc_model *m)
 	for (size_t i = 0; i < m->ntags; i++)
 		json_array_append_new(tags, json_string(m->tags[i]));
 	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id", j_b32(m->id),
-			 "name", m->name, "tags", tags, "owner", j_addr(m->owner), "fee_wei",
-			 j_u256(&m->fee), "stake_wei", j_u256(&m->stake), "ipfs_cid",
-			 j_b32(m->ipfs_cid), "created_at", j_time(m->created_at), "deleted",
-			 m->is_deleted);
+	                 "name", m->name, "tags", tags, "owner", j_addr(m->owner), "fee_wei",
+	                 j_u256(&m->fee), "stake_wei", j_u256(&m->stake), "ipfs_cid",
+	                 j_b32(m->ipfs_cid), "created_at", j_time(m->created_at), "deleted",
+	                 m->is_deleted);
 }
 
 static json_t *provider_json(const struct rc_provider *p)
 {
 	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:b}", "address", j_addr(p->address),
-			 "endpoint", p->endpoint, "stake_wei", j_u256(&p->stake), "created_at",
-			 j_time(p->created_at), "limit_period_end", j_time(p->limit_period_end),
-			 "limit_period_earned_wei", j_u256(&p->limit_period_earned), "deleted",
-			 p->is_deleted);
+	                 "endpoint", p->endpoint, "stake_wei", j_u256(&p->stake), "created_at",
+	                 j_time(p->created_at), "limit_period_end", j_time(p->limit_period_end),
+	                 "limit_period_earned_wei", j_u256(&p->limit_period_earned), "deleted",
+	                 p->is_deleted);
 }
 
 static void join_tags(const struct rc_model *m, char *out, size_t cap)
@@ -706,7 +707,7 @@ static int market_models(struct chain *c, int json)
 			join_tags(&ms[i], tags, sizeof tags);
 			rc_addr_format_checksum(ms[i].owner, ow);
 			rows_add(&r, (const char *[]){id, ms[i].name, tags, ow,
-						      s_u256(&ms[i].stake, st)});
+			                              s_u256(&ms[i].stake, st)});
 		}
 		rows_print(&r);
 	}
@@ -735,35 +736,36 @@ static int market_bids(struct chain *c, const char *model, int json)
 			const struct rc_market_offer *of = &d.offers[i];
 			json_t *pj = provider_json(&of->provider);
 			json_object_set_new(pj, "success_count",
-					    json_integer(of->stats.success_count));
+			                    json_integer(of->stats.success_count));
 			json_object_set_new(pj, "total_count", json_integer(of->stats.total_count));
 			json_array_append_new(
-				arr, json_pack("{s:o, s:o, s:o, s:o, s:o}", "bid_id",
-					       j_b32(of->bid.id), "provider", j_addr(of->bid.provider),
-					       "price_per_second_wei",
-					       j_u256(&of->bid.price_per_second), "created_at",
-					       j_time(of->bid.created_at), "provider_info", pj));
+			        arr, json_pack("{s:o, s:o, s:o, s:o, s:o}", "bid_id",
+			                       j_b32(of->bid.id), "provider",
+			                       j_addr(of->bid.provider), "price_per_second_wei",
+			                       j_u256(&of->bid.price_per_second), "created_at",
+			                       j_time(of->bid.created_at), "provider_info", pj));
 		}
-		print_json(json_pack("{s:o, s:o, s:o, s:o, s:o, s:I}", "model", model_json(&d.model),
-				     "bids", arr, "total_mor_supply_wei", j_u256(&d.total_supply),
-				     "todays_budget_wei", j_u256(&d.todays_budget),
-				     "provider_min_stake_wei", j_u256(&d.provider_min_stake),
-				     "round_trips", (json_int_t)d.round_trips));
+		print_json(json_pack(
+		        "{s:o, s:o, s:o, s:o, s:o, s:I}", "model", model_json(&d.model), "bids",
+		        arr, "total_mor_supply_wei", j_u256(&d.total_supply), "todays_budget_wei",
+		        j_u256(&d.todays_budget), "provider_min_stake_wei",
+		        j_u256(&d.provider_min_stake), "round_trips", (json_int_t)d.round_trips));
 	} else {
 		struct rowset r = {.ncols = 6};
 		rows_add(&r, (const char *[]){"BID", "PROVIDER", "PRICE/s (wei)", "ENDPOINT",
-					      "STAKE (wei)", "SESSIONS ok/all"});
+		                              "STAKE (wei)", "SESSIONS ok/all"});
 		for (size_t i = 0; i < d.noffers; i++) {
 			const struct rc_market_offer *of = &d.offers[i];
 			char bid[67], pa[RC_ADDR_STR_SIZE], pr[RC_U256_DEC_SIZE],
-				st[RC_U256_DEC_SIZE], ss[32];
+			        st[RC_U256_DEC_SIZE], ss[32];
 			rc_hex_encode_0x(of->bid.id, 32, bid, sizeof bid);
 			rc_addr_format_checksum(of->bid.provider, pa);
 			snprintf(ss, sizeof ss, "%u/%u", of->stats.success_count,
-				 of->stats.total_count);
-			rows_add(&r, (const char *[]){bid, pa, s_u256(&of->bid.price_per_second, pr),
-						      of->provider.endpoint,
-						      s_u256(&of->provider.stake, st), ss});
+			         of->stats.total_count);
+			rows_add(&r,
+			         (const char *[]){bid, pa, s_u256(&of->bid.price_per_second, pr),
+			                          of->provider.endpoint,
+			                          s_u256(&of->provider.stake, st), ss});
 		}
 		rows_print(&r);
 	}
@@ -815,14 +817,14 @@ static int market_session(struct chain *c, const char *id_s, int json)
 		return say(CX_NOTFOUND, "no session '%s'", id_s);
 	const char *status = s.is_active ? "active" : s.closed_at ? "closed" : "inactive";
 	if (json) {
-		print_json(json_pack(
-			"{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b, s:b, s:I, s:o}", "id",
-			j_b32(id), "user", j_addr(s.user), "bid_id", j_b32(s.bid_id), "stake_wei",
-			j_u256(&s.stake), "opened_at", j_time(s.opened_at), "ends_at",
-			j_time(s.ends_at), "closed_at", j_time(s.closed_at), "status", status,
-			"direct_payment", s.is_direct_payment, "disputed", s.closeout_type == 1,
-			"closeout_type", (json_int_t)s.closeout_type, "provider_withdrawn_wei",
-			j_u256(&s.provider_withdrawn)));
+		print_json(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b, s:b, s:I, s:o}",
+		                     "id", j_b32(id), "user", j_addr(s.user), "bid_id",
+		                     j_b32(s.bid_id), "stake_wei", j_u256(&s.stake), "opened_at",
+		                     j_time(s.opened_at), "ends_at", j_time(s.ends_at), "closed_at",
+		                     j_time(s.closed_at), "status", status, "direct_payment",
+		                     s.is_direct_payment, "disputed", s.closeout_type == 1,
+		                     "closeout_type", (json_int_t)s.closeout_type,
+		                     "provider_withdrawn_wei", j_u256(&s.provider_withdrawn)));
 	} else {
 		char b[67], as[RC_ADDR_STR_SIZE], t[32], dbuf[RC_U256_DEC_SIZE];
 		rc_hex_encode_0x(id, 32, b, sizeof b);
@@ -854,7 +856,7 @@ static int cmd_market(struct opts *o, int json)
 		return usage("unknown market subcommand '%s'", sub);
 	if (o->npos != want)
 		return want == 1 ? usage("unexpected argument '%s'", o->pos[1])
-				 : usage("market %s needs one argument", sub);
+		                 : usage("market %s needs one argument", sub);
 	struct chain c;
 	int x = chain_open(o, true, false, &c);
 	if (x != CX_OK)
@@ -907,7 +909,7 @@ static int cmd_provider(struct opts *o, int json)
 		rc = rc_market_provider_min_stake(c.mkt, &stake, &e);
 	if (rc == RC_OK)
 		rc = rc_market_provider_register(c.mkt, c.txm, c.wallet_addr, &stake, o->endpoint,
-						 &e);
+		                                 &e);
 	if (rc != RC_OK)
 		x = chain_fail("cannot register the provider", rc, &e);
 	else {
@@ -1011,8 +1013,7 @@ static int cmd_bid(struct opts *o, int json)
 			x = say(CX_NOTFOUND, "no bid '%s'", o->pos[1]);
 		else if (rc == RC_OK && b.deleted_at)
 			x = say(CX_CONFLICT, "bid '%s' is deleted already", o->pos[1]);
-		else if (rc == RC_OK &&
-			 (rc = rc_market_delete_bid(c.mkt, c.txm, id, &e)) == RC_OK)
+		else if (rc == RC_OK && (rc = rc_market_delete_bid(c.mkt, c.txm, id, &e)) == RC_OK)
 			x = done_tx(json, "deleted", j_b32(id), "deleted");
 		if (rc != RC_OK)
 			x = chain_fail("cannot delete the bid", rc, &e);

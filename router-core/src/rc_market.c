@@ -18,16 +18,16 @@
 #include <router-core/rc_market.h>
 #include <router-core/rc_morpheus.h>
 
-#define PAGE 255        /* ids per page, as the reference node asks (§1.2 a) */
-#define BATCH_MAX 256   /* calls per JSON-RPC batch */
+#define PAGE 255      /* ids per page, as the reference node asks (§1.2 a) */
+#define BATCH_MAX 256 /* calls per JSON-RPC batch */
 
 /* §3.4 topic0 values. */
 static const char TOPIC_SESSION_OPENED[] =
-	"2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839";
+        "2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839";
 static const char TOPIC_SESSION_CLOSED[] =
-	"337fbb0a41a596db800dc836595a57815f967185e3596615c646f2455ac3914a";
+        "337fbb0a41a596db800dc836595a57815f967185e3596615c646f2455ac3914a";
 static const char TOPIC_BID_POSTED[] =
-	"fc422bb61cd73bc76f27eecf69cce3db0b05d39769ca3ed0fb314a3d04bff6f6";
+        "fc422bb61cd73bc76f27eecf69cce3db0b05d39769ca3ed0fb314a3d04bff6f6";
 
 #define SD_T "(int64,int64)"
 #define PM_STATS_T "((" SD_T "," SD_T ",uint32,uint32,uint32))"
@@ -81,8 +81,8 @@ static void err_msg(struct rc_rpc_error *err, int rc, const char *what)
 static const struct rc_abi_value *item(const struct rc_abi_value *t, size_t i,
                                        enum rc_abi_kind kind)
 {
-	if (!t || (t->kind != RC_ABI_TUPLE && t->kind != RC_ABI_ARRAY &&
-		   t->kind != RC_ABI_FIXED_ARRAY) ||
+	if (!t ||
+	    (t->kind != RC_ABI_TUPLE && t->kind != RC_ABI_ARRAY && t->kind != RC_ABI_FIXED_ARRAY) ||
 	    i >= t->u.list.count)
 		return NULL;
 	const struct rc_abi_value *v = &t->u.list.items[i];
@@ -106,8 +106,7 @@ static bool get_u64(const struct rc_abi_value *t, size_t i, uint64_t *out)
 	return true;
 }
 
-static bool get_word(const struct rc_abi_value *t, size_t i, enum rc_abi_kind kind,
-                     uint8_t out[32])
+static bool get_word(const struct rc_abi_value *t, size_t i, enum rc_abi_kind kind, uint8_t out[32])
 {
 	const struct rc_abi_value *v = item(t, i, kind);
 	if (!v)
@@ -176,8 +175,9 @@ static int bid_from(const struct rc_abi_value *v, struct rc_bid *b)
 static int provider_from(const struct rc_abi_value *v, struct rc_provider *p)
 {
 	const struct rc_abi_value *s = root_struct(v);
-	if (!s || !get_str(item(s, 0, RC_ABI_STRING), p->endpoint, sizeof p->endpoint,
-			   &p->endpoint_truncated) ||
+	if (!s ||
+	    !get_str(item(s, 0, RC_ABI_STRING), p->endpoint, sizeof p->endpoint,
+	             &p->endpoint_truncated) ||
 	    !get_u256(s, 1, &p->stake) || !get_u64(s, 2, &p->created_at) ||
 	    !get_u64(s, 3, &p->limit_period_end) || !get_u256(s, 4, &p->limit_period_earned) ||
 	    !get_bool(s, 5, &p->is_deleted))
@@ -202,8 +202,8 @@ static int model_from(const struct rc_abi_value *v, struct rc_model *md)
 			md->truncated = true;
 			break;
 		}
-		if (!get_str(item(tags, i, RC_ABI_STRING), md->tags[md->ntags],
-			     sizeof md->tags[0], &md->truncated))
+		if (!get_str(item(tags, i, RC_ABI_STRING), md->tags[md->ntags], sizeof md->tags[0],
+		             &md->truncated))
 			return RC_EPROTO;
 		md->ntags++;
 	}
@@ -252,8 +252,7 @@ static int model_stats_from(const struct rc_abi_value *v, struct rc_model_stats 
 }
 
 /* (bytes32[] ids, uint256 total): ids appended to *ids (grown with realloc). */
-static int ids_from(const struct rc_abi_value *v, uint8_t (**ids)[32], size_t *n,
-                    uint64_t *total)
+static int ids_from(const struct rc_abi_value *v, uint8_t (**ids)[32], size_t *n, uint64_t *total)
 {
 	const struct rc_abi_value *arr = item(v, 0, RC_ABI_ARRAY);
 	if (!arr || !get_u64(v, 1, total))
@@ -320,8 +319,8 @@ static int decode_ret(struct vreq *q)
 	if (rc == RC_EPARSE) {
 		q->err.rc = RC_EPROTO;
 		snprintf(q->err.message, sizeof q->err.message,
-			 "%.60s returned undecodable data (%zu bytes): %.60s at %zu", q->sig,
-			 q->raw.len, ei.text, ei.offset);
+		         "%.60s returned undecodable data (%zu bytes): %.60s at %zu", q->sig,
+		         q->raw.len, ei.text, ei.offset);
 		rc = RC_EPROTO;
 	}
 	return rc;
@@ -330,7 +329,7 @@ static int decode_ret(struct vreq *q)
 static int encode_calldata(struct vreq *q, struct rc_buf *data)
 {
 	int rc = rc_abi_encode_call((struct rc_str){q->sig, strlen(q->sig)}, q->args, q->nargs,
-				    data, NULL);
+	                            data, NULL);
 	return rc == RC_ENOMEM ? rc : (rc == RC_OK ? RC_OK : RC_EINVAL);
 }
 
@@ -340,7 +339,7 @@ static int view1(struct rc_market *m, struct vreq *q, struct rc_rpc_error *err)
 	int rc = encode_calldata(q, &data);
 	if (rc == RC_OK)
 		rc = rc_rpc_eth_call(m->rpc, NULL, q->to, (const uint8_t *)data.ptr, data.len,
-				     &q->raw, &q->err);
+		                     &q->raw, &q->err);
 	rc_buf_release(&data);
 	if (rc == RC_OK)
 		rc = decode_ret(q);
@@ -367,7 +366,7 @@ static int view_batch(struct rc_market *m, struct vreq *q, size_t n, struct rc_r
 			rc = encode_calldata(&q[off + i], &data);
 			if (rc == RC_OK)
 				rc = rc_rpc_req_eth_call(&reqs[i], q[off + i].to,
-							 (const uint8_t *)data.ptr, data.len);
+				                         (const uint8_t *)data.ptr, data.len);
 			rc_buf_release(&data);
 		}
 		if (rc == RC_OK)
@@ -379,7 +378,7 @@ static int view_batch(struct rc_market *m, struct vreq *q, size_t n, struct rc_r
 			if (v->rc == RC_OK) {
 				int brc = rc_rpc_result_bytes(reqs[i].result, &v->raw);
 				v->rc = brc == RC_OK ? decode_ret(v)
-						     : (brc == RC_ENOMEM ? brc : RC_EPROTO);
+				                     : (brc == RC_ENOMEM ? brc : RC_EPROTO);
 			}
 		}
 		/* RC_EPROTO for the batch as a whole means some answers were missing; the others
@@ -619,8 +618,7 @@ int rc_market_todays_budget(struct rc_market *m, uint64_t ts, struct rc_u256 *ou
 	return view_u256(m, &q, out, err);
 }
 
-int rc_market_provider_min_stake(struct rc_market *m, struct rc_u256 *out,
-                                 struct rc_rpc_error *err)
+int rc_market_provider_min_stake(struct rc_market *m, struct rc_u256 *out, struct rc_rpc_error *err)
 {
 	struct vreq q;
 	prep_u256(&q, m->diamond, "getProviderMinimumStake()");
@@ -651,9 +649,8 @@ int rc_market_mor_balance(struct rc_market *m, const uint8_t owner[20], struct r
 	return view_u256(m, &q, out, err);
 }
 
-int rc_market_mor_allowance(struct rc_market *m, const uint8_t owner[20],
-                            const uint8_t spender[20], struct rc_u256 *out,
-                            struct rc_rpc_error *err)
+int rc_market_mor_allowance(struct rc_market *m, const uint8_t owner[20], const uint8_t spender[20],
+                            struct rc_u256 *out, struct rc_rpc_error *err)
 {
 	struct vreq q;
 	prep_u256(&q, m->mor, "allowance(address,address)");
@@ -682,8 +679,8 @@ int rc_market_model_id(struct rc_market *m, const uint8_t owner[20], const uint8
 /* ---- stake ----------------------------------------------------------------------------------- */
 
 int rc_market_stake_amount(const struct rc_u256 *supply, const struct rc_u256 *budget,
-                           const struct rc_u256 *price_per_second, uint64_t duration_s,
-                           bool direct, struct rc_u256 *out)
+                           const struct rc_u256 *price_per_second, uint64_t duration_s, bool direct,
+                           struct rc_u256 *out)
 {
 	struct rc_u256 cost;
 	if (rc_u256_mul_u64(&cost, price_per_second, duration_s) != RC_OK)
@@ -704,8 +701,8 @@ static uint64_t unix_now(void)
 }
 
 int rc_market_session_stake(struct rc_market *m, const struct rc_u256 *price_per_second,
-                            uint64_t duration_s, bool direct, uint64_t now,
-                            struct rc_u256 *out, struct rc_rpc_error *err)
+                            uint64_t duration_s, bool direct, uint64_t now, struct rc_u256 *out,
+                            struct rc_rpc_error *err)
 {
 	if (!now)
 		now = unix_now();
@@ -716,8 +713,8 @@ int rc_market_session_stake(struct rc_market *m, const struct rc_u256 *price_per
 	int rc = view_batch(m, q, 2, err);
 	if (rc == RC_OK)
 		rc = first_error(q, 2, err);
-	if (rc == RC_OK && (u256_from(q[0].v, &supply) != RC_OK ||
-			    u256_from(q[1].v, &budget) != RC_OK))
+	if (rc == RC_OK &&
+	    (u256_from(q[0].v, &supply) != RC_OK || u256_from(q[1].v, &budget) != RC_OK))
 		rc = RC_EPROTO;
 	vreqs_release(q, 2);
 	if (rc != RC_OK)
@@ -725,7 +722,7 @@ int rc_market_session_stake(struct rc_market *m, const struct rc_u256 *price_per
 	rc = rc_market_stake_amount(&supply, &budget, price_per_second, duration_s, direct, out);
 	if (rc != RC_OK)
 		err_msg(err, rc,
-			rc_u256_is_zero(&budget) ? "today's budget is zero" : "stake overflows");
+		        rc_u256_is_zero(&budget) ? "today's budget is zero" : "stake overflows");
 	return rc;
 }
 
@@ -776,12 +773,11 @@ int rc_market_discover(struct rc_market *m, const uint8_t model_id[32], uint64_t
 	if (rc == RC_OK)
 		rc = ids_from(first[0].v, &ids, &nids, &out->total_bids);
 	memcpy(out->model.id, model_id, 32);
-	if (rc == RC_OK &&
-	    (model_from(first[1].v, &out->model) != RC_OK ||
-	     model_stats_from(first[2].v, &out->model_stats) != RC_OK ||
-	     u256_from(first[3].v, &out->total_supply) != RC_OK ||
-	     u256_from(first[4].v, &out->todays_budget) != RC_OK ||
-	     u256_from(first[5].v, &out->provider_min_stake) != RC_OK))
+	if (rc == RC_OK && (model_from(first[1].v, &out->model) != RC_OK ||
+	                    model_stats_from(first[2].v, &out->model_stats) != RC_OK ||
+	                    u256_from(first[3].v, &out->total_supply) != RC_OK ||
+	                    u256_from(first[4].v, &out->todays_budget) != RC_OK ||
+	                    u256_from(first[5].v, &out->provider_min_stake) != RC_OK))
 		rc = RC_EPROTO;
 	vreqs_release(first, 6);
 	if (rc != RC_OK)
@@ -848,8 +844,8 @@ int rc_market_discover(struct rc_market *m, const uint8_t model_id[32], uint64_t
 	size_t np = 0;
 	for (size_t i = 0; i < nids; i++) {
 		size_t j = 0;
-		while (j < i && memcmp(out->offers[j].bid.provider, out->offers[i].bid.provider,
-				       20) != 0)
+		while (j < i &&
+		       memcmp(out->offers[j].bid.provider, out->offers[i].bid.provider, 20) != 0)
 			j++;
 		if (j < i) {
 			slot[i] = slot[j];
@@ -940,7 +936,8 @@ int rc_market_list_models(struct rc_market *m, struct rc_model **models, size_t 
 	return RC_OK;
 }
 
-/* ---- writes ----------------------------------------------------------------------------------- */
+/* ---- writes -----------------------------------------------------------------------------------
+ */
 
 static int send_call(struct rc_txm *txm, const uint8_t *to, const char *sig,
                      const struct rc_abi_value *args, size_t nargs, struct rc_rpc_receipt *r,
@@ -956,8 +953,8 @@ static int send_call(struct rc_txm *txm, const uint8_t *to, const char *sig,
 		err_msg(err, rc, "cannot encode the call");
 		return rc;
 	}
-	struct rc_txm_call call = {.to = to, .data = (const uint8_t *)data.ptr,
-				   .data_len = data.len};
+	struct rc_txm_call call = {
+	        .to = to, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 	rc = rc_txm_send_wait(txm, &call, r, err);
 	rc_buf_release(&data);
 	if (r == &local)
@@ -992,9 +989,9 @@ int rc_market_ensure_allowance(struct rc_market *m, struct rc_txm *txm,
 	return rc;
 }
 
-int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm,
-                                const uint8_t provider[20], const struct rc_u256 *stake,
-                                const char *endpoint, struct rc_rpc_error *err)
+int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm, const uint8_t provider[20],
+                                const struct rc_u256 *stake, const char *endpoint,
+                                struct rc_rpc_error *err)
 {
 	int rc = RC_OK;
 	if (!rc_u256_is_zero(stake))
@@ -1006,7 +1003,7 @@ int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm,
 	rc_abi_set_u256(&a[1], stake);
 	rc_abi_set_string(&a[2], endpoint, strlen(endpoint));
 	return send_call(txm, m->diamond, "providerRegister(address,uint256,string)", a, 3, NULL,
-			 err);
+	                 err);
 }
 
 int rc_market_model_register(struct rc_market *m, struct rc_txm *txm,
@@ -1032,8 +1029,8 @@ int rc_market_model_register(struct rc_market *m, struct rc_txm *txm,
 	rc_abi_set_string(&a[5], reg->name, strlen(reg->name));
 	rc_abi_set_array(&a[6], tags, reg->ntags);
 	rc = send_call(txm, m->diamond,
-		       "modelRegister(address,bytes32,bytes32,uint256,uint256,string,string[])", a,
-		       7, NULL, err);
+	               "modelRegister(address,bytes32,bytes32,uint256,uint256,string,string[])", a,
+	               7, NULL, err);
 	if (rc == RC_OK && model_id)
 		rc = rc_market_model_id(m, reg->owner, reg->base_model_id, model_id, err);
 	return rc;
@@ -1101,11 +1098,11 @@ int rc_market_open_session(struct rc_market *m, struct rc_txm *txm, const struct
 	rc_txm_address(txm, me);
 	struct rc_buf data = RC_BUF_INIT;
 	rc = rc_morpheus_open_session_calldata(me, amount, direct, approval, approval_len, sig,
-					       sig_len, &data);
+	                                       sig_len, &data);
 	if (rc != RC_OK)
 		return rc;
-	struct rc_txm_call call = {.to = m->diamond, .data = (const uint8_t *)data.ptr,
-				   .data_len = data.len};
+	struct rc_txm_call call = {
+	        .to = m->diamond, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 	struct rc_rpc_receipt r;
 	rc = rc_txm_send_wait(txm, &call, &r, err);
 	rc_buf_release(&data);
@@ -1135,8 +1132,8 @@ int rc_market_close_session(struct rc_market *m, struct rc_txm *txm, const uint8
 	int rc = rc_morpheus_close_session_calldata(receipt, receipt_len, sig, sig_len, &data);
 	if (rc != RC_OK)
 		return rc;
-	struct rc_txm_call call = {.to = m->diamond, .data = (const uint8_t *)data.ptr,
-				   .data_len = data.len};
+	struct rc_txm_call call = {
+	        .to = m->diamond, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 	struct rc_rpc_receipt r;
 	rc = rc_txm_send_wait(txm, &call, &r, err);
 	rc_rpc_receipt_release(&r);
@@ -1155,8 +1152,7 @@ static bool addr_topic(const uint8_t t[32], uint8_t out[20])
 	return true;
 }
 
-int rc_market_decode_session_event(const struct rc_rpc_log *log,
-                                   struct rc_market_session_event *ev)
+int rc_market_decode_session_event(const struct rc_rpc_log *log, struct rc_market_session_event *ev)
 {
 	memset(ev, 0, sizeof *ev);
 	if (log->ntopics < 1)
@@ -1181,8 +1177,10 @@ int rc_market_session_events(struct rc_market *m, uint64_t from_block, uint64_t 
 {
 	*ev = NULL;
 	*n = 0;
-	struct rc_rpc_log_filter f = {.from_block = from_block, .to_block = to_block,
-				      .address = m->diamond, .ntopics = 4};
+	struct rc_rpc_log_filter f = {.from_block = from_block,
+	                              .to_block = to_block,
+	                              .address = m->diamond,
+	                              .ntopics = 4};
 	if (user) {
 		f.has_topic[1] = true;
 		memcpy(f.topics[1] + 12, user, 20);

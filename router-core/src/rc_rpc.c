@@ -30,14 +30,22 @@
 const char *rc_rpc_strerror(int rc)
 {
 	switch (rc) {
-	case RC_ERPC: return "node returned an error";
-	case RC_EREVERT: return "execution reverted";
-	case RC_ENONCE: return "nonce too low";
-	case RC_EUNDERPRICED: return "transaction underpriced";
-	case RC_EKNOWN: return "transaction already known";
-	case RC_EFUNDS: return "insufficient funds";
-	case RC_ECHAINID: return "chain id mismatch";
-	case RC_ETXFAILED: return "transaction failed";
+	case RC_ERPC:
+		return "node returned an error";
+	case RC_EREVERT:
+		return "execution reverted";
+	case RC_ENONCE:
+		return "nonce too low";
+	case RC_EUNDERPRICED:
+		return "transaction underpriced";
+	case RC_EKNOWN:
+		return "transaction already known";
+	case RC_EFUNDS:
+		return "insufficient funds";
+	case RC_ECHAINID:
+		return "chain id mismatch";
+	case RC_ETXFAILED:
+		return "transaction failed";
 	}
 	return rc_strerror(rc);
 }
@@ -45,7 +53,7 @@ const char *rc_rpc_strerror(int rc)
 /* ---- error info ---------------------------------------------------------------------------- */
 
 static void err_set(struct rc_rpc_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static void err_set(struct rc_rpc_error *err, int rc, const char *fmt, ...)
 {
 	if (!err)
@@ -107,7 +115,7 @@ int rc_rpc_map_error(const json_t *error, struct rc_rpc_error *err)
 	const json_t *msg = json_object_get(error, "message");
 	err->code = json_is_integer(code) ? (long)json_integer_value(code) : 0;
 	copy_printable(err->message, sizeof err->message,
-		       json_is_string(msg) ? json_string_value(msg) : "");
+	               json_is_string(msg) ? json_string_value(msg) : "");
 	const char *m = err->message;
 	const char *hex = hex_in(json_object_get(error, "data"));
 	size_t hlen = hex ? strlen(hex) : 0;
@@ -115,8 +123,8 @@ int rc_rpc_map_error(const json_t *error, struct rc_rpc_error *err)
 	if (hex && hlen >= 2 && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X') &&
 	    (reverted || hlen >= 10)) {
 		size_t blen = 0;
-		if (rc_hex_decode(hex, hlen, err->revert_data, sizeof err->revert_data, &blen, NULL) ==
-		    RC_OK) {
+		if (rc_hex_decode(hex, hlen, err->revert_data, sizeof err->revert_data, &blen,
+		                  NULL) == RC_OK) {
 			struct rc_revert r;
 			err->revert_len = blen;
 			int drc = rc_revert_decode(err->revert_data, blen, &r, NULL);
@@ -138,17 +146,16 @@ int rc_rpc_map_error(const json_t *error, struct rc_rpc_error *err)
 	else if (contains_ci(m, "nonce too low") || contains_ci(m, "nonce has already been used"))
 		rc = RC_ENONCE;
 	else if (contains_ci(m, "underpriced") || contains_ci(m, "fee too low") ||
-		 contains_ci(m, "max fee per gas less than block base fee"))
+	         contains_ci(m, "max fee per gas less than block base fee"))
 		rc = RC_EUNDERPRICED;
 	else if (contains_ci(m, "already known") || contains_ci(m, "known transaction") ||
-		 contains_ci(m, "already imported"))
+	         contains_ci(m, "already imported"))
 		rc = RC_EKNOWN;
 	else if (contains_ci(m, "insufficient funds"))
 		rc = RC_EFUNDS;
 	if (rc == RC_EREVERT) {
 		err->has_revert = true;
-		snprintf(err->revert_text, sizeof err->revert_text, "%s",
-			 "reverted without data");
+		snprintf(err->revert_text, sizeof err->revert_text, "%s", "reverted without data");
 	}
 	err->rc = rc;
 	return rc;
@@ -413,7 +420,7 @@ int rc_rpc_parse_receipt(const json_t *obj, struct rc_rpc_receipt *r)
 	r->status = status == 1;
 	(void)u64_member(obj, "gasUsed", &r->gas_used);
 	(void)rc_rpc_result_u256(json_object_get(obj, "effectiveGasPrice"),
-				 &r->effective_gas_price);
+	                         &r->effective_gas_price);
 	const json_t *logs = json_object_get(obj, "logs");
 	if (logs)
 		return parse_logs(logs, &r->logs, &r->nlogs);
@@ -470,7 +477,7 @@ int rc_rpc_new(const struct rc_rpc_options *o, struct rc_rpc **out)
 		return RC_EINVAL;
 	for (size_t i = 0; i < o->nurls; i++)
 		if (!o->urls[i] || (strncmp(o->urls[i], "http://", 7) != 0 &&
-				    strncmp(o->urls[i], "https://", 8) != 0))
+		                    strncmp(o->urls[i], "https://", 8) != 0))
 			return RC_EINVAL;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
@@ -559,6 +566,26 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/*
+ * The URL for error messages without what may be a secret: node URLs often carry an API key in
+ * the path (".../v3/KEY") or user:password@ before the host. Keep scheme://host[:port].
+ */
+static void redact_url(char *dst, size_t cap, const char *url)
+{
+	const char *sep = strstr(url, "://");
+	size_t slen = sep ? (size_t)(sep + 3 - url) : 0; /* "https://" */
+	const char *host = url + slen;
+	size_t hlen = strcspn(host, "/?#");
+	const char *at = memchr(host, '@', hlen);
+	if (at) {
+		hlen -= (size_t)(at + 1 - host);
+		host = at + 1;
+	}
+	char tmp[256];
+	snprintf(tmp, sizeof tmp, "%.*s%.*s", (int)slen, url, (int)hlen, host);
+	copy_printable(dst, cap, tmp);
+}
+
 /* POST body to one URL. RC_OK with a 2xx reply in *reply, or a transport error. */
 static int post_one(struct rc_rpc *c, CURL *h, const char *url, const char *body, size_t blen,
                     struct rc_buf *reply, struct rc_rpc_error *err)
@@ -589,13 +616,13 @@ static int post_one(struct rc_rpc *c, CURL *h, const char *url, const char *body
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (err) {
 		err->http_status = status;
-		copy_printable(err->url, sizeof err->url, url);
+		redact_url(err->url, sizeof err->url, url);
 	}
 	if (cc != CURLE_OK) {
 		int rc = cc == CURLE_OPERATION_TIMEDOUT ? RC_ETIMEOUT
-			 : s.overflow                   ? RC_EPROTO
-			 : cc == CURLE_OUT_OF_MEMORY    ? RC_ENOMEM
-							: RC_EIO;
+		         : s.overflow                   ? RC_EPROTO
+		         : cc == CURLE_OUT_OF_MEMORY    ? RC_ENOMEM
+		                                        : RC_EIO;
 		err_set(err, rc, "%s", s.overflow ? "reply too large" : curl_easy_strerror(cc));
 		return rc;
 	}
@@ -612,9 +639,14 @@ static int post_one(struct rc_rpc *c, CURL *h, const char *url, const char *body
  */
 typedef int (*parse_fn)(void *ctx, const struct rc_buf *reply, struct rc_rpc_error *err);
 
-static int send_failover(struct rc_rpc *c, const char *body, size_t blen, parse_fn parse,
-                         void *ctx, struct rc_rpc_error *err)
+static int send_failover(struct rc_rpc *c, const char *body, size_t blen, parse_fn parse, void *ctx,
+                         struct rc_rpc_error *err)
 {
+	struct rc_rpc_error scratch; /* batch entries copy the URL from here */
+	if (!err) {
+		memset(&scratch, 0, sizeof scratch);
+		err = &scratch;
+	}
 	CURL *h = handle_get(c);
 	if (!h)
 		return RC_ENOMEM;
@@ -673,12 +705,18 @@ static int parse_single(void *ctx, const struct rc_buf *reply, struct rc_rpc_err
 	struct single_ctx *s = ctx;
 	json_decref(s->result);
 	s->result = NULL;
+	/* The parser fills err from scratch; keep where the answer came from. */
+	char url[sizeof err->url];
+	long status = err ? err->http_status : 0;
+	if (err)
+		memcpy(url, err->url, sizeof url);
+	int rc = rc_rpc_parse_reply(reply->ptr ? reply->ptr : "", reply->len, s->id, &s->result,
+	                            err);
 	if (err) {
-		err->code = 0;
-		err->has_revert = false;
+		memcpy(err->url, url, sizeof url);
+		err->http_status = status;
 	}
-	return rc_rpc_parse_reply(reply->ptr ? reply->ptr : "", reply->len, s->id, &s->result,
-				  err);
+	return rc;
 }
 
 int rc_rpc_call(struct rc_rpc *c, const char *method, json_t *params, json_t **result,
@@ -691,7 +729,7 @@ int rc_rpc_call(struct rc_rpc *c, const char *method, json_t *params, json_t **r
 		params = json_array();
 	uint64_t id = atomic_fetch_add(&c->next_id, 1);
 	json_t *req = json_pack("{s:s, s:s, s:o, s:I}", "jsonrpc", "2.0", "method", method,
-				"params", params, "id", (json_int_t)id);
+	                        "params", params, "id", (json_int_t)id);
 	if (!req)
 		return RC_ENOMEM;
 	char *body = json_dumps(req, JSON_COMPACT);
@@ -717,8 +755,20 @@ struct batch_ctx {
 static int parse_batch_cb(void *ctx, const struct rc_buf *reply, struct rc_rpc_error *err)
 {
 	struct batch_ctx *b = ctx;
+	char url[sizeof err->url];
+	long status = err ? err->http_status : 0;
+	if (err)
+		memcpy(url, err->url, sizeof url);
 	int rc = rc_rpc_parse_batch(reply->ptr ? reply->ptr : "", reply->len, b->first_id, b->reqs,
-				    b->n, err);
+	                            b->n, err);
+	if (err) {
+		memcpy(err->url, url, sizeof url);
+		err->http_status = status;
+	}
+	for (size_t i = 0; err && i < b->n; i++) {
+		memcpy(b->reqs[i].err.url, err->url, sizeof err->url);
+		b->reqs[i].err.http_status = err->http_status;
+	}
 	return rc;
 }
 
@@ -737,8 +787,8 @@ int rc_rpc_batch(struct rc_rpc *c, struct rc_rpc_req *reqs, size_t n, struct rc_
 		reqs[i].result = NULL;
 		if (rc == RC_OK &&
 		    json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:I}", "jsonrpc", "2.0",
-							 "method", reqs[i].method, "params", p,
-							 "id", (json_int_t)(first + i))) != 0)
+		                                         "method", reqs[i].method, "params", p,
+		                                         "id", (json_int_t)(first + i))) != 0)
 			rc = RC_ENOMEM;
 		else if (rc != RC_OK)
 			json_decref(p);
@@ -752,7 +802,8 @@ int rc_rpc_batch(struct rc_rpc *c, struct rc_rpc_req *reqs, size_t n, struct rc_
 		rc = send_failover(c, body, strlen(body), parse_batch_cb, &b, err);
 	}
 	free(body);
-	/* A node error for the whole batch (rc < RC_ERPC's block) is also every request's answer. */
+	/* A node error for the whole batch (rc < RC_ERPC's block) is also every request's answer.
+	 */
 	if (rc != RC_OK)
 		for (size_t i = 0; i < n; i++) {
 			if (reqs[i].rc == RC_OK)
@@ -968,13 +1019,14 @@ int rc_rpc_get_logs(struct rc_rpc *c, const struct rc_rpc_log_filter *f, struct 
 		return RC_ENOMEM;
 	}
 	json_object_set_new(o, "fromBlock", qty_json(f->from_block));
-	json_object_set_new(o, "toBlock", f->to_block == UINT64_MAX ? json_string("latest")
-								    : qty_json(f->to_block));
+	json_object_set_new(o, "toBlock",
+	                    f->to_block == UINT64_MAX ? json_string("latest")
+	                                              : qty_json(f->to_block));
 	if (f->address)
 		json_object_set_new(o, "address", hex_json(f->address, 20, true));
 	for (size_t i = 0; i < f->ntopics && i < 4; i++)
 		json_array_append_new(topics, f->has_topic[i] ? hex_json(f->topics[i], 32, true)
-							      : json_null());
+		                                              : json_null());
 	json_object_set_new(o, "topics", topics);
 	json_t *p = json_pack("[o]", o);
 	if (!p)
@@ -1008,7 +1060,7 @@ int rc_rpc_fee_history(struct rc_rpc *c, unsigned blocks, double percentile,
 	rc = RC_EPROTO;
 	if (json_is_array(base) && json_array_size(base) > 0 &&
 	    rc_rpc_result_u256(json_array_get(base, json_array_size(base) - 1),
-			       &out->next_base_fee) == RC_OK) {
+	                       &out->next_base_fee) == RC_OK) {
 		rc = RC_OK;
 		(void)u64_member(r, "oldestBlock", &out->oldest_block);
 		struct rc_u256 sum = {{0}};

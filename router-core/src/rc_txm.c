@@ -151,7 +151,7 @@ int rc_txm_estimate_fees(struct rc_txm *m, struct rc_txm_fees *out, struct rc_rp
 {
 	struct rc_rpc_fee_history fh;
 	int rc = rc_rpc_fee_history(m->rpc, m->o.fee_history_blocks, m->o.reward_percentile, &fh,
-				    err);
+	                            err);
 	if (rc != RC_OK)
 		return rc;
 	struct rc_u256 tip;
@@ -164,7 +164,7 @@ int rc_txm_estimate_fees(struct rc_txm *m, struct rc_txm_fees *out, struct rc_rp
 	if (rc != RC_OK && err) {
 		err->rc = rc;
 		snprintf(err->message, sizeof err->message, "%s",
-			 rc == RC_EUNDERPRICED ? "fee cap is below the base fee" : "fee overflow");
+		         rc == RC_EUNDERPRICED ? "fee cap is below the base fee" : "fee overflow");
 	}
 	return rc;
 }
@@ -185,20 +185,19 @@ int rc_txm_estimate_gas(struct rc_txm *m, const struct rc_txm_call *call, uint64
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
-static int sign_send(struct rc_txm *m, const struct rc_txm_call *call, uint64_t nonce,
-                     uint64_t gas, const struct rc_txm_fees *fees, uint8_t hash[32],
-                     struct rc_rpc_error *err)
+static int sign_send(struct rc_txm *m, const struct rc_txm_call *call, uint64_t nonce, uint64_t gas,
+                     const struct rc_txm_fees *fees, uint8_t hash[32], struct rc_rpc_error *err)
 {
 	struct rc_tx tx = {
-		.chain_id = m->o.chain_id,
-		.nonce = nonce,
-		.max_priority_fee_per_gas = fees->tip,
-		.max_fee_per_gas = fees->max_fee,
-		.gas = gas,
-		.has_to = call->to != NULL,
-		.value = call->value,
-		.data = call->data,
-		.data_len = call->data_len,
+	        .chain_id = m->o.chain_id,
+	        .nonce = nonce,
+	        .max_priority_fee_per_gas = fees->tip,
+	        .max_fee_per_gas = fees->max_fee,
+	        .gas = gas,
+	        .has_to = call->to != NULL,
+	        .value = call->value,
+	        .data = call->data,
+	        .data_len = call->data_len,
 	};
 	if (call->to)
 		memcpy(tx.to, call->to, 20);
@@ -318,7 +317,7 @@ static void replay_reason(struct rc_txm *m, const struct rc_txm_call *call,
 	struct rc_buf out = RC_BUF_INIT;
 	struct rc_rpc_error e;
 	if (rc_rpc_eth_call(m->rpc, m->addr, call->to, call->data, call->data_len, &out, &e) ==
-		    RC_EREVERT &&
+	            RC_EREVERT &&
 	    e.has_revert) {
 		*err = e;
 	}
@@ -326,8 +325,8 @@ static void replay_reason(struct rc_txm *m, const struct rc_txm_call *call,
 	rc_buf_release(&out);
 }
 
-int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms,
-                struct rc_rpc_receipt *r, struct rc_rpc_error *err)
+int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms, struct rc_rpc_receipt *r,
+                struct rc_rpc_error *err)
 {
 	if (timeout_ms <= 0)
 		timeout_ms = m->o.receipt_timeout_ms;
@@ -343,8 +342,8 @@ int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms,
 				if (err) {
 					err->rc = RC_ETXFAILED;
 					snprintf(err->message, sizeof err->message,
-						 "transaction failed in block %llu",
-						 (unsigned long long)r->block_number);
+					         "transaction failed in block %llu",
+					         (unsigned long long)r->block_number);
 				}
 				return RC_ETXFAILED;
 			}
@@ -355,7 +354,7 @@ int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms,
 			if (err) {
 				err->rc = RC_ETIMEOUT;
 				snprintf(err->message, sizeof err->message,
-					 "transaction not mined within %ld ms", timeout_ms);
+				         "transaction not mined within %ld ms", timeout_ms);
 			}
 			return RC_ETIMEOUT;
 		}

@@ -35,7 +35,7 @@ static int cmp_double(const void *a, const void *b)
 static void die(const char *what, int rc, const struct rc_rpc_error *e)
 {
 	fprintf(stderr, "bench_rc_chain: %s: %s %s\n", what, rc_rpc_strerror(rc),
-		e ? e->message : "");
+	        e ? e->message : "");
 	exit(1);
 }
 
@@ -87,7 +87,7 @@ int main(void)
 		return 1;
 	char cmd[1024];
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
-		 root ? root : ".", dir);
+	         root ? root : ".", dir);
 	json_t *j = devnet_run(cmd, dir);
 	if (!j) {
 		fprintf(stderr, "bench_rc_chain: scripts/devnet did not start\n");
@@ -99,7 +99,7 @@ int main(void)
 	const char *ds = json_string_value(json_object_get(j, "diamond"));
 	const char *ms = json_string_value(json_object_get(j, "mor"));
 	const char *k0 = json_string_value(
-		json_object_get(json_array_get(json_object_get(j, "accounts"), 0), "privateKey"));
+	        json_object_get(json_array_get(json_object_get(j, "accounts"), 0), "privateKey"));
 	rc_addr_parse(diamond, ds, strlen(ds), NULL);
 	rc_addr_parse(mor, ms, strlen(ms), NULL);
 	const char *urls[] = {url};
@@ -122,8 +122,8 @@ int main(void)
 	double t_setup = ms_now();
 	uint8_t a0[20], model[32];
 	rc_txm_address(t0, a0);
-	struct rc_market_model_reg reg = {.owner = a0, .stake = u(100000000000000000ull),
-					  .name = "bench-model"};
+	struct rc_market_model_reg reg = {
+	        .owner = a0, .stake = u(100000000000000000ull), .name = "bench-model"};
 	const char *tags[] = {"llm"};
 	reg.tags = tags;
 	reg.ntags = 1;
@@ -142,7 +142,8 @@ int main(void)
 		rc_addr_format(a, as);
 		json_t *r;
 		if ((rc = rc_rpc_call(rpc, "anvil_setBalance",
-				      json_pack("[s,s]", as, "0x56bc75e2d63100000"), &r, &e)) != RC_OK)
+		                      json_pack("[s,s]", as, "0x56bc75e2d63100000"), &r, &e)) !=
+		    RC_OK)
 			die("anvil_setBalance", rc, &e);
 		json_decref(r);
 		struct rc_abi_value args[2];
@@ -151,8 +152,8 @@ int main(void)
 		rc_abi_set_u256(&args[1], &amt);
 		struct rc_buf data = RC_BUF_INIT;
 		rc_abi_encode_call(RC_STR_LIT("transfer(address,uint256)"), args, 2, &data, NULL);
-		struct rc_txm_call call = {.to = mor, .data = (const uint8_t *)data.ptr,
-					   .data_len = data.len};
+		struct rc_txm_call call = {
+		        .to = mor, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 		struct rc_rpc_receipt rec;
 		if ((rc = rc_txm_send_wait(t0, &call, &rec, &e)) != RC_OK)
 			die("MOR transfer", rc, &e);
@@ -160,7 +161,8 @@ int main(void)
 		rc_buf_release(&data);
 		char ep[32];
 		snprintf(ep, sizeof ep, "10.0.%d.%d:3333", i / 250, i % 250);
-		struct rc_u256 stake = u(100000000000000000ull), price = u(10000000000000ull + (uint64_t)i);
+		struct rc_u256 stake = u(100000000000000000ull),
+		               price = u(10000000000000ull + (uint64_t)i);
 		if ((rc = rc_market_provider_register(m, t, a, &stake, ep, &e)) != RC_OK)
 			die("provider register", rc, &e);
 		if ((rc = rc_market_post_bid(m, t, a, model, &price, NULL, &e)) != RC_OK)
@@ -202,7 +204,8 @@ int main(void)
 		rc_market_total_mor_supply(m, (uint64_t)time(NULL), &v, &e);
 		rc_market_todays_budget(m, (uint64_t)time(NULL), &v, &e);
 		rc_market_provider_min_stake(m, &v, &e);
-		if ((rc = rc_market_model_active_bids(m, model, 0, 255, &ids, &n, &total, &e)) != RC_OK)
+		if ((rc = rc_market_model_active_bids(m, model, 0, 255, &ids, &n, &total, &e)) !=
+		    RC_OK)
 			die("active bids", rc, &e);
 		for (size_t i = 0; i < n; i++) {
 			struct rc_bid b;
@@ -233,6 +236,6 @@ int main(void)
 	rc_market_free(m);
 	rc_rpc_free(rpc);
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' stop '%s/devnet' >/dev/null; rm -rf '%s'",
-		 root ? root : ".", dir, dir);
+	         root ? root : ".", dir, dir);
 	return system(cmd) == 0 ? 0 : 1;
 }

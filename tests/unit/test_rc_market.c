@@ -49,9 +49,9 @@ static struct rc_u256 dec(const char *s)
 
 static int parse_addr(uint8_t out[20], const json_t *v)
 {
-	return json_is_string(v) ? rc_addr_parse(out, json_string_value(v),
-						 json_string_length(v), NULL)
-				 : RC_EPARSE;
+	return json_is_string(v)
+	               ? rc_addr_parse(out, json_string_value(v), json_string_length(v), NULL)
+	               : RC_EPARSE;
 }
 
 /*
@@ -96,19 +96,19 @@ static int devnet_start(void **state)
 		return -1;
 	char cmd[1024];
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
-		 root ? root : ".", state_dir);
+	         root ? root : ".", state_dir);
 	json_t *j = devnet_run(cmd, state_dir);
 	if (!j)
 		return -1;
 	snprintf(rpc_url, sizeof rpc_url, "%s", json_string_value(json_object_get(j, "rpcUrl")));
 	int rc = parse_addr(diamond, json_object_get(j, "diamond")) |
-		 parse_addr(mor, json_object_get(j, "mor"));
+	         parse_addr(mor, json_object_get(j, "mor"));
 	const json_t *acc = json_object_get(j, "accounts");
 	for (size_t i = 0; i < 4; i++) {
 		const json_t *a = json_array_get(acc, i);
 		rc |= parse_addr(addrs[i], json_object_get(a, "address"));
 		snprintf(keys[i], sizeof keys[i], "%s",
-			 json_string_value(json_object_get(a, "privateKey")));
+		         json_string_value(json_object_get(a, "privateKey")));
 	}
 	json_decref(j);
 	if (rc != RC_OK)
@@ -137,7 +137,7 @@ static int devnet_stop(void **state)
 	const char *root = getenv("MORGATE_ROOT");
 	char cmd[1024];
 	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' stop '%s/devnet'; rm -rf '%s'",
-		 root ? root : ".", state_dir, state_dir);
+	         root ? root : ".", state_dir, state_dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -173,7 +173,8 @@ static void test_rc_network__presets(void **state)
 static void test_rc_market__stake_rule(void **state)
 {
 	/* §3.6.1: supply 10M MOR, budget 30k MOR, 1e13 wei/s for 600 s: cost 6e15, stake 2e18. */
-	struct rc_u256 supply = dec("10000000000000000000000000"), budget = dec("30000000000000000000000");
+	struct rc_u256 supply = dec("10000000000000000000000000"),
+	               budget = dec("30000000000000000000000");
 	struct rc_u256 price = u(10000000000000ull), out;
 	assert_int_equal(rc_market_stake_amount(&supply, &budget, &price, 600, false, &out), RC_OK);
 	char s[RC_U256_DEC_SIZE];
@@ -187,7 +188,8 @@ static void test_rc_market__stake_rule(void **state)
 	assert_int_equal(rc_market_stake_amount(&s1, &b3, &p1, 5, false, &out), RC_OK);
 	assert_int_equal(out.w[0], 1);
 	struct rc_u256 zero = u(0);
-	assert_int_equal(rc_market_stake_amount(&supply, &zero, &price, 600, false, &out), RC_ERANGE);
+	assert_int_equal(rc_market_stake_amount(&supply, &zero, &price, 600, false, &out),
+	                 RC_ERANGE);
 	struct rc_u256 max;
 	memset(&max, 0xff, sizeof max);
 	assert_int_equal(rc_market_stake_amount(&supply, &budget, &max, 2, true, &out), RC_ERANGE);
@@ -198,7 +200,10 @@ static void test_rc_market__decode_event(void **state)
 	struct rc_rpc_log l;
 	memset(&l, 0, sizeof l);
 	l.ntopics = 4;
-	assert_int_equal(rc_hex_decode_exact("2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839", 64, l.topics[0], 32, NULL), RC_OK);
+	assert_int_equal(rc_hex_decode_exact(
+	                         "2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839",
+	                         64, l.topics[0], 32, NULL),
+	                 RC_OK);
 	memset(l.topics[1] + 12, 0x11, 20);
 	memset(l.topics[2], 0x22, 32);
 	memset(l.topics[3] + 12, 0x33, 20);
@@ -225,7 +230,7 @@ static void expect_revert(int rc, const struct rc_rpc_error *e, const char *name
 {
 	if (rc != RC_EREVERT || !e->revert_name || strcmp(e->revert_name, name) != 0)
 		fail_msg("wanted revert %s, got %s (%s / %s)", name, rc_rpc_strerror(rc),
-			 e->revert_name ? e->revert_name : "-", e->message);
+		         e->revert_name ? e->revert_name : "-", e->message);
 }
 
 static void test_rc_network__chain_id_check(void **state)
@@ -249,10 +254,10 @@ static void test_rc_market__register_and_read(void **state)
 		rc_abi_set_address(&a[0], addrs[i]);
 		rc_abi_set_u256(&a[1], &amount);
 		assert_int_equal(rc_abi_encode_call(RC_STR_LIT("transfer(address,uint256)"), a, 2,
-						    &data, NULL),
-				 RC_OK);
-		struct rc_txm_call call = {.to = mor, .data = (const uint8_t *)data.ptr,
-					   .data_len = data.len};
+		                                    &data, NULL),
+		                 RC_OK);
+		struct rc_txm_call call = {
+		        .to = mor, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 		struct rc_rpc_receipt r;
 		assert_int_equal(rc_txm_send_wait(txm[0], &call, &r, &e), RC_OK);
 		rc_rpc_receipt_release(&r);
@@ -271,9 +276,9 @@ static void test_rc_market__register_and_read(void **state)
 	expect_revert(rc, &e, "ProviderStakeTooLow");
 	assert_non_null(strstr(e.revert_text, "ProviderStakeTooLow(1, 100000000000000000)"));
 
-	assert_int_equal(rc_market_provider_register(mkt, txm[1], addrs[1], &min, "127.0.0.1:3333",
-						     &e),
-			 RC_OK);
+	assert_int_equal(
+	        rc_market_provider_register(mkt, txm[1], addrs[1], &min, "127.0.0.1:3333", &e),
+	        RC_OK);
 	struct rc_provider p;
 	assert_int_equal(rc_market_get_provider(mkt, addrs[1], &p, &e), RC_OK);
 	assert_string_equal(p.endpoint, "127.0.0.1:3333");
@@ -282,8 +287,12 @@ static void test_rc_market__register_and_read(void **state)
 	assert_true(p.created_at > 0);
 
 	const char *tags[] = {"llm", "tee"};
-	struct rc_market_model_reg reg = {.owner = addrs[1], .fee = u(0), .stake = min,
-					  .name = "llama-test", .tags = tags, .ntags = 2};
+	struct rc_market_model_reg reg = {.owner = addrs[1],
+	                                  .fee = u(0),
+	                                  .stake = min,
+	                                  .name = "llama-test",
+	                                  .tags = tags,
+	                                  .ntags = 2};
 	rc_keccak256("llama-test", 10, reg.base_model_id);
 	memset(reg.ipfs_cid, 0xab, 32);
 	assert_int_equal(rc_market_model_register(mkt, txm[1], &reg, model_id, &e), RC_OK);
@@ -303,7 +312,7 @@ static void test_rc_market__register_and_read(void **state)
 	rc = rc_market_post_bid(mkt, txm[1], addrs[1], nomodel, &price, bid_id, &e);
 	expect_revert(rc, &e, "MarketplaceModelNotFound");
 	assert_int_equal(rc_market_post_bid(mkt, txm[1], addrs[1], model_id, &price, bid_id, &e),
-			 RC_OK);
+	                 RC_OK);
 	uint8_t want[32];
 	struct rc_u256 zero = u(0);
 	rc_morpheus_bid_id(addrs[1], model_id, &zero, want);
@@ -318,7 +327,7 @@ static void test_rc_market__register_and_read(void **state)
 	size_t n;
 	uint64_t total;
 	assert_int_equal(rc_market_model_active_bids(mkt, model_id, 0, 255, &ids, &n, &total, &e),
-			 RC_OK);
+	                 RC_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(total, 1);
 	assert_memory_equal(ids[0], bid_id, 32);
@@ -329,11 +338,11 @@ static void test_rc_market__register_and_read(void **state)
 
 	/* A second provider on the same model, then discovery in 3 round trips. */
 	assert_int_equal(rc_market_provider_register(mkt, txm[3], addrs[3], &min, "10.0.0.3:1", &e),
-			 RC_OK);
+	                 RC_OK);
 	uint8_t bid2[32];
 	struct rc_u256 price2 = u(2 * PRICE);
 	assert_int_equal(rc_market_post_bid(mkt, txm[3], addrs[3], model_id, &price2, bid2, &e),
-			 RC_OK);
+	                 RC_OK);
 	struct rc_market_discovery d;
 	assert_int_equal(rc_market_discover(mkt, model_id, 0, &d, &e), RC_OK);
 	assert_int_equal(d.noffers, 2);
@@ -389,7 +398,8 @@ static void test_rc_market__open_read_close(void **state)
 	assert_int_equal(rc_market_total_mor_supply(mkt, (uint64_t)time(NULL), &supply, &e), RC_OK);
 	assert_int_equal(rc_market_todays_budget(mkt, (uint64_t)time(NULL), &budget, &e), RC_OK);
 	struct rc_u256 want;
-	assert_int_equal(rc_market_stake_amount(&supply, &budget, &price, 600, false, &want), RC_OK);
+	assert_int_equal(rc_market_stake_amount(&supply, &budget, &price, 600, false, &want),
+	                 RC_OK);
 	assert_int_equal(rc_u256_cmp(&stake, &want), 0);
 	char s[RC_U256_DEC_SIZE];
 	rc_u256_format_dec(&stake, s, sizeof s);
@@ -401,7 +411,7 @@ static void test_rc_market__open_read_close(void **state)
 	/* Signed by the wrong key. */
 	make_approval(appr, sig, bid_id, chain_id_of_approval, keys[3], now_ms());
 	int rc = rc_market_open_session(mkt, txm[2], &stake, false, appr, 128, sig, 65, session_id,
-					&e);
+	                                &e);
 	expect_revert(rc, &e, "SessionProviderSignatureMismatch");
 	/* For another chain. */
 	make_approval(appr, sig, bid_id, 1, keys[1], now_ms());
@@ -426,8 +436,8 @@ static void test_rc_market__open_read_close(void **state)
 	/* The real one. */
 	make_approval(appr, sig, bid_id, 31337, keys[1], now_ms());
 	assert_int_equal(rc_market_open_session(mkt, txm[2], &stake, false, appr, 128, sig, 65,
-						session_id, &e),
-			 RC_OK);
+	                                        session_id, &e),
+	                 RC_OK);
 	rc = rc_market_open_session(mkt, txm[2], &stake, false, appr, 128, sig, 65, session_id, &e);
 	expect_revert(rc, &e, "SessionDuplicateApproval");
 	struct rc_session_info si;
@@ -442,7 +452,8 @@ static void test_rc_market__open_read_close(void **state)
 	uint8_t(*ids)[32];
 	size_t n;
 	uint64_t total;
-	assert_int_equal(rc_market_user_sessions(mkt, addrs[2], 0, 10, &ids, &n, &total, &e), RC_OK);
+	assert_int_equal(rc_market_user_sessions(mkt, addrs[2], 0, 10, &ids, &n, &total, &e),
+	                 RC_OK);
 	assert_int_equal(n, 1);
 	assert_memory_equal(ids[0], session_id, 32);
 	free(ids);
@@ -451,9 +462,12 @@ static void test_rc_market__open_read_close(void **state)
 	assert_false(si.found);
 
 	/* Close with the provider's receipt; closing twice is SessionAlreadyClosed. */
-	struct rc_morpheus_receipt rcpt = {.chain_id = 31337, .timestamp_ms = now_ms(),
-					   .tps_scaled1000 = 42500, .ttft_ms = 350,
-					   .tokens_in = 120, .tokens_out = 800};
+	struct rc_morpheus_receipt rcpt = {.chain_id = 31337,
+	                                   .timestamp_ms = now_ms(),
+	                                   .tps_scaled1000 = 42500,
+	                                   .ttft_ms = 350,
+	                                   .tokens_in = 120,
+	                                   .tokens_out = 800};
 	memcpy(rcpt.session_id, session_id, 32);
 	uint8_t rb[RC_MORPHEUS_RECEIPT_LEN], rsig[65];
 	rc_morpheus_receipt_encode(&rcpt, rb);
@@ -473,7 +487,8 @@ static void test_rc_market__open_read_close(void **state)
 	assert_int_equal(si.closeout_type, 0);
 	assert_int_equal(si.closeout_receipt_len, RC_MORPHEUS_RECEIPT_LEN);
 	struct rc_provider_model_stats st;
-	assert_int_equal(rc_market_get_provider_model_stats(mkt, model_id, addrs[1], &st, &e), RC_OK);
+	assert_int_equal(rc_market_get_provider_model_stats(mkt, model_id, addrs[1], &st, &e),
+	                 RC_OK);
 	assert_int_equal(st.total_count, 1);
 	assert_int_equal(st.success_count, 1);
 	struct rc_model_stats ms;
@@ -481,16 +496,16 @@ static void test_rc_market__open_read_close(void **state)
 
 	/* Both events, filtered by user. */
 	struct rc_market_session_event *ev;
-	assert_int_equal(rc_market_session_events(mkt, bn0, UINT64_MAX, addrs[2], NULL, &ev, &n, &e),
-			 RC_OK);
+	assert_int_equal(
+	        rc_market_session_events(mkt, bn0, UINT64_MAX, addrs[2], NULL, &ev, &n, &e), RC_OK);
 	assert_int_equal(n, 2);
 	assert_true(ev[0].opened);
 	assert_false(ev[1].opened);
 	assert_memory_equal(ev[0].session_id, session_id, 32);
 	assert_memory_equal(ev[1].provider, addrs[1], 20);
 	free(ev);
-	assert_int_equal(rc_market_session_events(mkt, bn0, UINT64_MAX, addrs[3], NULL, &ev, &n, &e),
-			 RC_OK);
+	assert_int_equal(
+	        rc_market_session_events(mkt, bn0, UINT64_MAX, addrs[3], NULL, &ev, &n, &e), RC_OK);
 	assert_int_equal(n, 0);
 	free(ev);
 	/* Allowance was topped up to 3 x stake (§3.6.2), minus what the session took. */
@@ -500,14 +515,14 @@ static void test_rc_market__open_read_close(void **state)
 }
 
 /* A raw transaction from txm t: sig(args) to the Diamond. */
-static int diamond_tx(struct rc_txm *t, const char *sig, const struct rc_abi_value *args,
-                      size_t n, struct rc_rpc_error *e)
+static int diamond_tx(struct rc_txm *t, const char *sig, const struct rc_abi_value *args, size_t n,
+                      struct rc_rpc_error *e)
 {
 	struct rc_buf data = RC_BUF_INIT;
-	assert_int_equal(rc_abi_encode_call((struct rc_str){sig, strlen(sig)}, args, n, &data, NULL),
-			 RC_OK);
-	struct rc_txm_call call = {.to = diamond, .data = (const uint8_t *)data.ptr,
-				   .data_len = data.len};
+	assert_int_equal(
+	        rc_abi_encode_call((struct rc_str){sig, strlen(sig)}, args, n, &data, NULL), RC_OK);
+	struct rc_txm_call call = {
+	        .to = diamond, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 	struct rc_rpc_receipt r;
 	int rc = rc_txm_send_wait(t, &call, &r, e);
 	rc_rpc_receipt_release(&r);
@@ -568,15 +583,15 @@ static void test_rc_market__more_reverts(void **state)
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
-		cmocka_unit_test(test_rc_network__presets),
-		cmocka_unit_test(test_rc_market__stake_rule),
-		cmocka_unit_test(test_rc_market__decode_event),
+	        cmocka_unit_test(test_rc_network__presets),
+	        cmocka_unit_test(test_rc_market__stake_rule),
+	        cmocka_unit_test(test_rc_market__decode_event),
 	};
 	const struct CMUnitTest live[] = {
-		cmocka_unit_test(test_rc_network__chain_id_check),
-		cmocka_unit_test(test_rc_market__register_and_read),
-		cmocka_unit_test(test_rc_market__open_read_close),
-		cmocka_unit_test(test_rc_market__more_reverts),
+	        cmocka_unit_test(test_rc_network__chain_id_check),
+	        cmocka_unit_test(test_rc_market__register_and_read),
+	        cmocka_unit_test(test_rc_market__open_read_close),
+	        cmocka_unit_test(test_rc_market__more_reverts),
 	};
 	int failed = cmocka_run_group_tests_name("rc_market pure", pure, NULL, NULL);
 	failed += cmocka_run_group_tests_name("rc_market devnet", live, devnet_start, devnet_stop);

@@ -55,7 +55,7 @@ static int anvil_start(void **state)
 	const char *root = getenv("MORGATE_ROOT");
 	char bin[512];
 	snprintf(bin, sizeof bin, "%s/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-		 root ? root : ".");
+	         root ? root : ".");
 	int port = free_port();
 	if (port <= 0)
 		return -1;
@@ -67,7 +67,8 @@ static int anvil_start(void **state)
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent", (char *)NULL);
+		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent",
+		      (char *)NULL);
 		_exit(127);
 	}
 	const char *urls[] = {anvil_url};
@@ -130,18 +131,20 @@ static void test_rc_rpc__error_mapping(void **state)
 		const char *body;
 		int rc;
 	} cases[] = {
-		{"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"nonce too low\"}}", RC_ENONCE},
-		{"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"replacement transaction "
-		 "underpriced\"}}",
-		 RC_EUNDERPRICED},
-		{"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"already known\"}}", RC_EKNOWN},
-		{"{\"id\":1,\"error\":{\"code\":-32003,\"message\":\"Insufficient funds for gas * "
-		 "price + value\"}}",
-		 RC_EFUNDS},
-		{"{\"id\":1,\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}", RC_ERPC},
-		{"{\"id\":1,\"error\":{\"code\":3,\"message\":\"execution reverted\"}}", RC_EREVERT},
-		{"{\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse error\"}}", RC_ERPC},
-		{"{\"id\":1,\"error\":\"x\"}", RC_EPROTO},
+	        {"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"nonce too low\"}}", RC_ENONCE},
+	        {"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"replacement transaction "
+	         "underpriced\"}}",
+	         RC_EUNDERPRICED},
+	        {"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"already known\"}}", RC_EKNOWN},
+	        {"{\"id\":1,\"error\":{\"code\":-32003,\"message\":\"Insufficient funds for gas * "
+	         "price + value\"}}",
+	         RC_EFUNDS},
+	        {"{\"id\":1,\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}",
+	         RC_ERPC},
+	        {"{\"id\":1,\"error\":{\"code\":3,\"message\":\"execution reverted\"}}",
+	         RC_EREVERT},
+	        {"{\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse error\"}}", RC_ERPC},
+	        {"{\"id\":1,\"error\":\"x\"}", RC_EPROTO},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		json_t *r = NULL;
@@ -152,8 +155,9 @@ static void test_rc_rpc__error_mapping(void **state)
 		assert_null(r);
 	}
 	/* A custom error in data, as anvil and geth send it. */
-	const char *rev = "{\"id\":1,\"error\":{\"code\":3,\"message\":\"execution reverted: custom "
-			  "error 0xf4d7eed5\",\"data\":\"0xf4d7eed5\"}}";
+	const char *rev =
+	        "{\"id\":1,\"error\":{\"code\":3,\"message\":\"execution reverted: custom "
+	        "error 0xf4d7eed5\",\"data\":\"0xf4d7eed5\"}}";
 	json_t *r;
 	struct rc_rpc_error e;
 	assert_int_equal(rc_rpc_parse_reply(rev, strlen(rev), 1, &r, &e), RC_EREVERT);
@@ -163,10 +167,10 @@ static void test_rc_rpc__error_mapping(void **state)
 	assert_int_equal(e.code, 3);
 	/* Nested data object (some providers), Error(string). */
 	const char *nested =
-		"{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"x\",\"data\":{\"data\":"
-		"\"0x08c379a00000000000000000000000000000000000000000000000000000000000000020000000"
-		"000000000000000000000000000000000000000000000000000000000268690000000000000000000"
-		"000000000000000000000000000000000000000\"}}}";
+	        "{\"id\":1,\"error\":{\"code\":-32000,\"message\":\"x\",\"data\":{\"data\":"
+	        "\"0x08c379a00000000000000000000000000000000000000000000000000000000000000020000000"
+	        "000000000000000000000000000000000000000000000000000000000268690000000000000000000"
+	        "000000000000000000000000000000000000000\"}}}";
 	assert_int_equal(rc_rpc_parse_reply(nested, strlen(nested), 1, &r, &e), RC_EREVERT);
 	assert_string_equal(e.revert_name, "Error");
 	assert_non_null(strstr(e.revert_text, "hi"));
@@ -179,8 +183,8 @@ static void test_rc_rpc__parse_batch(void **state)
 	struct rc_rpc_req reqs[3];
 	memset(reqs, 0, sizeof reqs);
 	const char *b = "[{\"id\":12,\"result\":\"0x2\"},{\"id\":10,\"result\":\"0x0\"},"
-			"{\"id\":11,\"error\":{\"code\":-1,\"message\":\"nonce too low\"}},"
-			"{\"id\":99,\"result\":1},{\"id\":10,\"result\":\"0x5\"}]";
+	                "{\"id\":11,\"error\":{\"code\":-1,\"message\":\"nonce too low\"}},"
+	                "{\"id\":99,\"result\":1},{\"id\":10,\"result\":\"0x5\"}]";
 	assert_int_equal(rc_rpc_parse_batch(b, strlen(b), 10, reqs, 3, NULL), RC_OK);
 	uint64_t v;
 	assert_int_equal(reqs[0].rc, RC_OK);
@@ -191,24 +195,25 @@ static void test_rc_rpc__parse_batch(void **state)
 	rc_rpc_reqs_release(reqs, 3);
 	const char *missing = "[{\"id\":10,\"result\":\"0x0\"}]";
 	assert_int_equal(rc_rpc_parse_batch(missing, strlen(missing), 10, reqs, 3, NULL),
-			 RC_EPROTO);
+	                 RC_EPROTO);
 	assert_int_equal(reqs[0].rc, RC_OK);
 	assert_int_equal(reqs[1].rc, RC_EPROTO);
 	rc_rpc_reqs_release(reqs, 3);
-	const char *whole = "{\"id\":null,\"error\":{\"code\":-32600,\"message\":\"batch too big\"}}";
+	const char *whole =
+	        "{\"id\":null,\"error\":{\"code\":-32600,\"message\":\"batch too big\"}}";
 	assert_int_equal(rc_rpc_parse_batch(whole, strlen(whole), 10, reqs, 3, NULL), RC_ERPC);
 	assert_int_equal(reqs[2].rc, RC_ERPC);
 }
 
 static void test_rc_rpc__parse_receipt(void **state)
 {
-	const char *s =
-		"{\"transactionHash\":\"0x" "1111111111111111111111111111111111111111111111111111111111111111"
-		"\",\"blockNumber\":\"0x10\",\"status\":\"0x1\",\"gasUsed\":\"0x5208\","
-		"\"effectiveGasPrice\":\"0x3b9aca00\",\"logs\":[{\"address\":"
-		"\"0x6abe1d282f72b474e54527d93b979a4f64d3030a\",\"topics\":[\"0x"
-		"2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839\"],"
-		"\"data\":\"0x0102\",\"blockNumber\":\"0x10\",\"logIndex\":\"0x0\"}]}";
+	const char *s = "{\"transactionHash\":\"0x"
+	                "1111111111111111111111111111111111111111111111111111111111111111"
+	                "\",\"blockNumber\":\"0x10\",\"status\":\"0x1\",\"gasUsed\":\"0x5208\","
+	                "\"effectiveGasPrice\":\"0x3b9aca00\",\"logs\":[{\"address\":"
+	                "\"0x6abe1d282f72b474e54527d93b979a4f64d3030a\",\"topics\":[\"0x"
+	                "2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf4839\"],"
+	                "\"data\":\"0x0102\",\"blockNumber\":\"0x10\",\"logIndex\":\"0x0\"}]}";
 	json_t *j = json_loads(s, 0, NULL);
 	assert_non_null(j);
 	struct rc_rpc_receipt r;
@@ -274,6 +279,7 @@ static void test_rc_rpc__batch_one_round_trip(void **state)
 	assert_int_equal(reqs[1].rc, RC_OK);
 	assert_int_equal(reqs[4].rc, RC_ERPC);
 	assert_int_equal(reqs[4].err.code, -32601);
+	assert_string_equal(reqs[4].err.url, anvil_url);
 	rc_rpc_reqs_release(reqs, 5);
 	rc_rpc_free(c);
 }
@@ -290,6 +296,19 @@ static void test_rc_rpc__failover_dead_url_first(void **state)
 	assert_int_equal(id, 31337);
 	assert_int_equal(rc_rpc_round_trips(c), 2);
 	assert_string_equal(e.url, anvil_url);
+	rc_rpc_free(c);
+	/* A key in the path or user:password@ never reaches the error text. */
+	char keyed[128];
+	snprintf(keyed, sizeof keyed, "http://user:secret@%s/?apikey=SECRETKEY", anvil_url + 7);
+	const char *k1[] = {keyed};
+	c = client(k1, 1, 5000);
+	assert_int_equal(rc_rpc_call(c, "eth_noSuchThing", NULL, &(json_t *){NULL}, &e), RC_ERPC);
+	assert_string_equal(e.url, anvil_url);
+	assert_null(strstr(e.url, "SECRET"));
+	rc_rpc_free(c);
+	c = client(urls, 2, 5000);
+	assert_int_equal(rc_rpc_chain_id(c, &id, &e), RC_OK);
+	assert_int_equal(rc_rpc_round_trips(c), 2);
 	/* The dead URL is remembered: the next call goes straight to anvil. */
 	assert_int_equal(rc_rpc_chain_id(c, &id, NULL), RC_OK);
 	assert_int_equal(rc_rpc_round_trips(c), 3);
@@ -352,8 +371,8 @@ static void test_rc_rpc__revert_decoded(void **state)
 	struct rc_rpc *c = client(urls, 1, 5000);
 	/* Init code that reverts with SessionTooShort(): PUSH4 sel PUSH1 0xe0 SHL PUSH1 0 MSTORE
 	 * PUSH1 4 PUSH1 0 REVERT. */
-	static const uint8_t code[] = {0x63, 0xf4, 0xd7, 0xee, 0xd5, 0x60, 0xe0, 0x1b, 0x60,
-				       0x00, 0x52, 0x60, 0x04, 0x60, 0x00, 0xfd};
+	static const uint8_t code[] = {0x63, 0xf4, 0xd7, 0xee, 0xd5, 0x60, 0xe0, 0x1b,
+	                               0x60, 0x00, 0x52, 0x60, 0x04, 0x60, 0x00, 0xfd};
 	struct rc_rpc_callmsg m = {.data = code, .data_len = sizeof code};
 	uint64_t gas;
 	struct rc_rpc_error e;
@@ -367,8 +386,7 @@ static void test_rc_rpc__revert_decoded(void **state)
 	assert_int_equal(e.code, -32601);
 	assert_null(r);
 	/* Bad params: a node error, not a failover. */
-	assert_int_equal(rc_rpc_call(c, "eth_getBalance", json_pack("[s]", "zz"), &r, &e),
-			 RC_ERPC);
+	assert_int_equal(rc_rpc_call(c, "eth_getBalance", json_pack("[s]", "zz"), &r, &e), RC_ERPC);
 	assert_int_equal(rc_rpc_round_trips(c), 3);
 	rc_rpc_free(c);
 }
@@ -387,18 +405,18 @@ static void test_rc_rpc__options(void **state)
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
-		cmocka_unit_test(test_rc_rpc__parse_result),
-		cmocka_unit_test(test_rc_rpc__error_mapping),
-		cmocka_unit_test(test_rc_rpc__parse_batch),
-		cmocka_unit_test(test_rc_rpc__parse_receipt),
-		cmocka_unit_test(test_rc_rpc__options),
+	        cmocka_unit_test(test_rc_rpc__parse_result),
+	        cmocka_unit_test(test_rc_rpc__error_mapping),
+	        cmocka_unit_test(test_rc_rpc__parse_batch),
+	        cmocka_unit_test(test_rc_rpc__parse_receipt),
+	        cmocka_unit_test(test_rc_rpc__options),
 	};
 	const struct CMUnitTest live[] = {
-		cmocka_unit_test(test_rc_rpc__chain_id_and_balance),
-		cmocka_unit_test(test_rc_rpc__batch_one_round_trip),
-		cmocka_unit_test(test_rc_rpc__failover_dead_url_first),
-		cmocka_unit_test(test_rc_rpc__hung_server_times_out),
-		cmocka_unit_test(test_rc_rpc__revert_decoded),
+	        cmocka_unit_test(test_rc_rpc__chain_id_and_balance),
+	        cmocka_unit_test(test_rc_rpc__batch_one_round_trip),
+	        cmocka_unit_test(test_rc_rpc__failover_dead_url_first),
+	        cmocka_unit_test(test_rc_rpc__hung_server_times_out),
+	        cmocka_unit_test(test_rc_rpc__revert_decoded),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	int failed = cmocka_run_group_tests_name("rc_rpc pure", pure, NULL, NULL);

@@ -30,7 +30,6 @@
 static pid_t anvil_pid;
 static char anvil_url[64];
 
-
 static int free_port(void)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -55,7 +54,7 @@ static int anvil_start(void **state)
 	const char *root = getenv("MORGATE_ROOT");
 	char bin[512];
 	snprintf(bin, sizeof bin, "%s/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-		 root ? root : ".");
+	         root ? root : ".");
 	int port = free_port();
 	if (port <= 0)
 		return -1;
@@ -67,7 +66,8 @@ static int anvil_start(void **state)
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent", (char *)NULL);
+		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent",
+		      (char *)NULL);
 		_exit(127);
 	}
 	const char *urls[] = {anvil_url};
@@ -91,7 +91,6 @@ static int anvil_stop(void **state)
 	}
 	return 0;
 }
-
 
 static const char anvil0_key[] = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -228,7 +227,8 @@ static void test_rc_txm__concurrent_nonces(void **state)
 	int seen[NTHREADS] = {0};
 	for (int i = 0; i < NTHREADS; i++) {
 		if (w[i].rc != RC_OK)
-			fail_msg("worker %d: %s: %s", i, rc_rpc_strerror(w[i].rc), w[i].err.message);
+			fail_msg("worker %d: %s: %s", i, rc_rpc_strerror(w[i].rc),
+			         w[i].err.message);
 		assert_true(w[i].sent.nonce >= start && w[i].sent.nonce < start + NTHREADS);
 		seen[w[i].sent.nonce - start]++;
 	}
@@ -322,8 +322,8 @@ static void test_rc_txm__bump_stuck(void **state)
 static void test_rc_txm__failed_tx_and_cap(void **state)
 {
 	/* Creation whose init code reverts with SessionTooShort(), gas given so it is mined. */
-	static const uint8_t code[] = {0x63, 0xf4, 0xd7, 0xee, 0xd5, 0x60, 0xe0, 0x1b, 0x60,
-				       0x00, 0x52, 0x60, 0x04, 0x60, 0x00, 0xfd};
+	static const uint8_t code[] = {0x63, 0xf4, 0xd7, 0xee, 0xd5, 0x60, 0xe0, 0x1b,
+	                               0x60, 0x00, 0x52, 0x60, 0x04, 0x60, 0x00, 0xfd};
 	struct rc_txm_call call = {.data = code, .data_len = sizeof code, .gas = 100000};
 	struct rc_rpc_receipt r;
 	struct rc_rpc_error e;
@@ -351,14 +351,14 @@ static void test_rc_txm__failed_tx_and_cap(void **state)
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
-		cmocka_unit_test(test_rc_txm__fee_rules),
+	        cmocka_unit_test(test_rc_txm__fee_rules),
 	};
 	const struct CMUnitTest live[] = {
-		cmocka_unit_test(test_rc_txm__transfer),
-		cmocka_unit_test(test_rc_txm__concurrent_nonces),
-		cmocka_unit_test(test_rc_txm__dropped_tx_recovers),
-		cmocka_unit_test(test_rc_txm__bump_stuck),
-		cmocka_unit_test(test_rc_txm__failed_tx_and_cap),
+	        cmocka_unit_test(test_rc_txm__transfer),
+	        cmocka_unit_test(test_rc_txm__concurrent_nonces),
+	        cmocka_unit_test(test_rc_txm__dropped_tx_recovers),
+	        cmocka_unit_test(test_rc_txm__bump_stuck),
+	        cmocka_unit_test(test_rc_txm__failed_tx_and_cap),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	int failed = cmocka_run_group_tests_name("rc_txm pure", pure, NULL, NULL);

@@ -143,9 +143,8 @@ int rc_market_model_id(struct rc_market *m, const uint8_t owner[20], const uint8
 /* MOR ERC-20 views. */
 int rc_market_mor_balance(struct rc_market *m, const uint8_t owner[20], struct rc_u256 *out,
                           struct rc_rpc_error *err);
-int rc_market_mor_allowance(struct rc_market *m, const uint8_t owner[20],
-                            const uint8_t spender[20], struct rc_u256 *out,
-                            struct rc_rpc_error *err);
+int rc_market_mor_allowance(struct rc_market *m, const uint8_t owner[20], const uint8_t spender[20],
+                            struct rc_u256 *out, struct rc_rpc_error *err);
 
 /* ---- session stake (§3.6.1) ------------------------------------------------------------- */
 
@@ -154,14 +153,14 @@ int rc_market_mor_allowance(struct rc_market *m, const uint8_t owner[20],
  * direct: amount = cost. RC_OK, RC_ERANGE (overflow, or budget 0 for a staked session).
  */
 int rc_market_stake_amount(const struct rc_u256 *supply, const struct rc_u256 *budget,
-                           const struct rc_u256 *price_per_second, uint64_t duration_s,
-                           bool direct, struct rc_u256 *out);
+                           const struct rc_u256 *price_per_second, uint64_t duration_s, bool direct,
+                           struct rc_u256 *out);
 
 /* Live: totalMORSupply(now) and getTodaysBudget(now) in one batched round trip, then the rule
  * above. now 0 = the current time. */
 int rc_market_session_stake(struct rc_market *m, const struct rc_u256 *price_per_second,
-                            uint64_t duration_s, bool direct, uint64_t now,
-                            struct rc_u256 *out, struct rc_rpc_error *err);
+                            uint64_t duration_s, bool direct, uint64_t now, struct rc_u256 *out,
+                            struct rc_rpc_error *err);
 
 /* ---- provider discovery (batched) ------------------------------------------------------- */
 
@@ -208,9 +207,9 @@ int rc_market_ensure_allowance(struct rc_market *m, struct rc_txm *txm,
                                const struct rc_u256 *amount, struct rc_rpc_error *err);
 
 /* providerRegister(provider, stake, endpoint); approves the stake first if needed. */
-int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm,
-                                const uint8_t provider[20], const struct rc_u256 *stake,
-                                const char *endpoint, struct rc_rpc_error *err);
+int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm, const uint8_t provider[20],
+                                const struct rc_u256 *stake, const char *endpoint,
+                                struct rc_rpc_error *err);
 
 struct rc_market_model_reg {
 	const uint8_t *owner; /* 20 bytes */

@@ -40,14 +40,14 @@
  * rc_rpc_strerror() knows them and falls back to rc_strerror() for the rest.
  */
 enum rc_rpc_errcode {
-	RC_ERPC = -100,        /* the node answered with a JSON-RPC error (code/message in err) */
-	RC_EREVERT = -101,     /* execution reverted; err->revert_* hold the decoded reason */
-	RC_ENONCE = -102,      /* nonce too low / already used */
+	RC_ERPC = -100,         /* the node answered with a JSON-RPC error (code/message in err) */
+	RC_EREVERT = -101,      /* execution reverted; err->revert_* hold the decoded reason */
+	RC_ENONCE = -102,       /* nonce too low / already used */
 	RC_EUNDERPRICED = -103, /* replacement transaction underpriced / fee too low */
-	RC_EKNOWN = -104,      /* the node already has this exact transaction */
-	RC_EFUNDS = -105,      /* insufficient funds for gas * price + value */
-	RC_ECHAINID = -106,    /* the node's chain id is not the configured one */
-	RC_ETXFAILED = -107    /* a mined transaction has status 0 (reason in err if replayable) */
+	RC_EKNOWN = -104,       /* the node already has this exact transaction */
+	RC_EFUNDS = -105,       /* insufficient funds for gas * price + value */
+	RC_ECHAINID = -106,     /* the node's chain id is not the configured one */
+	RC_ETXFAILED = -107     /* a mined transaction has status 0 (reason in err if replayable) */
 };
 
 /* Name of any router-core error code, including the chain-client ones. Never NULL. */
@@ -55,27 +55,28 @@ const char *rc_rpc_strerror(int rc);
 
 /* Everything known about a failure. Plain data (copyable); zero it or let the call fill it. */
 struct rc_rpc_error {
-	int rc;               /* the code the call returned */
-	long code;            /* JSON-RPC error code; 0 when the failure was not a JSON-RPC error */
-	long http_status;     /* last HTTP status seen, 0 if none */
-	char message[256];    /* the node's message or a transport description, printable */
-	char url[160];        /* the URL that gave the final answer (no credentials stripped!) */
-	bool has_revert;      /* revert data was found and decoded */
+	int rc;            /* the code the call returned */
+	long code;         /* JSON-RPC error code; 0 when the failure was not a JSON-RPC error */
+	long http_status;  /* last HTTP status seen, 0 if none */
+	char message[256]; /* the node's message or a transport description, printable */
+	char url[160];     /* scheme://host:port of the URL that answered last (path and
+	                      user:password@ left out: they may hold an API key) */
+	bool has_revert;   /* revert data was found and decoded */
 	uint32_t revert_selector;
-	const char *revert_name; /* static string ("SessionTooShort", "Error", ...) or NULL */
-	char revert_text[256];   /* rc_revert's one-line text, e.g. "ProviderStakeTooLow(1, 2)" */
+	const char *revert_name;  /* static string ("SessionTooShort", "Error", ...) or NULL */
+	char revert_text[256];    /* rc_revert's one-line text, e.g. "ProviderStakeTooLow(1, 2)" */
 	uint8_t revert_data[512]; /* raw revert bytes (truncated to 512) */
 	size_t revert_len;
 };
 
 /* Client settings. Zero fields take the defaults in brackets. */
 struct rc_rpc_options {
-	const char *const *urls;  /* http(s) node URLs, in order of preference; copied */
-	size_t nurls;             /* >= 1 */
-	long connect_timeout_ms;  /* TCP/TLS connect timeout [3000] */
-	long timeout_ms;          /* whole-request timeout [15000] */
-	long bad_url_ms;          /* how long a failed URL is skipped [30000] */
-	size_t max_reply_bytes;   /* larger replies are a transport failure [32 MiB] */
+	const char *const *urls; /* http(s) node URLs, in order of preference; copied */
+	size_t nurls;            /* >= 1 */
+	long connect_timeout_ms; /* TCP/TLS connect timeout [3000] */
+	long timeout_ms;         /* whole-request timeout [15000] */
+	long bad_url_ms;         /* how long a failed URL is skipped [30000] */
+	size_t max_reply_bytes;  /* larger replies are a transport failure [32 MiB] */
 };
 
 struct rc_rpc;

@@ -31,13 +31,13 @@
 #include <router-core/rc_secp.h>
 
 struct rc_txm_options {
-	uint64_t chain_id;          /* required: transactions are signed for it */
-	struct rc_u256 max_fee_cap; /* wei per gas; zero = no cap */
-	unsigned gas_margin_pct;    /* [20] */
+	uint64_t chain_id;           /* required: transactions are signed for it */
+	struct rc_u256 max_fee_cap;  /* wei per gas; zero = no cap */
+	unsigned gas_margin_pct;     /* [20] */
 	unsigned fee_history_blocks; /* [10] */
-	double reward_percentile;   /* [50] */
-	long receipt_timeout_ms;    /* rc_txm_wait default [60000] */
-	long poll_interval_ms;      /* receipt polling [250] */
+	double reward_percentile;    /* [50] */
+	long receipt_timeout_ms;     /* rc_txm_wait default [60000] */
+	long poll_interval_ms;       /* receipt polling [250] */
 };
 
 struct rc_txm_fees {
@@ -106,8 +106,8 @@ int rc_txm_send(struct rc_txm *m, const struct rc_txm_call *call, struct rc_txm_
  * err has the revert reason when a replay with eth_call reproduces it); RC_ETIMEOUT when not
  * mined in time (the next send then re-reads the pending nonce).
  */
-int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms,
-                struct rc_rpc_receipt *r, struct rc_rpc_error *err);
+int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms, struct rc_rpc_receipt *r,
+                struct rc_rpc_error *err);
 
 /* rc_txm_send then rc_txm_wait; on a failed transaction the call is replayed for its reason. */
 int rc_txm_send_wait(struct rc_txm *m, const struct rc_txm_call *call, struct rc_rpc_receipt *r,
