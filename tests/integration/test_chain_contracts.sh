@@ -56,6 +56,11 @@ log_of() {
 block_ts() { "$CAST" block --rpc-url "$CHAIN_RPC" "$(node -p 'BigInt(JSON.parse(process.argv[1]).blockNumber).toString()' "$RCPT")" --field timestamp; }
 
 T_START=$SECONDS
+if [[ ! -x $CAST ]] || ! command -v node >/dev/null; then
+  t_fail "cast and node are installed" "no $CAST or no node: run scripts/deps (npm ci)"
+  t_done
+  exit
+fi
 
 # ============================================================ §3 selectors, topics, errors, layouts
 # One line per entry of tests/chain/selectors.txt: recomputed with cast, and present with exactly
