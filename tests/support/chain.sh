@@ -5,9 +5,10 @@
 # stable: other tests depend on them.
 #
 #   chain_start [--chain-id N] [--block-time S]
-#       Starts the test's devnet in $T_DIR/devnet (one per test script; anvil on 127.0.0.1, a free
-#       port; chain id 31337 by
-#       default; transactions mined at once plus an empty block every S s, default 1), registers the anvil PID in T_PIDS (stopped by PID at exit) and exports:
+#       Starts the test's devnet in $T_DIR/devnet (one per test script; anvil on 127.0.0.1, a
+#       free port; chain id 31337 by default; transactions mined at once plus an empty block
+#       every S s, default 1), registers the anvil PID in T_PIDS (stopped by PID at exit) and
+#       exports:
 #         CHAIN_RPC   http://127.0.0.1:PORT        CHAIN_ID    chain id (decimal)
 #         CHAIN_DIR   state dir (devnet.json)      CHAIN_PID   anvil PID
 #         DIAMOND     Morpheus test Diamond        MOR         MOR test token
