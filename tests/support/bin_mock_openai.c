@@ -8,6 +8,7 @@
  *   mock-instant    tiny answer at once (benchmarks); stream: 3 events at once
  *   mock-slow       stream: headers at once, then 2.5 s of silence, then one chunk and [DONE]
  *   mock-drip       stream: 10 chunks 200 ms apart
+ *   mock-hold       stream: one chunk at once, then one a second for 20 s (benchmarks hold many)
  *   mock-fail       stream: 2 chunks, then the connection is cut (no [DONE])
  *   mock-hang       never answers (until the client goes away)
  *   mock-echo       answers with the request body, byte for byte
@@ -194,7 +195,8 @@ static int handle(int fd, const char *method, const char *path, const char *body
 		atomic_fetch_sub(&n_open, 1);
 		return -1; /* cut: no terminating chunk */
 	} else {
-		int n = !strcmp(model, "mock-drip") ? 10 : 5, ms = !strcmp(model, "mock-drip") ? 200 : 10;
+		int drip = !strcmp(model, "mock-drip"), hold = !strcmp(model, "mock-hold");
+		int n = drip ? 10 : hold ? 20 : 5, ms = drip ? 200 : hold ? 1000 : 10;
 		for (int i = 0; i < n && !rc; i++) {
 			char w[16];
 			snprintf(w, sizeof w, "w%d ", i);
@@ -286,7 +288,7 @@ int main(int argc, char **argv)
 	}
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	fprintf(stderr, "mock_openai: listening on 127.0.0.1:%s\n", argv[1]);
 	for (;;) {
