@@ -2,7 +2,8 @@
  * Rate limiter benchmark: admissions per second and latency (p50/p99) through a real
  * redis-server on loopback with 1, 8 and 64 admissions in flight (the pipelining effect), the
  * blocking wrapper from 8 threads, and the in-process limiter alone; Redis round trips and
- * commands per admission by our counters and by Redis's INFO commandstats. Every admission
+ * commands per admission by our counters and by Redis's INFO commandstats, and Redis's CPU time
+ * per admission (INFO cpu: independent of what else loads the machine). Every admission
  * checks all dimensions (key rpm/tpm/concurrency, tenant rpm/tpm/concurrency, monthly quota) and
  * is followed by gw_rl_finish (settle + release, fire-and-forget). Prints figures; never fails on
  * time.
@@ -241,15 +242,25 @@ static int start_redis(void)
 	return -1;
 }
 
-static long long evalsha_calls(void)
+/* Redis's own count of EVALSHA calls, and its CPU seconds (user + sys) in *cpu. */
+static long long evalsha_calls(double *cpu)
 {
 	struct timeval tv = {1, 0};
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
 	long long v = -1;
+	*cpu = 0;
 	if (c && !c->err) {
 		redisReply *r = redisCommand(c, "INFO commandstats");
 		const char *p = r && r->str ? strstr(r->str, "cmdstat_evalsha:calls=") : NULL;
 		v = p ? atoll(p + 22) : 0;
+		freeReplyObject(r);
+		r = redisCommand(c, "INFO cpu");
+		if (r && r->str) {
+			p = strstr(r->str, "used_cpu_sys:");
+			*cpu += p ? atof(p + 13) : 0;
+			p = strstr(r->str, "used_cpu_user:");
+			*cpu += p ? atof(p + 14) : 0;
+		}
 		freeReplyObject(r);
 	}
 	redisFree(c);
@@ -257,7 +268,7 @@ static long long evalsha_calls(void)
 }
 
 static void line(const char *what, double rate, long done, struct gw_rl *rl,
-                 const struct gw_rl_stats *s0, long long ev0)
+                 const struct gw_rl_stats *s0, long long ev0, double cpu0)
 {
 	double p50, p99;
 	struct gw_rl_stats s1;
@@ -266,11 +277,13 @@ static void line(const char *what, double rate, long done, struct gw_rl *rl,
 	if (rl && gw_rl_has_redis(rl)) {
 		usleep(100000); /* let the fire-and-forget settlements land before counting */
 		gw_rl_stats(rl, &s1);
-		long long ev1 = evalsha_calls();
-		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f  local %llu",
+		double cpu1;
+		long long ev1 = evalsha_calls(&cpu1);
+		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f  redis cpu/adm %.1f us"
+		       "  local %llu",
 		       (double)(s1.redis_roundtrips - s0->redis_roundtrips) / (double)done,
 		       (double)(s1.redis_commands - s0->redis_commands) / (double)done,
-		       (double)(ev1 - ev0) / (double)done,
+		       (double)(ev1 - ev0) / (double)done, (cpu1 - cpu0) * 1e6 / (double)done,
 		       (unsigned long long)(s1.local_decisions - s0->local_decisions));
 	}
 	printf("\n");
@@ -297,9 +310,9 @@ int main(int argc, char **argv)
 	double r;
 	struct gw_rl_stats s0;
 	r = run_threads(local, 1, &done);
-	line("local limiter, 1 thread", r, done, NULL, NULL, 0);
+	line("local limiter, 1 thread", r, done, NULL, NULL, 0, 0);
 	r = run_threads(local, 2, &done);
-	line("local limiter, 2 threads", r, done, NULL, NULL, 0);
+	line("local limiter, 2 threads", r, done, NULL, NULL, 0, 0);
 	gw_rl_free(local);
 
 	if (start_redis() != 0) {
@@ -319,15 +332,17 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < sizeof inflight / sizeof inflight[0]; i++) {
 			char what[64];
 			gw_rl_stats(rl, &s0);
-			long long ev0 = evalsha_calls();
+			double cpu0;
+			long long ev0 = evalsha_calls(&cpu0);
 			r = run_async(rl, inflight[i], &done);
 			snprintf(what, sizeof what, "redis, %d in flight (async)", inflight[i]);
-			line(what, r, done, rl, &s0, ev0);
+			line(what, r, done, rl, &s0, ev0, cpu0);
 		}
 		gw_rl_stats(rl, &s0);
-		long long ev0 = evalsha_calls();
+		double cpu0;
+		long long ev0 = evalsha_calls(&cpu0);
 		r = run_threads(rl, 8, &done);
-		line("redis, 8 threads blocking wrapper", r, done, rl, &s0, ev0);
+		line("redis, 8 threads blocking wrapper", r, done, rl, &s0, ev0, cpu0);
 		struct gw_rl_stats s;
 		gw_rl_stats(rl, &s);
 		printf("totals: %llu round trips, %llu commands, %llu errors, %llu local "
