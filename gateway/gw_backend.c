@@ -556,6 +556,7 @@ static void start_call(struct gw_engine *e, struct gw_call *c)
 {
 	c->t_start_ns = gw_now_ns();
 	c->last_out_ns = c->t_start_ns;
+	c->next_renew_ns = c->t_start_ns + c->renew_every_ns;
 	vec_push(&e->active, c);
 	c->in_engine = (int)e->active.n;
 	atomic_fetch_add(&e->stats.in_flight, 1);
@@ -589,6 +590,10 @@ static void scan(struct gw_engine *e, int64_t now)
 		if (!c->t_head_ns && now - c->t_start_ns > (int64_t)c->bcfg->first_byte_timeout_ms * 1000000) {
 			cancel_call(e, c, GW_BE_ETIMEOUT, "no response headers from the upstream in time");
 			continue;
+		}
+		if (c->rl && c->renew_every_ns > 0 && now >= c->next_renew_ns) {
+			gw_rl_renew(c->rl, &c->ticket);
+			c->next_renew_ns = now + c->renew_every_ns;
 		}
 		if (c->info.stream) {
 			pthread_mutex_lock(&c->mu);

@@ -32,6 +32,7 @@
 
 #include "gw_config.h"
 #include "gw_parse.h"
+#include "gw_ratelimit.h"
 #include "gw_sse.h"
 
 enum gw_route {
@@ -73,6 +74,12 @@ struct gw_call {
 	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below */
 	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
 	struct gw_backend *backend;
+	/* a concurrency slot to keep alive while the call runs (a copy of the admission ticket):
+	 * the engine renews its lease every renew_every_ns, so a long stream keeps its slot and a
+	 * dead gateway's slots still expire */
+	struct gw_rl *rl;             /* borrowed; NULL: nothing to renew */
+	struct gw_rl_ticket ticket;
+	int64_t renew_every_ns, next_renew_ns;
 	/* response half: under mu */
 	int waiting;        /* the front end is suspended waiting for a change */
 	int head_ready;     /* status/content_type valid; for streams: the response may start */

@@ -598,6 +598,11 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	c->bcfg = &r->cfg->backends[r->model->backend];
 	c->cfg = gw_config_ref(r->cfg);
 	c->backend = gw_backend_for(c->bcfg);
+	if (r->ticket.flags & (GW_RL_T_KEY_SLOT | GW_RL_T_TEN_SLOT)) {
+		c->rl = s->rl;
+		c->ticket = r->ticket;
+		c->renew_every_ns = (int64_t)r->cfg->rl_lease_ms * 1000000 / 3;
+	}
 	r->phase = PH_WAIT;
 	pthread_mutex_lock(&c->mu);
 	c->waiting = 1;

@@ -28,7 +28,7 @@ for p in $P1 $P2; do
   cat >"$T_DIR/gw$p.json" <<JSON
 {"listen": "127.0.0.1:$p", "keystore": {"path": "$MORGATE_DB", "poll_ms": 100},
  "redis_url": "redis://127.0.0.1:$RPORT/0",
- "ratelimit": {"timeout_ms": 200, "backoff_min_ms": 50, "backoff_max_ms": 300},
+ "ratelimit": {"timeout_ms": 200, "backoff_min_ms": 50, "backoff_max_ms": 300, "lease_ms": 1000},
  "backends": [{"name": "mock", "base_url": "http://127.0.0.1:$MPORT/v1"}],
  "models": [{"name": "mock-chat", "backend": "mock"}, {"name": "mock-drip", "backend": "mock"}]}
 JSON
@@ -40,6 +40,7 @@ RPM=$(mkkey --tenant acme --rpm 10)
 CONC=$(mkkey --tenant acme --concurrency 2)
 LOAD=$(mkkey --tenant acme --rpm 100000)
 RPM3=$(mkkey --tenant acme --rpm 3)
+ONE=$(mkkey --tenant acme --concurrency 1)
 t_bg gw1 "$T_BUILD/bin/morgate" --config "$T_DIR/gw$P1.json"
 t_bg gw2 "$T_BUILD/bin/morgate" --config "$T_DIR/gw$P2.json"
 wait_http "http://127.0.0.1:$P1/healthz" && wait_http "http://127.0.0.1:$P2/healthz" && wait_http "http://127.0.0.1:$MPORT/stats" ||
@@ -89,6 +90,14 @@ done
 t_ok "a client that disconnects frees its slot at once" test "$got" = 200
 wait "$S2"
 t_ok "the stream that stayed completed" grep -q 'data: \[DONE\]' "$T_DIR/s2"
+
+# ---- a stream longer than the slot lease (1 s) keeps its slot: the engine renews it ----
+curl -sN "http://127.0.0.1:$P1/v1/chat/completions" -H "Authorization: Bearer $ONE" -d "$drip" -o "$T_DIR/s3" &
+S3=$!
+sleep 1.6
+t_ok "a stream past its lease still holds its slot (renewed)" test "$(call "$P2" "$ONE" "$drip")" = 429
+wait "$S3"
+t_ok "and the slot is free once the stream ends" test "$(call "$P2" "$ONE")" = 200
 
 # ---- Redis killed and restarted under load ----
 load() { # port seconds -> counts in $T_DIR/load.$1
