@@ -180,6 +180,8 @@ static int parse_u256(const char *flag, const char *s, struct rc_u256 *out)
 static int parse_addr(const char *what, const char *s, uint8_t out[20])
 {
 	struct rc_errinfo ei;
+	if (!s)
+		return usage("%s is missing", what);
 	int rc = rc_addr_parse(out, s, strlen(s), &ei);
 	if (rc == RC_ECRYPTO)
 		return usage("%s '%s' has a wrong EIP-55 checksum", what, s);
@@ -190,6 +192,8 @@ static int parse_addr(const char *what, const char *s, uint8_t out[20])
 
 static int parse_b32(const char *what, const char *s, uint8_t out[32])
 {
+	if (!s)
+		return usage("%s is missing", what);
 	if (rc_hex_decode_exact(s, strlen(s), out, 32, NULL) != RC_OK)
 		return usage("%s '%s' is not 32 bytes of hex", what, s);
 	return CX_OK;
@@ -449,6 +453,8 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 	}
 	if (need_market && !c->have_diamond)
 		return usage("no Diamond address: give --network or --diamond");
+	if (need_market && need_wallet && !c->have_mor)
+		return usage("no MOR token address: give --network or --mor");
 
 	long timeout = 15000;
 	if (o->timeout) {

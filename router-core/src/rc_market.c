@@ -34,10 +34,17 @@ static const char TOPIC_BID_POSTED[] =
 #define MODEL_STATS_T "((" SD_T "," SD_T "," SD_T ",uint32))"
 #define IDS_T "(bytes32[],uint256)"
 
+struct pending {
+	uint8_t addr[20];
+	struct rc_u256 amount; /* MOR that sent, unmined writes of this wallet will take */
+};
+
 struct rc_market {
 	struct rc_rpc *rpc;
 	uint8_t diamond[20], mor[20];
-	pthread_mutex_t allowance_mu;
+	pthread_mutex_t allowance_mu; /* guards pending[] and serializes top-up approvals */
+	struct pending *pending;
+	size_t npending;
 };
 
 int rc_market_new(struct rc_rpc *rpc, const uint8_t diamond[20], const uint8_t mor[20],
@@ -60,6 +67,7 @@ void rc_market_free(struct rc_market *m)
 	if (!m)
 		return;
 	pthread_mutex_destroy(&m->allowance_mu);
+	free(m->pending);
 	free(m);
 }
 
@@ -939,9 +947,15 @@ int rc_market_list_models(struct rc_market *m, struct rc_model **models, size_t 
 /* ---- writes -----------------------------------------------------------------------------------
  */
 
-static int send_call(struct rc_txm *txm, const uint8_t *to, const char *sig,
-                     const struct rc_abi_value *args, size_t nargs, struct rc_rpc_receipt *r,
-                     struct rc_rpc_error *err)
+/*
+ * Encode, send, wait. extra_gas > 0 adds that much to the estimate: for calls whose cost depends
+ * on state that other transactions of the same wallet change between estimation and mining
+ * (an approve estimated as nonzero->nonzero but mined after in-flight spends drained the
+ * allowance to zero pays 20k more for the storage write).
+ */
+static int send_call_gas(struct rc_txm *txm, const uint8_t *to, const char *sig,
+                         const struct rc_abi_value *args, size_t nargs, uint64_t extra_gas,
+                         struct rc_rpc_receipt *r, struct rc_rpc_error *err)
 {
 	struct rc_buf data = RC_BUF_INIT;
 	struct rc_rpc_receipt local;
@@ -955,11 +969,23 @@ static int send_call(struct rc_txm *txm, const uint8_t *to, const char *sig,
 	}
 	struct rc_txm_call call = {
 	        .to = to, .data = (const uint8_t *)data.ptr, .data_len = data.len};
-	rc = rc_txm_send_wait(txm, &call, r, err);
+	if (extra_gas) {
+		rc = rc_txm_estimate_gas(txm, &call, &call.gas, err);
+		call.gas += extra_gas;
+	}
+	if (rc == RC_OK)
+		rc = rc_txm_send_wait(txm, &call, r, err);
 	rc_buf_release(&data);
 	if (r == &local)
 		rc_rpc_receipt_release(&local);
 	return rc;
+}
+
+static int send_call(struct rc_txm *txm, const uint8_t *to, const char *sig,
+                     const struct rc_abi_value *args, size_t nargs, struct rc_rpc_receipt *r,
+                     struct rc_rpc_error *err)
+{
+	return send_call_gas(txm, to, sig, args, nargs, 0, r, err);
 }
 
 int rc_market_mor_approve(struct rc_market *m, struct rc_txm *txm, const uint8_t spender[20],
@@ -968,42 +994,94 @@ int rc_market_mor_approve(struct rc_market *m, struct rc_txm *txm, const uint8_t
 	struct rc_abi_value a[2];
 	rc_abi_set_address(&a[0], spender);
 	rc_abi_set_u256(&a[1], amount);
-	return send_call(txm, m->mor, "approve(address,uint256)", a, 2, NULL, err);
+	return send_call_gas(txm, m->mor, "approve(address,uint256)", a, 2, 25000, NULL, err);
+}
+
+/*
+ * Allowance bookkeeping. allowance() does not see spends that are sent but not yet mined, so
+ * concurrent openers from one wallet would each see the same allowance and all but the first
+ * transferFrom could fail. Each wallet therefore has a "pending" sum: MOR that writes in flight
+ * will take. Under the mutex: free = allowance - pending; if free < amount, approve
+ * pending + 3 x amount (the reference keeps 3 x stake, §3.6.2). Between a spend being mined and
+ * its release the estimate is low, which only ever approves more, never too little.
+ */
+static struct pending *pending_slot(struct rc_market *m, const uint8_t addr[20])
+{
+	for (size_t i = 0; i < m->npending; i++)
+		if (memcmp(m->pending[i].addr, addr, 20) == 0)
+			return &m->pending[i];
+	struct pending *p = realloc(m->pending, (m->npending + 1) * sizeof *p);
+	if (!p)
+		return NULL;
+	m->pending = p;
+	p = &m->pending[m->npending++];
+	memcpy(p->addr, addr, 20);
+	memset(&p->amount, 0, sizeof p->amount);
+	return p;
+}
+
+static int allowance_take(struct rc_market *m, struct rc_txm *txm, const struct rc_u256 *amount,
+                          bool reserve, struct rc_rpc_error *err)
+{
+	if (rc_u256_is_zero(amount))
+		return RC_OK;
+	uint8_t me[20];
+	rc_txm_address(txm, me);
+	pthread_mutex_lock(&m->allowance_mu);
+	struct rc_u256 have, need, want;
+	struct pending *slot = pending_slot(m, me);
+	int rc = slot ? RC_OK : RC_ENOMEM;
+	if (rc == RC_OK && rc_u256_add(&need, &slot->amount, amount) != RC_OK)
+		rc = RC_ERANGE;
+	if (rc == RC_OK)
+		rc = rc_market_mor_allowance(m, me, m->diamond, &have, err);
+	if (rc == RC_OK && rc_u256_cmp(&have, &need) < 0) {
+		struct rc_u256 extra;
+		if (rc_u256_mul_u64(&extra, amount, 2) != RC_OK ||
+		    rc_u256_add(&want, &need, &extra) != RC_OK)
+			want = need;
+		rc = rc_market_mor_approve(m, txm, m->diamond, &want, err);
+	}
+	if (rc == RC_OK && reserve)
+		slot->amount = need;
+	pthread_mutex_unlock(&m->allowance_mu);
+	return rc;
+}
+
+static void allowance_release(struct rc_market *m, struct rc_txm *txm, const struct rc_u256 *amount)
+{
+	if (rc_u256_is_zero(amount))
+		return;
+	uint8_t me[20];
+	rc_txm_address(txm, me);
+	pthread_mutex_lock(&m->allowance_mu);
+	struct pending *slot = pending_slot(m, me);
+	if (slot && rc_u256_sub(&slot->amount, &slot->amount, amount) != RC_OK)
+		memset(&slot->amount, 0, sizeof slot->amount);
+	pthread_mutex_unlock(&m->allowance_mu);
 }
 
 int rc_market_ensure_allowance(struct rc_market *m, struct rc_txm *txm,
                                const struct rc_u256 *amount, struct rc_rpc_error *err)
 {
-	uint8_t me[20];
-	rc_txm_address(txm, me);
-	pthread_mutex_lock(&m->allowance_mu);
-	struct rc_u256 have;
-	int rc = rc_market_mor_allowance(m, me, m->diamond, &have, err);
-	if (rc == RC_OK && rc_u256_cmp(&have, amount) < 0) {
-		struct rc_u256 want;
-		if (rc_u256_mul_u64(&want, amount, 3) != RC_OK)
-			want = *amount;
-		rc = rc_market_mor_approve(m, txm, m->diamond, &want, err);
-	}
-	pthread_mutex_unlock(&m->allowance_mu);
-	return rc;
+	return allowance_take(m, txm, amount, false, err);
 }
 
 int rc_market_provider_register(struct rc_market *m, struct rc_txm *txm, const uint8_t provider[20],
                                 const struct rc_u256 *stake, const char *endpoint,
                                 struct rc_rpc_error *err)
 {
-	int rc = RC_OK;
-	if (!rc_u256_is_zero(stake))
-		rc = rc_market_ensure_allowance(m, txm, stake, err);
+	int rc = allowance_take(m, txm, stake, true, err);
 	if (rc != RC_OK)
 		return rc;
 	struct rc_abi_value a[3];
 	rc_abi_set_address(&a[0], provider);
 	rc_abi_set_u256(&a[1], stake);
 	rc_abi_set_string(&a[2], endpoint, strlen(endpoint));
-	return send_call(txm, m->diamond, "providerRegister(address,uint256,string)", a, 3, NULL,
-	                 err);
+	rc = send_call(txm, m->diamond, "providerRegister(address,uint256,string)", a, 3, NULL,
+	               err);
+	allowance_release(m, txm, stake);
+	return rc;
 }
 
 int rc_market_model_register(struct rc_market *m, struct rc_txm *txm,
@@ -1012,9 +1090,7 @@ int rc_market_model_register(struct rc_market *m, struct rc_txm *txm,
 {
 	if (reg->ntags > 64)
 		return RC_EINVAL;
-	int rc = RC_OK;
-	if (!rc_u256_is_zero(&reg->stake))
-		rc = rc_market_ensure_allowance(m, txm, &reg->stake, err);
+	int rc = allowance_take(m, txm, &reg->stake, true, err);
 	if (rc != RC_OK)
 		return rc;
 	struct rc_abi_value tags[64];
@@ -1031,6 +1107,7 @@ int rc_market_model_register(struct rc_market *m, struct rc_txm *txm,
 	rc = send_call(txm, m->diamond,
 	               "modelRegister(address,bytes32,bytes32,uint256,uint256,string,string[])", a,
 	               7, NULL, err);
+	allowance_release(m, txm, &reg->stake);
 	if (rc == RC_OK && model_id)
 		rc = rc_market_model_id(m, reg->owner, reg->base_model_id, model_id, err);
 	return rc;
@@ -1048,8 +1125,8 @@ int rc_market_post_bid(struct rc_market *m, struct rc_txm *txm, const uint8_t pr
 {
 	struct rc_u256 fee;
 	int rc = rc_market_bid_fee(m, &fee, err);
-	if (rc == RC_OK && !rc_u256_is_zero(&fee))
-		rc = rc_market_ensure_allowance(m, txm, &fee, err);
+	if (rc == RC_OK)
+		rc = allowance_take(m, txm, &fee, true, err);
 	if (rc != RC_OK)
 		return rc;
 	struct rc_abi_value a[3];
@@ -1058,6 +1135,7 @@ int rc_market_post_bid(struct rc_market *m, struct rc_txm *txm, const uint8_t pr
 	rc_abi_set_u256(&a[2], price_per_second);
 	struct rc_rpc_receipt r;
 	rc = send_call(txm, m->diamond, "postModelBid(address,bytes32,uint256)", a, 3, &r, err);
+	allowance_release(m, txm, &fee);
 	if (rc == RC_OK && bid_id) {
 		rc = RC_EPROTO;
 		for (size_t i = 0; i < r.nlogs; i++) {
@@ -1091,7 +1169,7 @@ int rc_market_open_session(struct rc_market *m, struct rc_txm *txm, const struct
                            const uint8_t *sig, size_t sig_len, uint8_t session_id[32],
                            struct rc_rpc_error *err)
 {
-	int rc = rc_market_ensure_allowance(m, txm, amount, err);
+	int rc = allowance_take(m, txm, amount, true, err);
 	if (rc != RC_OK)
 		return rc;
 	uint8_t me[20];
@@ -1099,12 +1177,15 @@ int rc_market_open_session(struct rc_market *m, struct rc_txm *txm, const struct
 	struct rc_buf data = RC_BUF_INIT;
 	rc = rc_morpheus_open_session_calldata(me, amount, direct, approval, approval_len, sig,
 	                                       sig_len, &data);
-	if (rc != RC_OK)
+	if (rc != RC_OK) {
+		allowance_release(m, txm, amount);
 		return rc;
+	}
 	struct rc_txm_call call = {
 	        .to = m->diamond, .data = (const uint8_t *)data.ptr, .data_len = data.len};
 	struct rc_rpc_receipt r;
 	rc = rc_txm_send_wait(txm, &call, &r, err);
+	allowance_release(m, txm, amount);
 	rc_buf_release(&data);
 	if (rc == RC_OK && session_id) {
 		rc = RC_EPROTO;

@@ -371,7 +371,14 @@ int rc_txm_send_wait(struct rc_txm *m, const struct rc_txm_call *call, struct rc
 	if (rc != RC_OK)
 		return rc;
 	rc = rc_txm_wait(m, s.hash, 0, r, err);
-	if (rc == RC_ETXFAILED)
+	if (rc == RC_ETXFAILED) {
 		replay_reason(m, call, err);
+		if (err && !err->has_revert)
+			snprintf(err->message, sizeof err->message,
+			         "transaction failed in block %llu (gas used %llu of %llu)%s",
+			         (unsigned long long)r->block_number,
+			         (unsigned long long)r->gas_used, (unsigned long long)s.gas,
+			         r->gas_used >= s.gas ? ": out of gas" : "");
+	}
 	return rc;
 }

@@ -57,6 +57,7 @@ t_expect "unknown network" 2 "unknown network 'mainnet'" ctl market models --rpc
 t_expect "no RPC" 2 "no RPC URL" ctl market models --diamond "$DIAMOND"
 t_expect "no Diamond" 2 "no Diamond address" ctl market models --rpc "$CHAIN_RPC"
 t_expect "bad Diamond checksum" 2 "checksum" ctl market models --rpc "$CHAIN_RPC" --diamond 0xE7f1725E7734CE288F8367e1Bb143E90bb3F0512
+t_expect "writes need the MOR token" 2 "no MOR token address" ctl provider register --endpoint h:1 --wallet "$P" --rpc "$CHAIN_RPC" --diamond "$DIAMOND"
 t_expect "wrong passphrase" 6 "wrong passphrase" env MORGATE_WALLET_PASSPHRASE=nope "$CTL" provider register --endpoint h:1 --wallet "$P" "${C[@]}"
 
 # ---- registration ----

@@ -5,6 +5,7 @@
  * a session with an approval signed by the provider (EIP-191), read it and its events, close it,
  * and check that each documented revert comes back decoded to its name.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -580,6 +581,58 @@ static void test_rc_market__more_reverts(void **state)
 	expect_revert(rc, &e, "ProviderHasActiveBids");
 }
 
+#define NOPEN 6
+struct opener {
+	int idx, rc;
+	uint8_t session[32];
+	struct rc_rpc_error err;
+};
+
+static void *opener_main(void *arg)
+{
+	struct opener *o = arg;
+	struct rc_u256 price = u(PRICE), stake;
+	uint8_t appr[128], sig[65];
+	/* Distinct timestamps make distinct (single-use) approvals. */
+	make_approval(appr, sig, bid_id, 31337, keys[1], 2000000000000ull + (uint64_t)o->idx);
+	o->rc = rc_market_session_stake(mkt, &price, 900, false, 0, &stake, &o->err);
+	if (o->rc == RC_OK)
+		o->rc = rc_market_open_session(mkt, txm[0], &stake, false, appr, 128, sig, 65,
+		                               o->session, &o->err);
+	return NULL;
+}
+
+/* Many sessions opened at once from one wallet (account 0, whose allowance starts at 0): no
+ * nonce error, no allowance race, every session on chain. */
+static void test_rc_market__concurrent_opens(void **state)
+{
+	pthread_t th[NOPEN];
+	static struct opener op[NOPEN];
+	for (int i = 0; i < NOPEN; i++) {
+		op[i].idx = i;
+		pthread_create(&th[i], NULL, opener_main, &op[i]);
+	}
+	for (int i = 0; i < NOPEN; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < NOPEN; i++) {
+		if (op[i].rc != RC_OK)
+			fail_msg("opener %d: %s: %s %s", i, rc_rpc_strerror(op[i].rc),
+			         op[i].err.message, op[i].err.revert_text);
+		struct rc_session_info si;
+		struct rc_rpc_error e;
+		assert_int_equal(rc_market_get_session(mkt, op[i].session, &si, &e), RC_OK);
+		assert_true(si.found && si.is_active);
+	}
+	uint8_t(*ids)[32];
+	size_t n;
+	uint64_t total;
+	struct rc_rpc_error e;
+	assert_int_equal(rc_market_user_sessions(mkt, addrs[0], 0, 255, &ids, &n, &total, &e),
+	                 RC_OK);
+	assert_int_equal(n, NOPEN);
+	free(ids);
+}
+
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
@@ -592,6 +645,7 @@ int main(void)
 	        cmocka_unit_test(test_rc_market__register_and_read),
 	        cmocka_unit_test(test_rc_market__open_read_close),
 	        cmocka_unit_test(test_rc_market__more_reverts),
+	        cmocka_unit_test(test_rc_market__concurrent_opens),
 	};
 	int failed = cmocka_run_group_tests_name("rc_market pure", pure, NULL, NULL);
 	failed += cmocka_run_group_tests_name("rc_market devnet", live, devnet_start, devnet_stop);

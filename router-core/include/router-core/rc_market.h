@@ -197,11 +197,12 @@ int rc_market_mor_approve(struct rc_market *m, struct rc_txm *txm, const uint8_t
                           const struct rc_u256 *amount, struct rc_rpc_error *err);
 
 /*
- * Make sure the Diamond may take `amount` MOR from the wallet: if allowance < amount, approve
- * 3 x amount (the reference keeps 3 x stake, §3.6.2; approve rather than increaseAllowance,
- * which every ERC-20 has). Serialized per market so two threads do not both approve. Note that a
- * pending (unmined) spend is not seen by allowance(): wallets opening many sessions at once
- * should approve a large amount up front.
+ * Make sure the Diamond may take `amount` MOR from the wallet on top of what this market's
+ * writes in flight from the same wallet will take: if allowance - pending < amount, approve
+ * pending + 3 x amount (the reference keeps 3 x stake, §3.6.2; approve rather than
+ * increaseAllowance, which every ERC-20 has). The writers below (register, bid, open) reserve
+ * their amount this way until their receipt is in, so many sessions opened at once from one
+ * wallet do not race each other's transferFrom. Serialized per market.
  */
 int rc_market_ensure_allowance(struct rc_market *m, struct rc_txm *txm,
                                const struct rc_u256 *amount, struct rc_rpc_error *err);
