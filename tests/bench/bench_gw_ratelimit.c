@@ -279,7 +279,8 @@ static void line(const char *what, double rate, long done, struct gw_rl *rl,
 		gw_rl_stats(rl, &s1);
 		double cpu1;
 		long long ev1 = evalsha_calls(&cpu1);
-		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f  redis cpu/adm %.1f us"
+		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f (admit+finish)  redis "
+		       "cpu/adm %.1f us"
 		       "  local %llu",
 		       (double)(s1.redis_roundtrips - s0->redis_roundtrips) / (double)done,
 		       (double)(s1.redis_commands - s0->redis_commands) / (double)done,
@@ -299,7 +300,8 @@ int main(int argc, char **argv)
 	if (!lat)
 		return 1;
 	make_keys();
-	printf("rate limiter: every admission checks 7 dimensions, then finish (settle+release); "
+	printf("rate limiter: every admission checks 7 dimensions, then finish (settle+release,"
+	       " fire-and-forget); rt/adm counts admission round trips, cmds/adm every command; "
 	       "%.1f s per run\n",
 	       secs);
 
