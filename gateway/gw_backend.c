@@ -176,9 +176,24 @@ void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, si
 	pthread_mutex_unlock(&c->mu);
 }
 
+/*
+ * Watch the client socket from the first scan after the call started: most calls finish within
+ * a scan period and never pay the two epoll_ctl calls; a slow or hanging one is watched from
+ * then on, so a disconnect is noticed within SCAN_MS plus the wire.
+ */
+static void watch_client(struct gw_engine *e, struct gw_call *c)
+{
+	struct epoll_event ev = {0};
+	ev.events = EPOLLRDHUP;
+	ev.data.ptr = c;
+	c->watched = 1;
+	if (c->client_fd >= 0 && epoll_ctl(e->ep, EPOLL_CTL_ADD, c->client_fd, &ev) != 0)
+		c->client_fd = -1;
+}
+
 static void engine_forget(struct gw_engine *e, struct gw_call *c)
 {
-	if (c->client_fd >= 0) {
+	if (c->client_fd >= 0 && c->watched) {
 		epoll_ctl(e->ep, EPOLL_CTL_DEL, c->client_fd, NULL);
 		c->client_fd = -1;
 	}
@@ -524,15 +539,23 @@ static int curl_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void
 	struct gw_engine *e = userp;
 	(void)easy;
 	(void)socketp;
+	/* socketp remembers what the socket is registered for (events + 1), so each change costs
+	 * one epoll_ctl and an unchanged one none */
+	uintptr_t cur = (uintptr_t)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(e->ep, EPOLL_CTL_DEL, s, NULL);
+		if (cur)
+			epoll_ctl(e->ep, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(e->multi, s, NULL);
 		return 0;
 	}
 	struct epoll_event ev = {0};
 	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
 	ev.data.u64 = ((uint64_t)s << 2) | TAG_CURL;
-	if (epoll_ctl(e->ep, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-		epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev);
+	if (cur == (uintptr_t)ev.events + 1)
+		return 0;
+	if (epoll_ctl(e->ep, cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+		epoll_ctl(e->ep, EPOLL_CTL_MOD, s, &ev);
+	curl_multi_assign(e->multi, s, (void *)((uintptr_t)ev.events + 1));
 	return 0;
 }
 
@@ -563,13 +586,6 @@ static void start_call(struct gw_engine *e, struct gw_call *c)
 	atomic_fetch_add(&e->stats.started, 1);
 	if (c->info.stream)
 		atomic_fetch_add(&e->stats.open_streams, 1);
-	if (c->client_fd >= 0) {
-		struct epoll_event ev = {0};
-		ev.events = EPOLLRDHUP;
-		ev.data.ptr = c;
-		if (epoll_ctl(e->ep, EPOLL_CTL_ADD, c->client_fd, &ev) != 0)
-			c->client_fd = -1;
-	}
 	int rc = c->backend->ops->start(e, c);
 	if (rc != GW_BE_OK && c->in_engine) {
 		c->backend->ops->cancel(e, c);
@@ -591,6 +607,8 @@ static void scan(struct gw_engine *e, int64_t now)
 			cancel_call(e, c, GW_BE_ETIMEOUT, "no response headers from the upstream in time");
 			continue;
 		}
+		if (!c->watched)
+			watch_client(e, c);
 		if (c->rl && c->renew_every_ns > 0 && now >= c->next_renew_ns) {
 			gw_rl_renew(c->rl, &c->ticket);
 			c->next_renew_ns = now + c->renew_every_ns;

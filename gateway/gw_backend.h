@@ -70,7 +70,8 @@ struct gw_call {
 	struct rc_buf body;        /* owned: the body exactly as the client sent it */
 	struct gw_body_info info;  /* parsed fields */
 	struct MHD_Connection *conn;
-	int client_fd;             /* watched for disconnects; -1: not watched */
+	int client_fd;             /* watched for disconnects (-1: cannot be) */
+	int watched;               /* engine: client_fd is in the engine's epoll set */
 	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below */
 	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
 	struct gw_backend *backend;

@@ -39,8 +39,65 @@ static int put(struct gw_sse *s, char c)
 	return 0;
 }
 
+/*
+ * Responses can be large (long completions, embeddings); only the "usage" member matters. Find
+ * the last "usage": { ... } span (usage comes after the choices) by scanning for the matching
+ * brace outside strings, and parse just that; fall back to the whole document when the scan
+ * finds no object there.
+ */
+static const char *usage_span(const char *s, size_t len, size_t *n)
+{
+	const char *best = NULL;
+	for (const char *p = s; (p = memmem(p, len - (size_t)(p - s), "\"usage\"", 7)); p += 7) {
+		const char *q = p + 7, *end = s + len;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+			q++;
+		if (q >= end || *q != ':')
+			continue;
+		q++;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+			q++;
+		if (q >= end || *q != '{')
+			continue;
+		int depth = 0, in_str = 0;
+		for (const char *r = q; r < end; r++) {
+			if (in_str) {
+				if (*r == '\\')
+					r++;
+				else if (*r == '"')
+					in_str = 0;
+			} else if (*r == '"') {
+				in_str = 1;
+			} else if (*r == '{') {
+				depth++;
+			} else if (*r == '}' && --depth == 0) {
+				best = q;
+				*n = (size_t)(r - q + 1);
+				break;
+			}
+		}
+	}
+	return best;
+}
+
 int gw_usage_from_json(const char *json, size_t len, int64_t *prompt, int64_t *completion)
 {
+	size_t un = 0;
+	const char *u0 = usage_span(json, len, &un);
+	if (u0) {
+		json_t *u = json_loadb(u0, un, 0, NULL);
+		int found = 0;
+		json_t *pt = json_object_get(u, "prompt_tokens");
+		json_t *ct = json_object_get(u, "completion_tokens");
+		if (json_is_integer(pt) || json_is_integer(ct)) {
+			*prompt = json_is_integer(pt) && json_integer_value(pt) > 0 ? json_integer_value(pt) : 0;
+			*completion = json_is_integer(ct) && json_integer_value(ct) > 0 ? json_integer_value(ct) : 0;
+			found = 1;
+		}
+		json_decref(u);
+		if (found)
+			return 1;
+	}
 	json_t *root = json_loadb(json, len, 0, NULL);
 	int found = 0;
 	json_t *u = root ? json_object_get(root, "usage") : NULL;

@@ -251,7 +251,9 @@ exec 8<&-
 check_raw "a header without a colon is refused" 'GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n' '^HTTP/1.1 400'
 check_raw "path traversal is just an unknown path" 'GET /v1/../v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' '^HTTP/1.1 (404|400)'
 check_raw "a NUL in the path is refused" 'GET /v1/models%%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' '^HTTP/1.1 (404|401|400)'
-check_raw "an oversized header is refused" "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 40000 /dev/zero | tr '\0' b)\r\n\r\n" '^HTTP/1.1 (431|413|400)'
+# (MHD answers 431 and closes; with the rest of the header unread the kernel may turn that close
+# into a reset that eats the answer, so a bare close counts too: the point is the refusal)
+check_raw "an oversized header is refused" "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 40000 /dev/zero | tr '\0' b)\r\n\r\n" '^HTTP/1.1 (431|413|400)|^$'
 check_raw "junk instead of HTTP is refused" 'BLAH\r\n\r\n' '^HTTP/1.1 400|^$'
 check_raw "an unknown method is refused" 'BREW /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' '^HTTP/1.1 (405|401)'
 printf '{"model":"mock-chat","messages":[{"content":"\xff\xfe"}]}' >"$T_DIR/badutf8"
