@@ -200,6 +200,7 @@ struct job {
 	int in_fifo;
 	int answered;         /* the callback ran (timeout): a late reply is compensated */
 	uint64_t deadline_us; /* monotonic */
+	uint64_t sent_us;     /* monotonic, when the script was queued for Redis */
 	struct admit_in in;   /* JOB_ADMIT */
 	gw_rl_admit_cb *cb;
 	void *ctx;
@@ -218,6 +219,11 @@ struct gw_rl {
 	_Atomic uint64_t slot_seq;
 
 	struct ltable local;
+
+	/* requests-per-minute refusals Redis gave recently (see block_*) */
+	pthread_mutex_t bmu;
+	atomic_int nblocks;
+	struct block *blocks; /* BLOCKS entries, direct-mapped */
 
 	/* submission queue */
 	pthread_mutex_t qmu;
@@ -241,7 +247,7 @@ struct gw_rl {
 	/* counters */
 	_Atomic uint64_t c_allowed, c_limited[GW_RL_NDIM], c_quota, c_too_large, c_unavailable,
 	        c_local, c_timeouts, c_roundtrips, c_commands, c_errors, c_reconnects, c_dropped,
-	        c_pending;
+	        c_pending, c_cached;
 };
 
 static const char *const DIM_NAMES[GW_RL_NDIM] = {"key_rpm",         "key_tpm",
@@ -593,6 +599,98 @@ static void local_settle(struct gw_rl *rl, const struct gw_rl_ticket *tk, int64_
 			e->expires = 0;
 	}
 	pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- the over-limit cache ----------------------------------------------------------------- */
+
+/*
+ * Envoy's good idea (anchor-peers §4): a client hammering past its requests-per-minute limit
+ * should not cost a Redis round trip per refused request. When Redis refuses on key_rpm or
+ * tenant_rpm, the refusal holds until its wait has passed: GCRA's next admissible time for a
+ * cost of 1 only moves later (other instances' admissions), never earlier (requests per minute
+ * are never refunded). So for that long the same key (key_rpm) or every key of the tenant
+ * (tenant_rpm) is refused here, with the decision Redis gave and its times counted down. The
+ * wait is counted from when the script was sent, which is no later than Redis's clock read: the
+ * cache can only end a block early (Redis then decides), never late. A block applies only to
+ * requests with the same limit it was learnt under (an admin may raise it). Token, concurrency
+ * and quota refusals are not cached: settlements and releases can end them at any time.
+ */
+#define BLOCKS 1024
+
+struct block {
+	int64_t tenant_id;
+	char key_id[KS_KEY_ID_LEN + 1]; /* "" for a tenant-wide block */
+	int64_t limit;
+	uint64_t until_us, learnt_us; /* monotonic */
+	struct gw_rl_decision d;
+};
+
+static size_t block_slot(int64_t tenant_id, const char *key_id)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)tenant_id;
+	for (const char *p = key_id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return (size_t)(h * 0x9E3779B97F4A7C15ull >> 54) & (BLOCKS - 1);
+}
+
+static void block_learn(struct gw_rl *rl, const struct admit_in *in, const struct gw_rl_decision *d,
+                        uint64_t sent_us, int64_t wait_us)
+{
+	if (d->outcome != GW_RL_LIMITED || wait_us < 1000 || !rl->blocks)
+		return;
+	const char *kid = d->refused == GW_RL_KEY_RPM ? in->key_id : "";
+	if (d->refused != GW_RL_KEY_RPM && d->refused != GW_RL_TENANT_RPM)
+		return;
+	struct block *b = &rl->blocks[block_slot(in->tenant_id, kid)];
+	pthread_mutex_lock(&rl->bmu);
+	if (b->until_us == 0)
+		atomic_fetch_add(&rl->nblocks, 1);
+	b->tenant_id = in->tenant_id;
+	snprintf(b->key_id, sizeof b->key_id, "%s", kid);
+	b->limit = in->lim[d->refused];
+	b->until_us = sent_us + (uint64_t)wait_us;
+	b->learnt_us = sent_us;
+	b->d = *d;
+	pthread_mutex_unlock(&rl->bmu);
+}
+
+/* 1 and *out filled when a cached refusal applies to this request. */
+static int block_check(struct gw_rl *rl, const struct admit_in *in, struct gw_rl_decision *out)
+{
+	if (!rl->blocks || atomic_load(&rl->nblocks) == 0)
+		return 0;
+	uint64_t now = mono_us();
+	int hit = 0;
+	pthread_mutex_lock(&rl->bmu);
+	for (int pass = 0; pass < 2 && !hit; pass++) {
+		const char *kid = pass == 0 ? in->key_id : "";
+		int dim = pass == 0 ? GW_RL_KEY_RPM : GW_RL_TENANT_RPM;
+		struct block *b = &rl->blocks[block_slot(in->tenant_id, kid)];
+		if (b->until_us == 0)
+			continue;
+		if (b->until_us <= now) { /* over: forget it */
+			b->until_us = 0;
+			atomic_fetch_sub(&rl->nblocks, 1);
+			continue;
+		}
+		if (b->tenant_id != in->tenant_id || strcmp(b->key_id, kid) != 0 ||
+		    b->limit != in->lim[dim])
+			continue;
+		*out = b->d;
+		int64_t gone_ms = (int64_t)(now - b->learnt_us) / 1000;
+		out->retry_after_s = (int64_t)(b->until_us - now + 999999) / 1000000;
+		if (out->retry_after_s < 1)
+			out->retry_after_s = 1;
+		for (int i = 0; i < GW_RL_NDIM; i++) {
+			out->dim[i].limit = in->lim[i] > 0 ? in->lim[i] : 0;
+			out->dim[i].reset_ms -= gone_ms;
+			if (out->dim[i].reset_ms < 0)
+				out->dim[i].reset_ms = 0;
+		}
+		hit = 1;
+	}
+	pthread_mutex_unlock(&rl->bmu);
+	return hit;
 }
 
 /* ---- decisions ------------------------------------------------------------------------------- */
@@ -983,6 +1081,7 @@ static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (ok) {
 		fill_decision(rl, &j->in, &raw, 0, &d);
 		count_decision(rl, &d);
+		block_learn(rl, &j->in, &d, j->sent_us, raw.wait_us);
 	} else {
 		if (!r)
 			rl->need_reset = 1; /* the connection went away under us */
@@ -997,6 +1096,7 @@ static void send_admit(struct gw_rl *rl, struct job *j, int use_eval)
 	struct argv_buf a;
 	build_admit(rl, &j->in, use_eval, &a);
 	if (send_argv(rl, &a, on_admit_reply, j) == 0) {
+		j->sent_us = mono_us();
 		if (!use_eval)
 			atomic_fetch_add(&rl->c_roundtrips, 1);
 		fifo_push(rl, j);
@@ -1277,6 +1377,8 @@ int gw_rl_new(const struct gw_rl_config *cfg, struct gw_rl **out, char *errbuf, 
 	if (!rl)
 		return GW_RL_ENOMEM;
 	rl->efd = -1;
+	pthread_mutex_init(&rl->qmu, NULL);
+	pthread_mutex_init(&rl->bmu, NULL);
 	rl->cfg = *cfg;
 	rl->cfg.redis_url = NULL; /* not kept: the parsed form is */
 	if (rl->cfg.timeout_ms <= 0)
@@ -1306,7 +1408,6 @@ int gw_rl_new(const struct gw_rl_config *cfg, struct gw_rl **out, char *errbuf, 
 		goto fail;
 	if (getrandom(&rl->instance, sizeof rl->instance, 0) != sizeof rl->instance)
 		rl->instance = (uint32_t)getpid() ^ (uint32_t)mono_us();
-	pthread_mutex_init(&rl->qmu, NULL);
 
 	if (cfg->redis_url && cfg->redis_url[0]) {
 		struct gw_redisurl_err e = {0, NULL};
@@ -1318,6 +1419,11 @@ int gw_rl_new(const struct gw_rl_config *cfg, struct gw_rl **out, char *errbuf, 
 			goto fail;
 		}
 		rl->has_redis = 1;
+		rl->blocks = calloc(BLOCKS, sizeof *rl->blocks);
+		if (!rl->blocks) {
+			rc = GW_RL_ENOMEM;
+			goto fail;
+		}
 		unsigned char md[SHA_DIGEST_LENGTH];
 		SHA1((const unsigned char *)LUA_SCRIPT, sizeof LUA_SCRIPT - 1, md);
 		for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
@@ -1359,6 +1465,8 @@ void gw_rl_free(struct gw_rl *rl)
 		close(rl->efd);
 	ltable_release(&rl->local);
 	pthread_mutex_destroy(&rl->qmu);
+	pthread_mutex_destroy(&rl->bmu);
+	free(rl->blocks);
 	memset(rl->url.password, 0, sizeof rl->url.password);
 	free(rl);
 }
@@ -1426,6 +1534,12 @@ int gw_rl_admit(struct gw_rl *rl, const struct gw_rl_request *req, gw_rl_admit_c
 	if (!rl->has_redis || !atomic_load(&rl->ready) ||
 	    atomic_load(&rl->c_pending) >= rl->cfg.max_pending) {
 		decide_local(rl, &in, rl->has_redis, &d);
+		cb(ctx, &d);
+		return 1;
+	}
+	if (block_check(rl, &in, &d)) { /* refused by Redis a moment ago, still refused */
+		atomic_fetch_add(&rl->c_cached, 1);
+		count_decision(rl, &d);
 		cb(ctx, &d);
 		return 1;
 	}
@@ -1593,5 +1707,6 @@ void gw_rl_stats(const struct gw_rl *rl, struct gw_rl_stats *out)
 	out->reconnects = atomic_load(&m->c_reconnects);
 	out->fire_dropped = atomic_load(&m->c_dropped);
 	out->pending = atomic_load(&m->c_pending);
+	out->cached_refusals = atomic_load(&m->c_cached);
 	out->degraded = gw_rl_degraded(rl);
 }

@@ -22,6 +22,8 @@
  * release and renewal are fire-and-forget on the same pipeline. Redis keys are
  * "<prefix>{t<tenant_id>}:..." (hash tag per tenant), name the public key id, never a secret,
  * and expire by themselves.
+ * A key (or tenant) that Redis has just refused on requests per minute is refused in process until
+ * its Retry-After has passed, without a round trip (exact: such a refusal cannot end early).
  * Without Redis (none configured, unreachable, or slower than timeout_ms) the in-process limiter
  * decides with the same arithmetic, per instance; gw_rl_degraded() says so. Redis is retried in
  * the background with backoff; decisions return to it once it answers again. With fail_closed
@@ -242,12 +244,14 @@ struct gw_rl_stats {
 	uint64_t local_decisions;     /* decisions made by the in-process limiter (any outcome) */
 	uint64_t timeouts;            /* admissions Redis did not answer within timeout_ms */
 	uint64_t redis_roundtrips;    /* admission scripts sent to Redis (one per admission) */
-	uint64_t redis_commands; /* every command sent (admissions, settlements, releases...) */
-	uint64_t redis_errors;   /* error replies, connection failures, lost connections */
-	uint64_t reconnects;     /* successful (re)connections */
-	uint64_t fire_dropped;   /* settle/release/renew lost because Redis was unavailable */
-	uint64_t pending;        /* admissions waiting for Redis now */
-	int degraded;            /* as gw_rl_degraded() */
+	uint64_t redis_commands;  /* every command sent (admissions, settlements, releases...) */
+	uint64_t redis_errors;    /* error replies, connection failures, lost connections */
+	uint64_t reconnects;      /* successful (re)connections */
+	uint64_t fire_dropped;    /* settle/release/renew lost because Redis was unavailable */
+	uint64_t pending;         /* admissions waiting for Redis now */
+	int degraded;             /* as gw_rl_degraded() */
+	uint64_t cached_refusals; /* rpm refusals answered from the over-limit cache (also in
+	                             limited[]), without a Redis round trip */
 };
 
 /* Snapshot of the counters (each read atomically; the set is not one instant). */

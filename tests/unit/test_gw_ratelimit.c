@@ -436,9 +436,12 @@ static void test_gw_ratelimit__redis_exact_limit_under_concurrency(void **state)
 		assert_true(got >= 100 && got <= 100 + el / 600 + 1);
 	struct gw_rl_stats s1;
 	gw_rl_stats(rl, &s1);
-	/* one round trip per admission, by our count and by Redis's */
-	assert_int_equal(s1.redis_roundtrips - s0.redis_roundtrips, 400);
-	assert_int_equal(command_calls("evalsha") - evalsha0, 400);
+	/* one round trip per admission, by our count and by Redis's, except for refusals the
+	 * over-limit cache answered without one */
+	uint64_t rt = s1.redis_roundtrips - s0.redis_roundtrips;
+	assert_int_equal(rt + (s1.cached_refusals - s0.cached_refusals), 400);
+	assert_true(rt >= 100 + 1);
+	assert_int_equal(command_calls("evalsha") - evalsha0, (long long)rt);
 	assert_int_equal(s1.allowed - s0.allowed, (uint64_t)got);
 	assert_int_equal(s1.limited[GW_RL_KEY_RPM] - s0.limited[GW_RL_KEY_RPM], 400 - got);
 	assert_int_equal(s1.local_decisions, 0);
@@ -778,6 +781,62 @@ static void test_gw_ratelimit__password_db_and_unix_socket_urls(void **state)
 	redisFree(c);
 }
 
+static void test_gw_ratelimit__rpm_refusals_are_cached_until_their_retry_after(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t14:", 1000, 0);
+	struct ks_key_info k = key_info(23, "TTTTTTTTTTTT");
+	k.limits.rpm = 2;
+	k.tenant_limits.rpm = 1000;
+	struct gw_rl_stats s0, s1;
+	assert_int_equal(admit(rl, &k, 0).outcome, GW_RL_ALLOWED);
+	assert_int_equal(admit(rl, &k, 0).outcome, GW_RL_ALLOWED);
+	struct gw_rl_decision a = admit(rl, &k, 0); /* Redis refuses: 30 s to wait */
+	assert_int_equal(a.outcome, GW_RL_LIMITED);
+	assert_int_equal(a.refused, GW_RL_KEY_RPM);
+	gw_rl_stats(rl, &s0);
+	struct gw_rl_decision b = admit(rl, &k, 0);
+	gw_rl_stats(rl, &s1);
+	assert_int_equal(b.outcome, GW_RL_LIMITED);
+	assert_int_equal(b.refused, GW_RL_KEY_RPM);
+	assert_true(b.retry_after_s >= 29 && b.retry_after_s <= 30);
+	assert_int_equal(b.dim[GW_RL_TENANT_RPM].remaining, a.dim[GW_RL_TENANT_RPM].remaining);
+	assert_int_equal(s1.redis_roundtrips, s0.redis_roundtrips);
+	assert_int_equal(s1.cached_refusals, s0.cached_refusals + 1);
+	assert_int_equal(s1.limited[GW_RL_KEY_RPM], s0.limited[GW_RL_KEY_RPM] + 1);
+	/* another key of the tenant is not blocked by this key's block */
+	struct ks_key_info k2 = key_info(23, "UUUUUUUUUUUU");
+	k2.limits.rpm = 2;
+	k2.tenant_limits.rpm = 1000;
+	assert_int_equal(admit(rl, &k2, 0).outcome, GW_RL_ALLOWED);
+	/* a raised limit is not held back by a block learnt under the old one */
+	k.limits.rpm = 10;
+	struct gw_rl_decision c = admit(rl, &k, 0);
+	assert_int_equal(c.outcome, GW_RL_ALLOWED);
+	assert_false(c.local);
+	/* a tenant-wide refusal blocks every key of the tenant */
+	struct ks_key_info t1 = key_info(24, "VVVVVVVVVVVV"), t2 = key_info(24, "WWWWWWWWWWWW");
+	t1.tenant_limits.rpm = t2.tenant_limits.rpm = 1;
+	assert_int_equal(admit(rl, &t1, 0).outcome, GW_RL_ALLOWED);
+	assert_int_equal(admit(rl, &t2, 0).refused, GW_RL_TENANT_RPM); /* Redis */
+	gw_rl_stats(rl, &s0);
+	struct gw_rl_decision d = admit(rl, &t1, 0); /* cache */
+	gw_rl_stats(rl, &s1);
+	assert_int_equal(d.refused, GW_RL_TENANT_RPM);
+	assert_true(d.retry_after_s >= 59 && d.retry_after_s <= 60);
+	assert_int_equal(s1.redis_roundtrips, s0.redis_roundtrips);
+	/* a short block ends on time: rpm 600 waits 100 ms */
+	struct ks_key_info f = key_info(25, "XXXXXXXXXXXX");
+	f.limits.rpm = 600;
+	int n = 0;
+	while (admit(rl, &f, 0).outcome == GW_RL_ALLOWED)
+		n++;
+	assert_true(n >= 600);
+	sleep_ms(150);
+	assert_int_equal(admit(rl, &f, 0).outcome, GW_RL_ALLOWED);
+	gw_rl_free(rl);
+}
+
 /* The Lua script and the in-process limiter must decide alike, step by step. */
 static void test_gw_ratelimit__redis_and_local_decide_alike(void **state)
 {
@@ -885,6 +944,8 @@ int main(void)
 	        cmocka_unit_test(test_gw_ratelimit__redis_slots_release_renew_and_expire),
 	        cmocka_unit_test(test_gw_ratelimit__redis_keys_are_namespaced_and_expire),
 	        cmocka_unit_test(test_gw_ratelimit__noscript_after_a_script_flush),
+	        cmocka_unit_test(
+	                test_gw_ratelimit__rpm_refusals_are_cached_until_their_retry_after),
 	        cmocka_unit_test(test_gw_ratelimit__redis_and_local_decide_alike),
 	        cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
 	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
