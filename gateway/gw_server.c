@@ -460,7 +460,7 @@ static enum MHD_Result resume_wait(struct req *r, struct MHD_Connection *conn)
 	pthread_mutex_lock(&c->mu);
 	if (c->streaming && c->head_ready) {
 		struct MHD_Response *resp =
-			MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
+			MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
 		pthread_mutex_unlock(&c->mu);
 		if (!resp)
 			return MHD_NO;
@@ -783,6 +783,9 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
 		atomic_fetch_sub(&s->connections, 1);
 }
 
+/* libmicrohttpd's own messages: fmt comes from the library, so the non-literal format is safe. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
@@ -790,6 +793,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	gw_log_debug("mhd", "%s", buf);
 }
+#pragma GCC diagnostic pop
 
 /* --- lifecycle ------------------------------------------------------------------------------------ */
 
@@ -813,7 +817,7 @@ static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, 
 		MHD_OPTION_THREAD_POOL_SIZE, admin ? 1u : threads, MHD_OPTION_CONNECTION_LIMIT,
 		admin ? 64u : (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)cfg->max_header_bytes + 16384, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+		(size_t)cfg->max_header_bytes + 4096, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
 		MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!d)
