@@ -377,6 +377,10 @@ static int direct_start(struct gw_engine *e, struct gw_call *c)
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, b->idle_timeout_ms < 1000 ? 1L : b->idle_timeout_ms / 1000);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	/* 4 KiB receive buffer per transfer (libcurl's default is 16): thousands of open streams
+	 * each hold one, and SSE chunks are small */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 4096L);
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (curl_multi_add_handle(e->multi, h) != CURLM_OK)

@@ -40,7 +40,7 @@ static const struct opt opts[] = {
 	{"keystore.poll_ms", T_LONG, O(keystore_poll_ms), 10, 60000, NULL, 200},
 	{"limits", T_SECTION, 0, 0, 0, NULL, 0},
 	{"limits.max_body_bytes", T_LONG, O(max_body_bytes), 1024, 1L << 30, NULL, 4L << 20},
-	{"limits.max_header_bytes", T_LONG, O(max_header_bytes), 1024, 1L << 20, NULL, 16384},
+	{"limits.max_header_bytes", T_LONG, O(max_header_bytes), 1024, 1L << 20, NULL, 8192},
 	{"limits.max_connections", T_LONG, O(max_connections), 4, 1000000, NULL, 20000},
 	{"limits.soft_connections", T_LONG, O(soft_connections), 1, 1000000, NULL, 16000},
 	{"limits.client_timeout_s", T_LONG, O(client_timeout_s), 1, 3600, NULL, 30},
