@@ -42,10 +42,10 @@ static uint64_t now_ns(void)
 
 static void make_keys(void)
 {
-	for (int i = 0; i < NKEYS; i++) {
+	for (unsigned i = 0; i < NKEYS; i++) {
 		struct ks_key_info *k = &keys[i];
 		memset(k, 0, sizeof *k);
-		snprintf(k->key_id, sizeof k->key_id, "bench%07d", i);
+		snprintf(k->key_id, sizeof k->key_id, "bench%07u", i % 10000000u);
 		k->tenant_id = 1000 + i % 8;
 		k->limits = (struct ks_limits){100000000, 10000000000LL, 100000, 0};
 		k->tenant_limits =
