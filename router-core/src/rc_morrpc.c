@@ -810,3 +810,187 @@ int rc_morrpc_is_done(struct rc_str plain)
 {
 	return plain.len == 8 && memcmp(plain.ptr, "\"[DONE]\"", 8) == 0;
 }
+
+/* ---- consumer hot path -------------------------------------------------------------------- */
+
+static int is_lower_hex(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* Match the literal lit at *p (advancing it), or fail. */
+static int eat(const char **p, const char *end, const char *lit, size_t n)
+{
+	if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+		return 0;
+	*p += n;
+	return 1;
+}
+#define EAT(p, end, lit) eat(p, end, lit, sizeof lit - 1)
+
+/*
+ * The canonical form of a streamed chunk, as Go's json.Marshal writes SessionPromptRes inside
+ * RpcResponse (§2.2, §2.5.3). Only a text that the general path would read to exactly the same
+ * fields is accepted here: plain ASCII id without escapes, lowercase hex message (its Go string
+ * escaping is the identity, so the text is also its signed form), a 65-byte lowercase signature
+ * and a timestamp of 1..18 digits without a leading zero (within jansson's int64, non-zero as
+ * the validator wants). Returns 1 with the pieces, 0 for "not canonical, take the slow path".
+ */
+struct canon {
+	struct rc_str id, msg, ts;
+	const char *sig; /* 130 hex digits */
+	uint64_t timestamp;
+};
+
+static int match_canonical(const char *json, size_t len, struct canon *c)
+{
+	const char *p = json, *end = json + len, *q;
+	if (!EAT(&p, end, "{\"id\":\""))
+		return 0;
+	for (q = p; q < end && *q != '"'; q++)
+		if ((uint8_t)*q < 0x20 || (uint8_t)*q >= 0x80 || *q == '\\')
+			return 0;
+	c->id = (struct rc_str){p, (size_t)(q - p)};
+	p = q;
+	if (!EAT(&p, end, "\",\"result\":{\"message\":\""))
+		return 0;
+	for (q = p; q < end && is_lower_hex((uint8_t)*q); q++)
+		;
+	c->msg = (struct rc_str){p, (size_t)(q - p)};
+	if (c->msg.len == 0 || (c->msg.len & 1))
+		return 0;
+	p = q;
+	if (!EAT(&p, end, "\",\"signature\":\"0x") || end - p < 2 * RC_SECP_SIG_LEN)
+		return 0;
+	for (int i = 0; i < 2 * RC_SECP_SIG_LEN; i++)
+		if (!is_lower_hex((uint8_t)p[i]))
+			return 0;
+	c->sig = p;
+	p += 2 * RC_SECP_SIG_LEN;
+	if (!EAT(&p, end, "\",\"timestamp\":") || p >= end || *p < '1' || *p > '9')
+		return 0;
+	c->timestamp = 0;
+	for (q = p; q < end && *q >= '0' && *q <= '9'; q++) {
+		if (q - p >= 18)
+			return 0;
+		c->timestamp = c->timestamp * 10 + (uint64_t)(*q - '0');
+	}
+	c->ts = (struct rc_str){p, (size_t)(q - p)};
+	p = q;
+	return EAT(&p, end, "}}") && p == end;
+}
+
+static int decrypt_hex(struct rc_str msg, const struct rc_secp_privkey *user,
+                       struct rc_buf *scratch, struct rc_buf *plain, struct rc_errinfo *err)
+{
+	size_t n, got;
+	rc_buf_reset(scratch);
+	int rc = rc_buf_grow(scratch, msg.len / 2 + 1);
+	if (rc != RC_OK)
+		return rc;
+	if (rc_hex_decode(msg.ptr, msg.len, (uint8_t *)scratch->ptr, msg.len / 2 + 1, &n, NULL))
+		return set_err(err, RC_EPROTO, 0, "%s", "\"message\" is not valid hex");
+	if (n < RC_ECIES_OVERHEAD)
+		return set_err(err, RC_ETRUNC, 0, "%s", "ciphertext shorter than 113 bytes");
+	if ((rc = rc_buf_grow(plain, n - RC_ECIES_OVERHEAD)) != RC_OK)
+		return rc;
+	rc = rc_ecies_decrypt(user, (const uint8_t *)scratch->ptr, n, (uint8_t *)plain->ptr,
+	                      n - RC_ECIES_OVERHEAD, &got, err);
+	if (rc != RC_OK)
+		return rc;
+	rc_buf_setlen(plain, got);
+	return RC_OK;
+}
+
+static int id_differs(struct rc_str got, struct rc_str want)
+{
+	return want.ptr && (got.len != want.len || memcmp(got.ptr, want.ptr, got.len) != 0);
+}
+
+static int open_fast(const struct canon *c, struct rc_str want_id, const uint8_t *provider_pub,
+                     const struct rc_secp_privkey *user, struct rc_buf *scratch,
+                     struct rc_buf *plain, struct rc_morrpc_chunk_info *info,
+                     struct rc_errinfo *err)
+{
+	uint8_t sig[RC_SECP_SIG_LEN], hash[32];
+	struct rc_keccak k;
+	info->fast = 1;
+	info->type = RC_MORRPC_PROMPT_RES;
+	info->timestamp = c->timestamp;
+	info->stage = RC_MORRPC_AT_ID;
+	if (id_differs(c->id, want_id))
+		return set_err(err, RC_EPROTO, 0, "%s", "response id does not match the request");
+	info->stage = RC_MORRPC_AT_VERIFY;
+	if (rc_hex_decode_exact(c->sig, 2 * RC_SECP_SIG_LEN, sig, sizeof sig, NULL) != RC_OK)
+		return set_err(err, RC_ECRYPTO, 0, "%s", "invalid signature from provider");
+	/* §2.5.3 signed bytes {"message":"<hex>","timestamp":<ms>}, hashed where they lie. */
+	rc_keccak_init(&k);
+	rc_keccak_update(&k, "{\"message\":\"", 12);
+	rc_keccak_update(&k, c->msg.ptr, c->msg.len);
+	rc_keccak_update(&k, "\",\"timestamp\":", 14);
+	rc_keccak_update(&k, c->ts.ptr, c->ts.len);
+	rc_keccak_update(&k, "}", 1);
+	rc_keccak_final(&k, hash);
+	if (rc_secp_verify_rs(hash, sig, provider_pub) != RC_OK)
+		return set_err(err, RC_ECRYPTO, 0, "%s", "invalid signature from provider");
+	info->is_signed = 1;
+	info->stage = RC_MORRPC_AT_DECRYPT;
+	int rc = decrypt_hex(c->msg, user, scratch, plain, err);
+	if (rc == RC_OK)
+		info->stage = RC_MORRPC_AT_DONE;
+	return rc;
+}
+
+int rc_morrpc_open_chunk_bytes(const char *json, size_t len, struct rc_str want_id,
+                               const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
+                               const struct rc_secp_privkey *user, struct rc_buf *scratch,
+                               struct rc_buf *plain, struct rc_morrpc_chunk_info *info,
+                               struct rc_errinfo *err)
+{
+	struct canon c;
+	struct rc_morrpc_msg m;
+	struct rc_morrpc_body b;
+	if ((!json && len) || !provider_pub || !user || !scratch || !plain || !info)
+		return RC_EINVAL;
+	memset(info, 0, sizeof *info);
+	rc_buf_reset(plain);
+	if (json && match_canonical(json, len, &c))
+		return open_fast(&c, want_id, provider_pub, user, scratch, plain, info, err);
+
+	info->stage = RC_MORRPC_AT_PARSE;
+	int rc = rc_morrpc_parse_response(&m, json, len, err);
+	if (rc != RC_OK)
+		return rc;
+	info->stage = RC_MORRPC_AT_ID;
+	if (id_differs(m.id, want_id)) {
+		rc = set_err(err, RC_EPROTO, 0, "%s", "response id does not match the request");
+		goto out;
+	}
+	/* Stage by what open_chunk reports: decode errors are RC_EPROTO before any crypto. */
+	info->type = m.error ? RC_MORRPC_ERROR : RC_MORRPC_PROMPT_RES;
+	info->stage = RC_MORRPC_AT_DECODE;
+	rc = rc_morrpc_decode(&b, info->type, m.error ? m.error : m.result, err);
+	if (rc != RC_OK)
+		goto out;
+	info->timestamp =
+	        info->type == RC_MORRPC_ERROR ? b.u.error.timestamp : b.u.prompt_res.timestamp;
+	if (info->type == RC_MORRPC_ERROR && b.sig_len != RC_SECP_SIG_LEN) {
+		info->stage = RC_MORRPC_AT_DONE;
+		rc = rc_buf_append(plain, b.u.error.message.ptr, b.u.error.message.len);
+		goto out;
+	}
+	info->stage = RC_MORRPC_AT_VERIFY;
+	if ((rc = rc_morrpc_verify(&b, provider_pub, scratch)) != RC_OK) {
+		rc = set_err(err, rc, 0, "%s", "invalid signature from provider");
+		goto out;
+	}
+	info->is_signed = 1;
+	info->stage = RC_MORRPC_AT_DECRYPT;
+	rc = decrypt_hex(info->type == RC_MORRPC_ERROR ? b.u.error.message : b.u.prompt_res.message,
+	                 user, scratch, plain, err);
+	if (rc == RC_OK)
+		info->stage = RC_MORRPC_AT_DONE;
+out:
+	rc_morrpc_msg_release(&m);
+	return rc;
+}

@@ -238,6 +238,21 @@ int rc_secp_verify_address(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t s
 	return sodium_memcmp(got, addr, RC_SECP_ADDR_LEN) == 0 ? RC_OK : RC_ECRYPTO;
 }
 
+int rc_secp_verify_rs(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[64],
+                      const uint8_t pub[RC_SECP_PUBKEY_LEN])
+{
+	const secp256k1_context *c = ctx();
+	secp256k1_ecdsa_signature s;
+	secp256k1_pubkey pk;
+	if (!c || !hash || !sig || !pub || pub[0] != 4 ||
+	    !secp256k1_ec_pubkey_parse(c, &pk, pub, RC_SECP_PUBKEY_LEN))
+		return RC_ECRYPTO;
+	/* parse_compact refuses r or s >= n; verify itself refuses a high s (not normalized). */
+	if (!secp256k1_ecdsa_signature_parse_compact(c, &s, sig))
+		return RC_ECRYPTO;
+	return secp256k1_ecdsa_verify(c, &s, hash, &pk) ? RC_OK : RC_ECRYPTO;
+}
+
 /* libsecp256k1's default ECDH hash is SHA-256(compressed point); ECIES wants the bare x. */
 static int ecdh_copy_x(unsigned char *out, const unsigned char *x32, const unsigned char *y32,
                        void *data)

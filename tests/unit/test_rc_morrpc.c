@@ -1016,6 +1016,137 @@ static void test_rc_morrpc__misuse_is_einval(void **state)
 	                 RC_EINVAL);
 }
 
+/* Open a wire response through rc_morrpc_open_chunk_bytes(). */
+static int open_bytes(struct fx *f, const char *wire, size_t len, const char *want_id,
+                      struct rc_morrpc_chunk_info *info, struct rc_errinfo *ei)
+{
+	struct rc_str id =
+	        want_id ? (struct rc_str){want_id, strlen(want_id)} : (struct rc_str){NULL, 0};
+	return rc_morrpc_open_chunk_bytes(wire, len, id, f->provider_pub, &f->user, &f->scratch,
+	                                  &f->plain, info, ei);
+}
+
+/* The hot path: the vector chunk goes jansson-free; every other form gives the same answer. */
+static void test_rc_morrpc__open_chunk_bytes_fast_and_general_agree(void **state)
+{
+	struct fx *f = *state;
+	struct rc_morrpc_chunk_info info;
+	struct rc_errinfo ei;
+	size_t n = strlen(PROMPTRES_WIRE);
+
+	assert_int_equal(open_bytes(f, PROMPTRES_WIRE, n, "0badf00d", &info, &ei), RC_OK);
+	assert_true(info.fast);
+	assert_int_equal(info.type, RC_MORRPC_PROMPT_RES);
+	assert_true(info.is_signed);
+	assert_int_equal(info.timestamp, 1735689700500ull);
+	assert_int_equal(info.stage, RC_MORRPC_AT_DONE);
+	assert_buf(&f->plain, ECIES_PLAIN);
+	/* id not checked */
+	assert_int_equal(open_bytes(f, PROMPTRES_WIRE, n, NULL, &info, &ei), RC_OK);
+	/* wrong id, on both paths */
+	assert_int_equal(open_bytes(f, PROMPTRES_WIRE, n, "0badf00e", &info, &ei), RC_EPROTO);
+	assert_int_equal(info.stage, RC_MORRPC_AT_ID);
+	assert_string_equal(ei.text, "response id does not match the request");
+
+	/* Non-canonical but equivalent forms take the general path with the same result: keys
+	 * folded, whitespace, upper-case signature hex, reordered keys, an unknown key. */
+	char *w = malloc(n + 64);
+	assert_non_null(w);
+	static const struct {
+		const char *from, *to;
+	} edits[] = {
+	        {"\"result\"", "\"RESULT\""},
+	        {"{\"message\"", "{ \"message\""},
+	        {"\"signature\":\"0x1c3b", "\"signature\":\"0X1C3B"},
+	        {"\"id\":\"0badf00d\",", "\"x\":1,\"id\":\"0badf00d\","},
+	};
+	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+		const char *at = strstr(PROMPTRES_WIRE, edits[i].from);
+		assert_non_null(at);
+		size_t pre = (size_t)(at - PROMPTRES_WIRE), fl = strlen(edits[i].from);
+		size_t tl = strlen(edits[i].to);
+		memcpy(w, PROMPTRES_WIRE, pre);
+		memcpy(w + pre, edits[i].to, tl);
+		memcpy(w + pre + tl, at + fl, n - pre - fl);
+		size_t wl = n - fl + tl;
+		assert_int_equal(open_bytes(f, w, wl, "0badf00d", &info, &ei), RC_OK);
+		assert_false(info.fast);
+		assert_buf(&f->plain, ECIES_PLAIN);
+		assert_int_equal(open_bytes(f, w, wl, "other", &info, &ei), RC_EPROTO);
+		assert_int_equal(info.stage, RC_MORRPC_AT_ID);
+	}
+
+	/* A tampered signature or message fails at the same stage on both paths. */
+	memcpy(w, PROMPTRES_WIRE, n);
+	char *sig = strstr(w, "\"signature\":\"0x") + 15;
+	sig[3] = sig[3] == 'a' ? 'b' : 'a';
+	assert_int_equal(open_bytes(f, w, n, "0badf00d", &info, &ei), RC_ECRYPTO);
+	assert_true(info.fast);
+	assert_int_equal(info.stage, RC_MORRPC_AT_VERIFY);
+	memmove(w + 2, w + 1, n - 1); /* a space inside the object: general path */
+	w[1] = ' ';
+	assert_int_equal(open_bytes(f, w, n + 1, "0badf00d", &info, &ei), RC_ECRYPTO);
+	assert_false(info.fast);
+	assert_int_equal(info.stage, RC_MORRPC_AT_VERIFY);
+
+	/* a ciphertext for another key: MAC */
+	rc_buf_reset(&f->out);
+	assert_int_equal(rc_morrpc_seal_chunk(&f->out, &f->scratch, RC_STR_LIT("1"),
+	                                      f->provider_pub, (const uint8_t *)"{}", 2, 1,
+	                                      &f->provider, NULL, NULL),
+	                 RC_OK);
+	assert_int_equal(open_bytes(f, f->out.ptr, f->out.len, "1", &info, &ei), RC_ECRYPTO);
+	assert_true(info.fast);
+	assert_int_equal(info.stage, RC_MORRPC_AT_DECRYPT);
+
+	/* errors: signed (decrypted) and unsigned (plain text) */
+	assert_int_equal(open_bytes(f, ERR_WIRE, strlen(ERR_WIRE), "0badf00d", &info, &ei), RC_OK);
+	assert_int_equal(info.type, RC_MORRPC_ERROR);
+	assert_true(info.is_signed);
+	assert_buf(&f->plain, ERR_PLAIN);
+	assert_int_equal(open_bytes(f, INFRA_WIRE, strlen(INFRA_WIRE), "a1b2c3d4", &info, &ei),
+	                 RC_OK);
+	assert_int_equal(info.type, RC_MORRPC_ERROR);
+	assert_false(info.is_signed);
+	assert_buf(&f->plain, "no capacity");
+
+	/* not JSON, wrong shape, misuse */
+	assert_int_equal(open_bytes(f, "{\"id\":", 6, NULL, &info, &ei), RC_EPARSE);
+	assert_int_equal(info.stage, RC_MORRPC_AT_PARSE);
+	static const char empty_result[] = "{\"id\":\"1\",\"result\":{}}";
+	assert_int_equal(open_bytes(f, empty_result, sizeof empty_result - 1, "1", &info, &ei),
+	                 RC_EPROTO);
+	assert_int_equal(info.stage, RC_MORRPC_AT_DECODE);
+	assert_int_equal(rc_morrpc_open_chunk_bytes(NULL, 1, (struct rc_str){NULL, 0},
+	                                            f->provider_pub, &f->user, &f->scratch,
+	                                            &f->plain, &info, NULL),
+	                 RC_EINVAL);
+	free(w);
+}
+
+/* Timestamps at the edge of the fast path: 18 digits fast, 19 digits general, same answer. */
+static void test_rc_morrpc__open_chunk_bytes_timestamps(void **state)
+{
+	struct fx *f = *state;
+	struct rc_morrpc_chunk_info info;
+	static const uint64_t ts[] = {1, 999999999999999999ull, 1000000000000000000ull,
+	                              9223372036854775807ull};
+	for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+		rc_buf_reset(&f->out);
+		assert_int_equal(rc_morrpc_seal_chunk(&f->out, &f->scratch, RC_STR_LIT("7"),
+		                                      f->user_pub, (const uint8_t *)"\"[DONE]\"", 8,
+		                                      ts[i], &f->provider, NULL, NULL),
+		                 RC_OK);
+		struct rc_buf wire = RC_BUF_INIT;
+		assert_int_equal(rc_buf_append(&wire, f->out.ptr, f->out.len), RC_OK);
+		assert_int_equal(open_bytes(f, wire.ptr, wire.len, "7", &info, NULL), RC_OK);
+		assert_int_equal(info.fast, ts[i] < 1000000000000000000ull);
+		assert_int_equal(info.timestamp, ts[i]);
+		assert_true(rc_morrpc_is_done(rc_buf_str(&f->plain)));
+		rc_buf_release(&wire);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1033,6 +1164,8 @@ int main(void)
 	        cmocka_unit_test(test_rc_morrpc__bad_envelopes_rejected_precisely),
 	        cmocka_unit_test(test_rc_morrpc__open_chunk_rejects_tampering),
 	        cmocka_unit_test(test_rc_morrpc__misuse_is_einval),
+	        cmocka_unit_test(test_rc_morrpc__open_chunk_bytes_fast_and_general_agree),
+	        cmocka_unit_test(test_rc_morrpc__open_chunk_bytes_timestamps),
 	};
 	return cmocka_run_group_tests_name("rc_morrpc", tests, setup, teardown);
 }

@@ -329,6 +329,59 @@ static void test_rc_secp__generated_key_round_trip(void **state)
 	rc_secp_privkey_release(&b);
 }
 
+/* rc_secp_verify_rs: plain r||s verify against a known key, the reference's VerifySignature. */
+static void test_rc_secp__verify_rs_against_known_key(void **state)
+{
+	(void)state;
+	uint8_t h[32], sig[65], user_pub[65], prov_pub[65], bad[65];
+	rc_keccak256(req_signed, sizeof req_signed - 1, h);
+	unhex(REQ_SIG, sig, 65);
+	unhex(USER_PUB, user_pub, 65);
+	unhex(PROV_PUB, prov_pub, 65);
+	assert_int_equal(rc_secp_verify_rs(h, sig, user_pub), RC_OK);
+	/* v is not read: any recovery byte, or none at all (64-byte buffer) */
+	memcpy(bad, sig, 65);
+	bad[64] = 0x5a;
+	assert_int_equal(rc_secp_verify_rs(h, bad, user_pub), RC_OK);
+	uint8_t rs[64];
+	memcpy(rs, sig, 64);
+	assert_int_equal(rc_secp_verify_rs(h, rs, user_pub), RC_OK);
+	/* other signer, other hash */
+	assert_int_equal(rc_secp_verify_rs(h, sig, prov_pub), RC_ECRYPTO);
+	h[31] ^= 1;
+	assert_int_equal(rc_secp_verify_rs(h, sig, user_pub), RC_ECRYPTO);
+	h[31] ^= 1;
+	/* high s is refused, as go-ethereum does */
+	memcpy(bad, sig, 65);
+	to_high_s(bad);
+	assert_int_equal(rc_secp_verify_rs(h, bad, user_pub), RC_ECRYPTO);
+	/* r = 0, s = 0, r >= n */
+	memcpy(bad, sig, 65);
+	memset(bad, 0, 32);
+	assert_int_equal(rc_secp_verify_rs(h, bad, user_pub), RC_ECRYPTO);
+	memcpy(bad, sig, 65);
+	memset(bad + 32, 0, 32);
+	assert_int_equal(rc_secp_verify_rs(h, bad, user_pub), RC_ECRYPTO);
+	memcpy(bad, sig, 65);
+	memset(bad, 0xff, 32);
+	assert_int_equal(rc_secp_verify_rs(h, bad, user_pub), RC_ECRYPTO);
+	/* keys: off the curve, compressed prefix, hybrid prefix */
+	uint8_t k[65];
+	memcpy(k, user_pub, 65);
+	k[64] ^= 1;
+	assert_int_equal(rc_secp_verify_rs(h, sig, k), RC_ECRYPTO);
+	memcpy(k, user_pub, 65);
+	k[0] = 2;
+	assert_int_equal(rc_secp_verify_rs(h, sig, k), RC_ECRYPTO);
+	k[0] = 6 | (user_pub[64] & 1);
+	assert_int_equal(rc_secp_verify_rs(h, sig, k), RC_ECRYPTO);
+	/* agrees with the recovery-based check on the vectors */
+	rc_keccak256(pong_signed, sizeof pong_signed - 1, h);
+	unhex(PONG_SIG, sig, 65);
+	assert_int_equal(rc_secp_verify_rs(h, sig, prov_pub), RC_OK);
+	assert_int_equal(rc_secp_verify_pubkey(h, sig, prov_pub), RC_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +395,7 @@ int main(void)
 		cmocka_unit_test(test_rc_secp__ecdh_raw_x_matches_vector),
 		cmocka_unit_test(test_rc_secp__pubkey_parse_forms),
 		cmocka_unit_test(test_rc_secp__generated_key_round_trip),
+		cmocka_unit_test(test_rc_secp__verify_rs_against_known_key),
 	};
 	return cmocka_run_group_tests_name("rc_secp", tests, NULL, NULL);
 }

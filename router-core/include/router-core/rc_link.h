@@ -49,28 +49,29 @@
 /* Why a call failed; rc_link_reason_name() gives a stable lowercase name for logs. */
 enum rc_link_reason {
 	RC_LINK_OK = 0,
-	RC_LINK_BAD_ARGS,      /* the caller broke the contract (RC_EINVAL) */
-	RC_LINK_BAD_ENDPOINT,  /* endpoint text is not host:port (RC_EINVAL) */
-	RC_LINK_RESOLVE,       /* host name did not resolve (RC_ENOTFOUND) */
-	RC_LINK_DIAL,          /* connect refused / unreachable (RC_EIO) */
-	RC_LINK_DIAL_TIMEOUT,  /* connect did not finish in time (RC_ETIMEOUT) */
-	RC_LINK_SEND,          /* writing the request failed (RC_EIO) */
-	RC_LINK_FIRST_TIMEOUT, /* nothing came back in time (RC_ETIMEOUT) */
-	RC_LINK_IDLE_TIMEOUT,  /* the answer stalled mid-stream (RC_ETIMEOUT) */
-	RC_LINK_RECV,          /* reading failed, e.g. connection reset (RC_EIO) */
-	RC_LINK_CANCELLED,     /* rc_link_cancel(), opts.cancel_fd or the callback (RC_EIO) */
-	RC_LINK_CLOSED_EARLY,  /* EOF before any response (RC_EPROTO) */
-	RC_LINK_TRUNCATED,     /* EOF inside a response value (RC_ETRUNC) */
-	RC_LINK_GARBAGE,       /* bytes that are not JSON (RC_EPARSE) */
-	RC_LINK_OVERSIZE,      /* a response longer than max_value or too deep (RC_ERANGE) */
-	RC_LINK_BAD_MESSAGE,   /* JSON of the wrong shape, bad field (RC_EPROTO) */
-	RC_LINK_WRONG_ID,      /* response id differs from the request id (RC_EPROTO) */
-	RC_LINK_BAD_KEY,       /* provider key not a valid uncompressed point (RC_ECRYPTO) */
-	RC_LINK_BAD_SIGNATURE, /* signature missing or not by the provider (RC_ECRYPTO) */
-	RC_LINK_BAD_CIPHERTEXT,/* ECIES blob malformed or MAC mismatch (RC_ECRYPTO/ETRUNC/EPARSE) */
-	RC_LINK_MISMATCH,      /* a signed answer about another user/bid/nonce (RC_EPROTO) */
-	RC_LINK_PROVIDER_ERROR,/* the provider answered with an error (RC_EPROTO); see below */
-	RC_LINK_NOMEM,         /* allocation failed (RC_ENOMEM) */
+	RC_LINK_BAD_ARGS,       /* the caller broke the contract (RC_EINVAL) */
+	RC_LINK_BAD_ENDPOINT,   /* endpoint text is not host:port (RC_EINVAL) */
+	RC_LINK_RESOLVE,        /* host name did not resolve (RC_ENOTFOUND) */
+	RC_LINK_DIAL,           /* connect refused / unreachable (RC_EIO) */
+	RC_LINK_DIAL_TIMEOUT,   /* connect did not finish in time (RC_ETIMEOUT) */
+	RC_LINK_SEND,           /* writing the request failed (RC_EIO) */
+	RC_LINK_FIRST_TIMEOUT,  /* nothing came back in time (RC_ETIMEOUT) */
+	RC_LINK_IDLE_TIMEOUT,   /* the answer stalled mid-stream (RC_ETIMEOUT) */
+	RC_LINK_RECV,           /* reading failed, e.g. connection reset (RC_EIO) */
+	RC_LINK_CANCELLED,      /* rc_link_cancel(), opts.cancel_fd or the callback (RC_EIO) */
+	RC_LINK_CLOSED_EARLY,   /* EOF before any response (RC_EPROTO) */
+	RC_LINK_TRUNCATED,      /* EOF inside a response value (RC_ETRUNC) */
+	RC_LINK_GARBAGE,        /* bytes that are not JSON (RC_EPARSE) */
+	RC_LINK_OVERSIZE,       /* a response longer than max_value or too deep (RC_ERANGE) */
+	RC_LINK_BAD_MESSAGE,    /* JSON of the wrong shape, bad field (RC_EPROTO) */
+	RC_LINK_WRONG_ID,       /* response id differs from the request id (RC_EPROTO) */
+	RC_LINK_BAD_KEY,        /* provider key not a valid uncompressed point (RC_ECRYPTO) */
+	RC_LINK_BAD_SIGNATURE,  /* signature missing or not by the provider (RC_ECRYPTO) */
+	RC_LINK_BAD_CIPHERTEXT, /* ECIES blob malformed or MAC mismatch (RC_ECRYPTO/ETRUNC/EPARSE)
+	                         */
+	RC_LINK_MISMATCH,       /* a signed answer about another user/bid/nonce (RC_EPROTO) */
+	RC_LINK_PROVIDER_ERROR, /* the provider answered with an error (RC_EPROTO); see below */
+	RC_LINK_NOMEM,          /* allocation failed (RC_ENOMEM) */
 };
 
 /*
@@ -94,7 +95,7 @@ const char *rc_link_reason_name(enum rc_link_reason r);
 /* What a chunk callback receives. */
 enum rc_link_chunk {
 	RC_LINK_CHUNK_DATA = 1, /* one decrypted response chunk (e.g. an OpenAI chunk object) */
-	RC_LINK_CHUNK_ERROR,    /* decrypted plaintext of a signed provider error; call fails next */
+	RC_LINK_CHUNK_ERROR, /* decrypted plaintext of a signed provider error; call fails next */
 };
 
 /*
@@ -102,8 +103,7 @@ enum rc_link_chunk {
  * only during the call (the buffer is reused for the next chunk). The end marker "[DONE]" is not
  * passed. Return 0 to go on, non-zero to stop: the call then fails with RC_LINK_CANCELLED.
  */
-typedef int (*rc_link_chunk_fn)(void *ud, enum rc_link_chunk kind, const uint8_t *data,
-                                size_t len);
+typedef int (*rc_link_chunk_fn)(void *ud, enum rc_link_chunk kind, const uint8_t *data, size_t len);
 
 /* Options; zero fields take the defaults shown. Copied by rc_link_new(). */
 struct rc_link_opts {
@@ -133,10 +133,10 @@ struct rc_link_receipt {
 
 /* Summary of a finished prompt. */
 struct rc_link_stream {
-	uint64_t chunks;      /* data chunks delivered */
-	uint64_t bytes;       /* plaintext bytes delivered */
-	int done;             /* "[DONE]" seen (else the provider just closed, which is allowed) */
-	uint64_t first_ms;    /* request written -> first verified chunk, ms */
+	uint64_t chunks;   /* data chunks delivered */
+	uint64_t bytes;    /* plaintext bytes delivered */
+	int done;          /* "[DONE]" seen (else the provider just closed, which is allowed) */
+	uint64_t first_ms; /* request written -> first verified chunk, ms */
 };
 
 struct rc_link;
@@ -207,16 +207,16 @@ enum rc_link_op {
 /* What the reader checks against; every pointer is borrowed for the reader's lifetime. */
 struct rc_link_expect {
 	enum rc_link_op op;
-	struct rc_str id;                     /* responses must echo it; {NULL,0}: not checked */
-	const struct rc_secp_privkey *user;   /* PROMPT: decrypts chunks */
-	const uint8_t *user_addr;             /* HANDSHAKE: echoed user and approval user */
-	const uint8_t *bid_id;                /* HANDSHAKE: approval bid id (NULL: not checked) */
-	const uint8_t *provider_pub;          /* PROMPT, REPORT: 65-byte validated key */
-	const uint8_t *provider_addr;         /* PING: signer (NULL: not checked) */
-	const uint8_t *nonce;                 /* PING: nonce to echo */
+	struct rc_str id;                   /* responses must echo it; {NULL,0}: not checked */
+	const struct rc_secp_privkey *user; /* PROMPT: decrypts chunks */
+	const uint8_t *user_addr;           /* HANDSHAKE: echoed user and approval user */
+	const uint8_t *bid_id;              /* HANDSHAKE: approval bid id (NULL: not checked) */
+	const uint8_t *provider_pub;        /* PROMPT, REPORT: 65-byte validated key */
+	const uint8_t *provider_addr;       /* PING: signer (NULL: not checked) */
+	const uint8_t *nonce;               /* PING: nonce to echo */
 	size_t nonce_len;
-	size_t max_value;                     /* 0: 16 MiB */
-	rc_link_chunk_fn on_chunk;            /* PROMPT (may be NULL) */
+	size_t max_value;          /* 0: 16 MiB */
+	rc_link_chunk_fn on_chunk; /* PROMPT (may be NULL) */
 	void *ud;
 };
 
@@ -227,10 +227,10 @@ struct rc_link_expect {
 struct rc_link_reader {
 	struct rc_link_expect x;
 	int done; /* a terminal response was processed: stop reading, ignore what follows */
-	struct rc_link_stream stream;    /* PROMPT */
-	struct rc_link_session session;  /* HANDSHAKE */
-	struct rc_link_receipt receipt;  /* REPORT */
-	char version[64];                /* PING: pong version, cut to fit */
+	struct rc_link_stream stream;   /* PROMPT */
+	struct rc_link_session session; /* HANDSHAKE */
+	struct rc_link_receipt receipt; /* REPORT */
+	char version[64];               /* PING: pong version, cut to fit */
 	/* private */
 	struct rc_jsonstream js;
 	struct rc_buf scratch, plain;

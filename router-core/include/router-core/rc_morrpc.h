@@ -259,4 +259,41 @@ int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m,
 /* True when a decrypted chunk is the end-of-stream marker, the 8-byte JSON string "[DONE]". */
 int rc_morrpc_is_done(struct rc_str plain);
 
+/* Where rc_morrpc_open_chunk_bytes() stopped, so callers can name the failure precisely. */
+enum rc_morrpc_stage {
+	RC_MORRPC_AT_PARSE = 1, /* not a response envelope (RC_EPARSE / RC_EPROTO) */
+	RC_MORRPC_AT_ID,        /* the id differs from want_id (RC_EPROTO) */
+	RC_MORRPC_AT_DECODE,    /* body of the wrong shape (RC_EPROTO) */
+	RC_MORRPC_AT_VERIFY,    /* signature absent or not by the provider (RC_ECRYPTO) */
+	RC_MORRPC_AT_DECRYPT,   /* bad hex, short blob, bad point or MAC (various) */
+	RC_MORRPC_AT_DONE,      /* RC_OK */
+};
+
+/* What rc_morrpc_open_chunk_bytes() found besides the plaintext. */
+struct rc_morrpc_chunk_info {
+	enum rc_morrpc_type type; /* RC_MORRPC_PROMPT_RES or RC_MORRPC_ERROR */
+	int is_signed;            /* verified (every chunk; an ERROR only if it carried 65 bytes) */
+	uint64_t timestamp;       /* ms */
+	enum rc_morrpc_stage stage;
+	int fast; /* took the jansson-free path (for tests and benchmarks) */
+};
+
+/*
+ * Consumer, hot path: rc_morrpc_parse_response() + id check + rc_morrpc_open_chunk() on the
+ * bytes of one response value (as rc_jsonstream cuts them), with the same results. A response in
+ * the exact form json.Marshal writes ({"id":..,"result":{"message":<lowercase hex>,"signature":
+ * "0x"+130 hex,"timestamp":N}}) is handled without jansson or copies: the signed bytes are
+ * hashed in place and the signature is checked with rc_secp_verify_rs(); anything else goes
+ * through the general functions. want_id: {NULL, 0} skips the id check. plain is reset first
+ * and holds the decrypted chunk, a signed error's plaintext or an unsigned error's text; scratch
+ * is overwritten. Both are reused across calls: no allocation once they have grown.
+ * Returns as rc_morrpc_open_chunk(), plus RC_EPARSE/RC_EPROTO from the envelope and RC_EPROTO
+ * for a wrong id; info->stage says which step failed.
+ */
+int rc_morrpc_open_chunk_bytes(const char *json, size_t len, struct rc_str want_id,
+                               const uint8_t provider_pub[RC_SECP_PUBKEY_LEN],
+                               const struct rc_secp_privkey *user, struct rc_buf *scratch,
+                               struct rc_buf *plain, struct rc_morrpc_chunk_info *info,
+                               struct rc_errinfo *err);
+
 #endif

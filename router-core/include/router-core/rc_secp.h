@@ -130,6 +130,16 @@ int rc_secp_verify_pubkey(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t si
                           const uint8_t pub[RC_SECP_PUBKEY_LEN]);
 
 /*
+ * Plain ECDSA verification against a known key, as go-ethereum's crypto.VerifySignature: r||s
+ * are sig[0..64) (a recovery byte after them, if any, is not read), s must be low, pub is a
+ * 65-byte uncompressed key (validated). Cheaper than rc_secp_verify_pubkey(), which goes through
+ * public-key recovery: use it on hot paths where the signer's key is known. RC_OK, or
+ * RC_ECRYPTO (malformed r/s, high s, invalid key, other signer).
+ */
+int rc_secp_verify_rs(const uint8_t hash[RC_SECP_HASH_LEN], const uint8_t sig[64],
+                      const uint8_t pub[RC_SECP_PUBKEY_LEN]);
+
+/*
  * ECDH, raw x: x = X coordinate of k * pub, 32 bytes big-endian, unhashed (go-ethereum ECIES,
  * morpheus-protocol §2.4; libsecp256k1's default would return SHA-256 of the point). pub is a
  * 65-byte uncompressed key and is validated. RC_OK or RC_ECRYPTO. The output is secret: wipe it.
