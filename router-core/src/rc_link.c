@@ -146,9 +146,17 @@ void rc_link_reader_release(struct rc_link_reader *r)
 	rc_buf_release_wipe(&r->plain);
 }
 
-/* Sticky failure of the reader: remember the code, fill err. */
+/* Sticky failure of the reader: remember it whole (later calls repeat it), copy it to err. */
 #define RFAIL(r, err, rc, reason, ...)                                                             \
-	((r)->err_rc = fail(err, rc, reason, rc_jsonstream_offset(&(r)->js), __VA_ARGS__))
+	remember(r, err, fail(&(r)->last, rc, reason, rc_jsonstream_offset(&(r)->js), __VA_ARGS__))
+
+static int remember(struct rc_link_reader *r, struct rc_link_err *err, int rc)
+{
+	r->err_rc = rc;
+	if (err)
+		*err = r->last;
+	return rc;
+}
 
 /* Cut printable text for err->text. */
 static void clip(char *dst, size_t cap, const char *src, size_t len)
@@ -164,10 +172,10 @@ static int provider_error(struct rc_link_reader *r, struct rc_link_err *err, int
 {
 	char t[200];
 	clip(t, sizeof t, msg, len);
-	RFAIL(r, err, RC_EPROTO, RC_LINK_PROVIDER_ERROR, "provider error: %s", t);
-	if (err)
-		err->signed_error = is_signed;
-	return r->err_rc;
+	fail(&r->last, RC_EPROTO, RC_LINK_PROVIDER_ERROR, rc_jsonstream_offset(&r->js),
+	     "provider error: %s", t);
+	r->last.signed_error = is_signed;
+	return remember(r, err, RC_EPROTO);
 }
 
 static int handle_chunk(struct rc_link_reader *r, struct rc_str v, struct rc_link_err *err)
@@ -358,9 +366,7 @@ static int handle_value(struct rc_link_reader *r, struct rc_str v, struct rc_lin
 
 static int sticky(struct rc_link_reader *r, struct rc_link_err *err)
 {
-	if (err && err->rc != r->err_rc)
-		fail(err, r->err_rc, RC_LINK_BAD_ARGS, 0, "%s", "reader already failed");
-	return r->err_rc;
+	return remember(r, err, r->err_rc);
 }
 
 int rc_link_reader_feed(struct rc_link_reader *r, const char *data, size_t len,
@@ -376,12 +382,12 @@ int rc_link_reader_feed(struct rc_link_reader *r, const char *data, size_t len,
 		struct rc_errinfo ei = {0};
 		int rc = rc_jsonstream_feed(&r->js, data, len, &used, &v, &ei);
 		if (rc != RC_OK) {
-			r->err_rc = fail(err, rc,
-			                 rc == RC_ERANGE   ? RC_LINK_OVERSIZE
-			                 : rc == RC_ENOMEM ? RC_LINK_NOMEM
-			                                   : RC_LINK_GARBAGE,
-			                 ei.offset, "%s", ei.text[0] ? ei.text : rc_strerror(rc));
-			return rc;
+			fail(&r->last, rc,
+			     rc == RC_ERANGE   ? RC_LINK_OVERSIZE
+			     : rc == RC_ENOMEM ? RC_LINK_NOMEM
+			                       : RC_LINK_GARBAGE,
+			     ei.offset, "%s", ei.text[0] ? ei.text : rc_strerror(rc));
+			return remember(r, err, rc);
 		}
 		data += used;
 		len -= used;
@@ -402,11 +408,9 @@ int rc_link_reader_end(struct rc_link_reader *r, struct rc_link_err *err)
 		struct rc_errinfo ei = {0};
 		int rc = rc_jsonstream_end(&r->js, &v, &ei);
 		if (rc != RC_OK) {
-			r->err_rc =
-			        fail(err, rc, rc == RC_ETRUNC ? RC_LINK_TRUNCATED : RC_LINK_GARBAGE,
-			             ei.offset, "provider closed the connection mid-response: %s",
-			             ei.text);
-			return rc;
+			fail(&r->last, rc, rc == RC_ETRUNC ? RC_LINK_TRUNCATED : RC_LINK_GARBAGE,
+			     ei.offset, "provider closed the connection mid-response: %s", ei.text);
+			return remember(r, err, rc);
 		}
 		if (v.ptr && (rc = handle_value(r, v, err)) != RC_OK)
 			return rc;

@@ -756,8 +756,11 @@ static void test_rc_link__reader_byte_by_byte(void **state)
 	assert_false(r.done);
 	assert_int_equal(rc_link_reader_end(&r, &e), RC_ETRUNC);
 	assert_int_equal(e.reason, RC_LINK_TRUNCATED);
-	/* sticky */
+	/* sticky, with the same reason */
+	memset(&e, 0, sizeof e);
 	assert_int_equal(rc_link_reader_feed(&r, "x", 1, &e), RC_ETRUNC);
+	assert_int_equal(e.reason, RC_LINK_TRUNCATED);
+	assert_int_equal(rc_link_reader_end(&r, NULL), RC_ETRUNC);
 	rc_link_reader_release(&r);
 
 	/* misuse */

@@ -236,6 +236,7 @@ struct rc_link_reader {
 	struct rc_buf scratch, plain;
 	int err_rc;
 	uint64_t values;
+	struct rc_link_err last; /* the sticky failure, repeated by later calls */
 };
 
 /* Prepare r for the responses to one request. RC_OK or RC_EINVAL. */
