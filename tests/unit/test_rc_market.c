@@ -581,7 +581,7 @@ static void test_rc_market__more_reverts(void **state)
 	expect_revert(rc, &e, "ProviderHasActiveBids");
 }
 
-#define NOPEN 6
+#define NOPEN 20 /* the issue: 20 sessions opened concurrently from one wallet */
 struct opener {
 	int idx, rc;
 	uint8_t session[32];
