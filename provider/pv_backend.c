@@ -56,29 +56,6 @@ static void set_failed(struct call *c, enum pv_backend_outcome o, const char *te
 	snprintf(c->res->text, sizeof c->res->text, "%s", text);
 }
 
-/* Token counts from an OpenAI usage object, when the chunk has one. */
-static void take_usage(struct call *c, const char *json, size_t len, int count_content)
-{
-	json_t *v = json_loadb(json, len, 0, NULL);
-	if (!v)
-		return;
-	const json_t *u = json_object_get(v, "usage");
-	json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
-	json_int_t ct = json_integer_value(json_object_get(u, "completion_tokens"));
-	if (json_is_object(u) && (pt > 0 || ct > 0)) {
-		c->usage_seen = 1;
-		c->res->tokens_in = (uint64_t)(pt > 0 ? pt : 0);
-		c->res->tokens_out = (uint64_t)(ct > 0 ? ct : 0);
-	} else if (count_content && !c->usage_seen) {
-		const json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
-		const json_t *d = json_object_get(ch, "delta");
-		const char *s = json_string_value(json_object_get(d, "content"));
-		if (s && *s)
-			c->res->tokens_out++;
-	}
-	json_decref(v);
-}
-
 static int deliver(struct call *c, const char *json, size_t len)
 {
 	c->res->chunks++;
@@ -87,6 +64,50 @@ static int deliver(struct call *c, const char *json, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * An OpenAI chunk or whole reply: take the token counts (the backend's usage when present,
+ * else one per content delta), and, like the reference (§2.5.3), add "usage_from_provider" to
+ * the final chunk (non-empty finish_reason or a usage object). Chunks that are not JSON objects
+ * go through untouched; the consumer decides what to make of them.
+ */
+static int deliver_openai(struct call *c, const char *p, size_t n, int count_content)
+{
+	json_t *v = json_loadb(p, n, 0, NULL);
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return deliver(c, p, n);
+	}
+	const json_t *u = json_object_get(v, "usage");
+	const json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
+	json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
+	json_int_t ct = json_integer_value(json_object_get(u, "completion_tokens"));
+	if (json_is_object(u) && (pt > 0 || ct > 0)) {
+		c->usage_seen = 1;
+		c->res->tokens_in = (uint64_t)(pt > 0 ? pt : 0);
+		c->res->tokens_out = (uint64_t)(ct > 0 ? ct : 0);
+	} else if (count_content && !c->usage_seen) {
+		const char *t =
+		        json_string_value(json_object_get(json_object_get(ch, "delta"), "content"));
+		if (t && *t)
+			c->res->tokens_out++;
+	}
+	const char *fr = json_string_value(json_object_get(ch, "finish_reason"));
+	int rc;
+	if ((fr && *fr) || json_is_object(u)) {
+		uint64_t in = c->res->tokens_in, out = c->res->tokens_out;
+		json_object_set_new(v, "usage_from_provider",
+		                    json_pack("{s:I,s:I,s:I}", "completion_tokens", (json_int_t)out,
+		                              "prompt_tokens", (json_int_t)in, "total_tokens",
+		                              (json_int_t)(in + out)));
+		char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+		rc = s ? deliver(c, s, strlen(s)) : deliver(c, p, n);
+		free(s);
+	} else
+		rc = deliver(c, p, n);
+	json_decref(v);
+	return rc;
 }
 
 /* One complete SSE line (no line terminator). */
@@ -106,8 +127,7 @@ static int sse_line(struct call *c, const char *p, size_t n)
 			c->done = 1;
 			return 0;
 		}
-		take_usage(c, p, n, 1);
-		return deliver(c, p, n);
+		return deliver_openai(c, p, n, 1);
 	}
 	int done = 0;
 	struct rc_errinfo e;
@@ -126,15 +146,8 @@ static int sse_line(struct call *c, const char *p, size_t n)
 	}
 	if (done)
 		c->done = 1;
-	if (c->chunk.len) {
-		c->res->tokens_in = c->ast.tokens_in;
-		if (c->ast.tokens_out)
-			c->res->tokens_out = c->ast.tokens_out;
-		else if (memmem(c->chunk.ptr, c->chunk.len, "\"content\":\"", 11) &&
-		         !memmem(c->chunk.ptr, c->chunk.len, "\"content\":\"\"", 12))
-			c->res->tokens_out++;
-		return deliver(c, c->chunk.ptr, c->chunk.len);
-	}
+	if (c->chunk.len)
+		return deliver_openai(c, c->chunk.ptr, c->chunk.len, 1);
 	return 0;
 }
 
@@ -332,8 +345,7 @@ int pv_backend_call(const struct pv_model *m, const char *req, size_t len, long 
 				goto out;
 			}
 			json_decref(v);
-			take_usage(&c, c.body.ptr, c.body.len, 0);
-			deliver(&c, c.body.ptr, c.body.len);
+			deliver_openai(&c, c.body.ptr, c.body.len, 0);
 		} else {
 			struct rc_errinfo e;
 			rc_buf_reset(&c.chunk);
@@ -343,7 +355,7 @@ int pv_backend_call(const struct pv_model *m, const char *req, size_t len, long 
 				set_failed(&c, PV_BACKEND_FAILED, "backend reply is not a message");
 				goto out;
 			}
-			deliver(&c, c.chunk.ptr, c.chunk.len);
+			deliver_openai(&c, c.chunk.ptr, c.chunk.len, 0);
 		}
 		if (!c.failed)
 			res->outcome = PV_BACKEND_OK;

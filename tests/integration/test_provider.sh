@@ -59,6 +59,12 @@ cat >"$T_DIR/provider.json" <<JSON
 JSON
 
 t_expect "--check validates both configs" 0 "" "$PROV" --config "$T_DIR/provider.json" --check
+cp "$T_ROOT/config/models-config.example.json" "$T_DIR/models-config.json"
+cp "$T_ROOT/config/provider.example.json" "$T_DIR/example.json"
+t_expect "the example configs validate" 0 "" "$PROV" --config "$T_DIR/example.json" --check
+printf '{"models":[{"modelId":"0x12"}]}' >"$T_DIR/badmodels.json"
+sed 's/"models.json"/"badmodels.json"/' "$T_DIR/provider.json" >"$T_DIR/bad.json"
+t_expect "a bad models-config is named with its field" 2 "models[0].modelId: not 0x and 64 hex digits" "$PROV" --config "$T_DIR/bad.json" --check
 
 start_provider() {
   t_bg "provider$1" "$PROV" --config "$T_DIR/provider.json"
@@ -105,7 +111,8 @@ printf '%s' '{"model":"x","messages":[{"role":"user","content":"hi"}]}' >"$T_DIR
 # ---- full sessions ----------------------------------------------------------------------------
 t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json"
 n=$(grep -c '^CHUNK ' <<<"$T_OUT")
-if [[ $T_RC -eq 0 && $n -ge 5 && $(tail -1 <<<"$T_OUT") == DONE && $T_OUT == *'"object":"chat.completion.chunk"'* ]]; then
+if [[ $T_RC -eq 0 && $n -ge 5 && $(tail -1 <<<"$T_OUT") == DONE && $T_OUT == *'"object":"chat.completion.chunk"'* &&
+  $T_OUT == *'"usage_from_provider":{"completion_tokens":'* ]]; then
   t_pass "openai stream: $n chunks verified, decrypted, then [DONE]"
 else t_fail "openai stream" "$T_OUT" "$T_ERR"; fi
 
@@ -118,6 +125,7 @@ printf '%s' '{"model":"x","stream":true,"max_tokens":77,"stop":"END","messages":
 t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/claude.json"
 if [[ $T_RC -eq 0 && $T_OUT == *'sys=be brief|max=77|stop=END|n=1|'* && $T_OUT == *'"object":"chat.completion.chunk"'* &&
   $T_OUT == *'"finish_reason":"stop"'* && $T_OUT == *'"prompt_tokens":17'* && $T_OUT == *'"completion_tokens":5'* &&
+  $T_OUT == *'"usage_from_provider":{"completion_tokens":5,"prompt_tokens":17,"total_tokens":22}'* &&
   $(tail -1 <<<"$T_OUT") == DONE ]]; then
   t_pass "claudeai stream: system, max_tokens, stop mapped; chunks with object, usage, finish_reason; [DONE]"
 else t_fail "claudeai stream" "$T_OUT" "$T_ERR"; fi
@@ -138,6 +146,18 @@ if [[ $T_RC -eq 0 && $T_OUT == *"$want"* && $T_OUT == *"$(printf 'caf\xc3\xa9 /'
 else t_fail "escaping traps" "$T_OUT" "$T_ERR"; fi
 
 # ---- refusals -----------------------------------------------------------------------------
+printf '%s' '{"id":"q1","method":"session.nope","params":{}}' >"$T_DIR/unknown.json"
+t_run "$C" raw "$EP" "$T_DIR/unknown.json"
+if [[ $T_OUT == '{"id":"q1","result":null,"error":{"message":"unknown method: unknown method: session.nope","code":400,"data":{"timestamp":'*',"signature":"0x00"}}}'* ]]; then
+  t_pass "unknown method: unsigned error in the reference's shape"
+else t_fail "unknown method" "$T_OUT"; fi
+printf '%s' '{"id":"q2","method":"session.prompt","params":{"sessionid":1}}' >"$T_DIR/badparams.json"
+t_run "$C" raw "$EP" "$T_DIR/badparams.json"
+if [[ $T_OUT == *'"message":"request validation failed: '* ]]; then t_pass "malformed params: validation error"; else t_fail "malformed params" "$T_OUT"; fi
+printf 'nonsense' >"$T_DIR/garbage.json"
+t_run "$C" raw "$EP" "$T_DIR/garbage.json"
+if [[ $T_OUT == *'"message":"failed to unmarshal request: '* ]]; then t_pass "garbage: unmarshal error, no crash"; else t_fail "garbage" "$T_OUT"; fi
+
 t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json" --sign-key "$CHAIN_KEY3"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR invalid signature" ]]; then t_pass "prompt signed by the wrong key refused"; else t_fail "wrong key" "$T_OUT $T_ERR"; fi
 
