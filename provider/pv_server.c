@@ -409,6 +409,8 @@ static void on_prompt(struct conn *c, const struct rc_morrpc_msg *m)
 		st.tps_scaled1000 = (uint32_t)((uint64_t)st.tokens_out * 1000u /
 		                               (uint64_t)(secs < 1 ? 1 : secs));
 	}
+	if (served)
+		pv_store_add_prompt(n->store, req.u.prompt_req.session_id, &st);
 	pv_sessions_release(n->sessions, req.u.prompt_req.session_id, served ? &st : NULL,
 	                    now_ms() / 1000);
 	pv_log_info("rpc",
@@ -462,7 +464,11 @@ static void on_report(struct conn *c, const struct rc_morrpc_msg *m)
 		send_error(c, "request validation failed: message is not a 0x session id");
 		return;
 	}
-	if (pv_sessions_stats(n->sessions, sid, &ss)) {
+	/* The store survives restarts; the in-memory table is the fallback if SQLite fails. */
+	int src = pv_store_session_stats(n->store, sid, &ss);
+	if (src == RC_EIO)
+		src = pv_sessions_stats(n->sessions, sid, &ss);
+	if (src) {
 		send_error(c, "session not found");
 		return;
 	}

@@ -16,7 +16,11 @@ struct pv_store {
 static const char schema[] =
         "PRAGMA journal_mode=WAL;"
         "CREATE TABLE IF NOT EXISTS pv_users (addr BLOB PRIMARY KEY CHECK(length(addr)=20),"
-        " pubkey BLOB NOT NULL CHECK(length(pubkey)=65), updated_ms INTEGER NOT NULL) STRICT;";
+        " pubkey BLOB NOT NULL CHECK(length(pubkey)=65), updated_ms INTEGER NOT NULL) STRICT;"
+        "CREATE TABLE IF NOT EXISTS pv_session_stats (session_id BLOB PRIMARY KEY"
+        " CHECK(length(session_id)=32), prompts INTEGER NOT NULL, sum_tps INTEGER NOT NULL,"
+        " sum_ttft INTEGER NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL)"
+        " STRICT;";
 
 int pv_store_open(const char *path, struct pv_store **out)
 {
@@ -97,4 +101,73 @@ int pv_store_get_user(struct pv_store *s, const uint8_t addr[20], uint8_t pub[65
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
 	return out;
+}
+
+int pv_store_add_prompt(struct pv_store *s, const uint8_t session_id[32],
+                        const struct pv_prompt_stats *st)
+{
+	sqlite3_stmt *q = NULL;
+	int rc;
+	pthread_mutex_lock(&s->mu);
+	rc = sqlite3_prepare_v2(
+	        s->db,
+	        "INSERT INTO "
+	        "pv_session_stats(session_id,prompts,sum_tps,sum_ttft,tokens_in,tokens_out)"
+	        " VALUES(?1,1,?2,?3,?4,?5) ON CONFLICT(session_id) DO UPDATE SET prompts=prompts+1,"
+	        " sum_tps=sum_tps+excluded.sum_tps, sum_ttft=sum_ttft+excluded.sum_ttft,"
+	        " tokens_in=tokens_in+excluded.tokens_in, "
+	        "tokens_out=tokens_out+excluded.tokens_out",
+	        -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_blob(q, 1, session_id, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 2, st->tps_scaled1000);
+		sqlite3_bind_int64(q, 3, st->ttft_ms);
+		sqlite3_bind_int64(q, 4, st->tokens_in);
+		sqlite3_bind_int64(q, 5, st->tokens_out);
+		rc = sqlite3_step(q);
+	}
+	if (rc != SQLITE_DONE)
+		pv_log_error("store", "cannot store session statistics: %s", sqlite3_errmsg(s->db));
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc == SQLITE_DONE ? RC_OK : RC_EIO;
+}
+
+static uint32_t clamp32(sqlite3_int64 v)
+{
+	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+int pv_store_session_stats(struct pv_store *s, const uint8_t session_id[32],
+                           struct pv_session_stats *out)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, ret = RC_EIO;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->mu);
+	rc = sqlite3_prepare_v2(s->db,
+	                        "SELECT prompts,sum_tps,sum_ttft,tokens_in,tokens_out FROM"
+	                        " pv_session_stats WHERE session_id=?1",
+	                        -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_blob(q, 1, session_id, 32, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+		if (rc == SQLITE_ROW) {
+			sqlite3_int64 n = sqlite3_column_int64(q, 0);
+			out->prompts = clamp32(n);
+			if (n > 0) {
+				out->tps_scaled1000 = clamp32(sqlite3_column_int64(q, 1) / n);
+				out->ttft_ms = clamp32(sqlite3_column_int64(q, 2) / n);
+			}
+			out->tokens_in = clamp32(sqlite3_column_int64(q, 3));
+			out->tokens_out = clamp32(sqlite3_column_int64(q, 4));
+			ret = RC_OK;
+		} else if (rc == SQLITE_DONE)
+			ret = RC_ENOTFOUND;
+	}
+	if (ret == RC_EIO)
+		pv_log_error("store", "cannot read session statistics: %s", sqlite3_errmsg(s->db));
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return ret;
 }

@@ -20,13 +20,19 @@ t_bg anthropic "$T_BUILD/tests/pv_mock_anthropic" "$APORT"
 
 if ! chain_start; then
   t_fail "devnet starts"
-  t_done
+  t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
+
+t_done
 fi
 declare -A MODEL BID
 for m in chat claude drip hang fail cerr echo; do
   if ! chain_seed_provider "$EP" --model "pv-$m" >/dev/null; then
     t_fail "seed pv-$m"
-    t_done
+    t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
+
+t_done
   fi
   MODEL[$m]=$SEED_MODEL
   BID[$m]=$SEED_BID
@@ -230,5 +236,8 @@ rc=$?
 t_ok "provider restarts" start_provider 2
 t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_R" "$T_DIR/stream.json"
 if [[ $T_RC -eq 0 && $(tail -1 <<<"$T_OUT") == DONE ]]; then t_pass "session opened before a restart is served (user key persisted)"; else t_fail "restart" "$T_OUT $T_ERR"; fi
+
+t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
 
 t_done
