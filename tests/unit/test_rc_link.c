@@ -53,7 +53,7 @@ enum mode {
 #define NCHUNKS 5
 
 struct prov {
-	int lfd;
+	int lfd, lfd6; /* 127.0.0.1 and, if the machine has it, [::1] on the same port */
 	uint16_t port;
 	pthread_t th;
 	atomic_int mode;
@@ -65,6 +65,15 @@ struct prov {
 };
 
 static struct prov P;
+
+/* Checks on the provider thread abort: cmocka's asserts may only fail on the test's thread. */
+#define PCHECK(x)                                                                                  \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "test provider: '%s' failed\n", #x);                       \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -109,9 +118,8 @@ static void seal(struct rc_buf *out, struct rc_buf *sc, struct rc_str id, const 
                  const struct rc_secp_privkey *signer)
 {
 	rc_buf_reset(out);
-	assert_int_equal(rc_morrpc_seal_chunk(out, sc, id, P.user_pub, (const uint8_t *)plain,
-	                                      strlen(plain), 1735689700500ull, signer, NULL, NULL),
-	                 RC_OK);
+	PCHECK((rc_morrpc_seal_chunk(out, sc, id, P.user_pub, (const uint8_t *)plain, strlen(plain),
+	                             1735689700500ull, signer, NULL, NULL)) == RC_OK);
 }
 
 static void answer_prompt(int fd, struct rc_str id, enum mode mode)
@@ -131,20 +139,16 @@ static void answer_prompt(int fd, struct rc_str id, enum mode mode)
 			/* signed correctly, but encrypted to the provider's own key: MAC fails */
 			struct rc_morrpc_body b = {.type = RC_MORRPC_PROMPT_RES};
 			rc_buf_reset(&out);
-			assert_int_equal(rc_morrpc_seal_chunk(&out, &sc, id, P.pub,
-			                                      (const uint8_t *)"x", 1, 7, &P.key,
-			                                      NULL, NULL),
-			                 RC_OK);
+			PCHECK((rc_morrpc_seal_chunk(&out, &sc, id, P.pub, (const uint8_t *)"x", 1,
+			                             7, &P.key, NULL, NULL)) == RC_OK);
 			(void)b;
 		} else if (i == 2 && mode == M_SIGNED_ERROR) {
 			static const char e[] =
 			        "{\"providerModelError\":{\"error\":{\"message\":\"rate "
 			        "limited\"}}}";
 			rc_buf_reset(&out);
-			assert_int_equal(rc_morrpc_seal_error(&out, &sc, id, P.user_pub,
-			                                      (const uint8_t *)e, strlen(e), 9,
-			                                      &P.key, NULL, NULL),
-			                 RC_OK);
+			PCHECK((rc_morrpc_seal_error(&out, &sc, id, P.user_pub, (const uint8_t *)e,
+			                             strlen(e), 9, &P.key, NULL, NULL)) == RC_OK);
 		} else if (i == 2 && mode == M_HUGE) {
 			rc_buf_reset(&out);
 			rc_buf_append(&out, "\"", 1);
@@ -188,18 +192,17 @@ static void answer_handshake(int fd, struct rc_str id, const struct rc_morrpc_bo
 		a.bid_id[0] ^= 1;
 	memcpy(a.user, req->u.session_req.user, 20);
 	rc_morpheus_approval_encode(&a, b.u.session_res.approval);
-	assert_int_equal(rc_secp_sign_eth_message(&P.key, b.u.session_res.approval, 128,
-	                                          b.u.session_res.approval_sig),
-	                 RC_OK);
+	PCHECK((rc_secp_sign_eth_message(&P.key, b.u.session_res.approval, 128,
+	                                 b.u.session_res.approval_sig)) == RC_OK);
 	memcpy(b.u.session_res.provider_key, P.pub, 65);
 	memcpy(b.u.session_res.user, req->u.session_req.user, 20);
 	b.u.session_res.timestamp = 1735689600123ull;
-	assert_int_equal(rc_morrpc_sign(&b, &P.key, &sc), RC_OK);
-	assert_int_equal(rc_morrpc_encode_response(&b, id, &out), RC_OK);
+	PCHECK((rc_morrpc_sign(&b, &P.key, &sc)) == RC_OK);
+	PCHECK((rc_morrpc_encode_response(&b, id, &out)) == RC_OK);
 	if (mode == M_COMPRESSED_KEY || mode == M_OFFCURVE_KEY) {
 		/* replace "0x04<128 hex>" of the key with a compressed or off-curve key */
 		char *k = strstr(out.ptr, "\"message\":\"0x04");
-		assert_non_null(k);
+		PCHECK(k != NULL);
 		k += 13;
 		if (mode == M_OFFCURVE_KEY) {
 			k[128] = k[128] == '0' ? '1' : '0'; /* flip the last digit of Y */
@@ -229,17 +232,14 @@ static void answer_report(int fd, struct rc_str id, const struct rc_morrpc_body 
 	                                 .ttft_ms = 350,
 	                                 .tokens_in = 120,
 	                                 .tokens_out = 800};
-	assert_int_equal(rc_hex_decode_exact(req->u.report_req.message.ptr,
-	                                     req->u.report_req.message.len, rc.session_id, 32,
-	                                     NULL),
-	                 RC_OK);
+	PCHECK((rc_hex_decode_exact(req->u.report_req.message.ptr, req->u.report_req.message.len,
+	                            rc.session_id, 32, NULL)) == RC_OK);
 	rc_morpheus_receipt_encode(&rc, b.u.report_res.receipt);
-	assert_int_equal(rc_secp_sign_eth_message(&P.key, b.u.report_res.receipt, 224,
-	                                          b.u.report_res.signed_report),
-	                 RC_OK);
+	PCHECK((rc_secp_sign_eth_message(&P.key, b.u.report_res.receipt, 224,
+	                                 b.u.report_res.signed_report)) == RC_OK);
 	b.u.report_res.timestamp = 1735690000250ull;
-	assert_int_equal(rc_morrpc_sign(&b, mode == M_BAD_SIG ? &P.user : &P.key, &sc), RC_OK);
-	assert_int_equal(rc_morrpc_encode_response(&b, id, &out), RC_OK);
+	PCHECK((rc_morrpc_sign(&b, mode == M_BAD_SIG ? &P.user : &P.key, &sc)) == RC_OK);
+	PCHECK((rc_morrpc_encode_response(&b, id, &out)) == RC_OK);
 	write_all(fd, out.ptr, out.len);
 	rc_buf_release(&out);
 	rc_buf_release(&sc);
@@ -251,8 +251,8 @@ static void answer_ping(int fd, struct rc_str id, const struct rc_morrpc_body *r
 	struct rc_morrpc_body b = *req;
 	b.type = RC_MORRPC_PONG_RES;
 	b.u.ping.version = RC_STR_LIT("v7.0.0");
-	assert_int_equal(rc_morrpc_sign(&b, &P.key, &sc), RC_OK);
-	assert_int_equal(rc_morrpc_encode_response(&b, id, &out), RC_OK);
+	PCHECK((rc_morrpc_sign(&b, &P.key, &sc)) == RC_OK);
+	PCHECK((rc_morrpc_encode_response(&b, id, &out)) == RC_OK);
 	write_all(fd, out.ptr, out.len);
 	rc_buf_release(&out);
 	rc_buf_release(&sc);
@@ -324,10 +324,10 @@ static void *provider_main(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&P.stop)) {
-		struct pollfd p = {P.lfd, POLLIN, 0};
-		if (poll(&p, 1, 20) <= 0)
+		struct pollfd p[2] = {{P.lfd, POLLIN, 0}, {P.lfd6, POLLIN, 0}};
+		if (poll(p, P.lfd6 >= 0 ? 2 : 1, 20) <= 0)
 			continue;
-		int fd = accept(P.lfd, NULL, NULL);
+		int fd = accept(p[0].revents ? P.lfd : P.lfd6, NULL, NULL);
 		if (fd < 0)
 			continue;
 		serve(fd);
@@ -350,6 +350,17 @@ static int setup(void **state)
 	    listen(P.lfd, 16) != 0 || getsockname(P.lfd, (struct sockaddr *)&sa, &sl) != 0)
 		return -1;
 	P.port = ntohs(sa.sin_port);
+	struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6,
+	                           .sin6_addr = IN6ADDR_LOOPBACK_INIT,
+	                           .sin6_port = htons(P.port)};
+	int one = 1;
+	P.lfd6 = socket(AF_INET6, SOCK_STREAM, 0);
+	if (P.lfd6 >= 0 &&
+	    (setsockopt(P.lfd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0 ||
+	     bind(P.lfd6, (struct sockaddr *)&sa6, sizeof sa6) != 0 || listen(P.lfd6, 16) != 0)) {
+		close(P.lfd6);
+		P.lfd6 = -1;
+	}
 	return pthread_create(&P.th, NULL, provider_main, NULL) == 0 ? 0 : -1;
 }
 
@@ -359,6 +370,8 @@ static int teardown(void **state)
 	atomic_store(&P.stop, 1);
 	pthread_join(P.th, NULL);
 	close(P.lfd);
+	if (P.lfd6 >= 0)
+		close(P.lfd6);
 	rc_secp_privkey_release(&P.key);
 	rc_secp_privkey_release(&P.user);
 	return 0;
@@ -482,6 +495,22 @@ static void test_rc_link__full_session(void **state)
 
 	assert_int_equal(atomic_load(&P.bad_requests), before_bad);
 	rc_link_free(l);
+
+	/* a host name (localhost may resolve to ::1 first: the dial tries every address) and,
+	 * when the machine has it, IPv6 */
+	char ep[64];
+	snprintf(ep, sizeof ep, "localhost:%u", P.port);
+	l = rc_link_new(ep, &P.user, NULL);
+	assert_non_null(l);
+	assert_int_equal(rc_link_ping(l, addr, NULL, 0, &e), RC_OK);
+	rc_link_free(l);
+	if (P.lfd6 >= 0) {
+		snprintf(ep, sizeof ep, "[::1]:%u", P.port);
+		l = rc_link_new(ep, &P.user, NULL);
+		assert_non_null(l);
+		assert_int_equal(rc_link_ping(l, addr, NULL, 0, &e), RC_OK);
+		rc_link_free(l);
+	}
 }
 
 static void test_rc_link__lying_provider_in_stream(void **state)
