@@ -2,12 +2,15 @@
 # morgate-provider end to end: anvil test chain (provider registered with models and bids,
 # sessions opened by the consumer), the node on loopback, an OpenAI-compatible backend
 # (tests/support/bin_mock_openai.c) and an Anthropic one (bin_pv_mock_anthropic.c), driven by
-# the MOR-RPC test consumer (bin_pv_consumer.c).
+# router-core's consumer link rc_link (bin_pv_link.c: what the gateway uses) and, for what a
+# well-behaved link cannot send (a prompt signed by another key, malformed bytes), by the raw
+# MOR-RPC test consumer (bin_pv_consumer.c).
 source "$(dirname "$0")/../support/lib.sh"
 source "$(dirname "$0")/../support/chain.sh"
 
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 C=$T_BUILD/tests/pv_consumer
+L=$T_BUILD/tests/pv_link
 PROV=$T_BUILD/bin/morgate-provider
 OPORT=$(free_port)
 APORT=$(free_port)
@@ -20,7 +23,7 @@ t_bg anthropic "$T_BUILD/tests/pv_mock_anthropic" "$APORT"
 
 if ! chain_start; then
   t_fail "devnet starts"
-  t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+  t_run "$L" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
 if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
 
 t_done
@@ -29,7 +32,7 @@ declare -A MODEL BID
 for m in chat claude drip hang fail cerr echo; do
   if ! chain_seed_provider "$EP" --model "pv-$m" >/dev/null; then
     t_fail "seed pv-$m"
-    t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+    t_run "$L" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
 if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
 
 t_done
@@ -77,27 +80,26 @@ start_provider() {
   PROV_PID=$T_LAST_PID
   local i
   for i in $(seq 1 100); do
-    "$C" ping "$EP" >/dev/null 2>&1 && return 0
+    "$L" ping "$EP" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
   return 1
 }
 t_ok "provider starts" start_provider 1
 
-export PV_PROVIDER_ADDR=$SEED_PROVIDER
-t_run "$C" ping "$EP"
+t_run "$L" ping "$EP" "$SEED_PROVIDER"
 if [[ $T_RC -eq 0 && $T_OUT == "pong version=morgate-provider/"* ]]; then t_pass "ping: signed pong from the provider's address"; else t_fail "ping" "$T_OUT $T_ERR"; fi
 
 # ---- handshakes -----------------------------------------------------------------------------
 handshake() { # MODELKEY -> sets PPUB
-  t_run "$C" request "$EP" "$UK" "${BID[$1]}"
+  t_run "$L" request "$EP" "$UK" "${BID[$1]}"
   [[ $T_RC -eq 0 ]] || return 1
   PPUB=$(sed -E 's/.*provider_pub=(0x[0-9a-f]+).*/\1/' <<<"$T_OUT")
   [[ $T_OUT == *"provider_addr=${SEED_PROVIDER,,}"* && $T_OUT == *"chain_id=$CHAIN_ID"* ]]
 }
 if handshake chat; then t_pass "session.request approved: signed reply, EIP-191 approval by the provider"; else t_fail "session.request" "$T_OUT $T_ERR"; fi
 
-t_run "$C" request "$EP" "$UK" 0x$(printf '%064d' 7)
+t_run "$L" request "$EP" "$UK" 0x$(printf '%064d' 7)
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR bid not found" ]]; then t_pass "unknown bid refused"; else t_fail "unknown bid" "$T_OUT"; fi
 
 STAKE=$(chain_stake_for 3600 "$SEED_PRICE")
@@ -115,20 +117,20 @@ printf '%s' '{"model":"x","stream":true,"messages":[{"role":"user","content":"hi
 printf '%s' '{"model":"x","messages":[{"role":"user","content":"hi"}]}' >"$T_DIR/plain.json"
 
 # ---- full sessions ----------------------------------------------------------------------------
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json"
 n=$(grep -c '^CHUNK ' <<<"$T_OUT")
 if [[ $T_RC -eq 0 && $n -ge 5 && $(tail -1 <<<"$T_OUT") == DONE && $T_OUT == *'"object":"chat.completion.chunk"'* &&
   $T_OUT == *'"usage_from_provider":{"completion_tokens":'* ]]; then
   t_pass "openai stream: $n chunks verified, decrypted, then [DONE]"
 else t_fail "openai stream" "$T_OUT" "$T_ERR"; fi
 
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/plain.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/plain.json"
 if [[ $T_RC -eq 0 && $(grep -c '^CHUNK ' <<<"$T_OUT") -eq 1 && $T_OUT == *'"object":"chat.completion"'* ]]; then
   t_pass "openai non-streaming: one chat.completion"
 else t_fail "openai non-streaming" "$T_OUT" "$T_ERR"; fi
 
 printf '%s' '{"model":"x","stream":true,"max_tokens":77,"stop":"END","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}' >"$T_DIR/claude.json"
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/claude.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/claude.json"
 if [[ $T_RC -eq 0 && $T_OUT == *'sys=be brief|max=77|stop=END|n=1|'* && $T_OUT == *'"object":"chat.completion.chunk"'* &&
   $T_OUT == *'"finish_reason":"stop"'* && $T_OUT == *'"prompt_tokens":17'* && $T_OUT == *'"completion_tokens":5'* &&
   $T_OUT == *'"usage_from_provider":{"completion_tokens":5,"prompt_tokens":17,"total_tokens":22}'* &&
@@ -136,7 +138,7 @@ if [[ $T_RC -eq 0 && $T_OUT == *'sys=be brief|max=77|stop=END|n=1|'* && $T_OUT =
   t_pass "claudeai stream: system, max_tokens, stop mapped; chunks with object, usage, finish_reason; [DONE]"
 else t_fail "claudeai stream" "$T_OUT" "$T_ERR"; fi
 
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/plain.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/plain.json"
 if [[ $T_RC -eq 0 && $T_OUT == *'"object":"chat.completion"'* && $T_OUT == *'Hello world'* ]]; then
   t_pass "claudeai non-streaming: one chat.completion"
 else t_fail "claudeai non-streaming" "$T_OUT" "$T_ERR"; fi
@@ -145,7 +147,7 @@ else t_fail "claudeai non-streaming" "$T_OUT" "$T_ERR"; fi
 # The echo backend answers with the body it received: the text must arrive intact (invalid
 # UTF-8 as U+FFFD, which is what a Go consumer's json.Marshal sends).
 printf '{"model":"x","messages":[{"role":"user","content":"<b> & </b> \xe2\x80\xa8 \xe2\x80\xa9 \xff\xfe bad \xc3 tab\\t \\u0001 \\\\ \\" caf\xc3\xa9 /"}]}' >"$T_DIR/traps.json"
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_ECHO" "$T_DIR/traps.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_ECHO" "$T_DIR/traps.json"
 want=$(printf '<b> & </b> \xe2\x80\xa8 \xe2\x80\xa9 \xef\xbf\xbd\xef\xbf\xbd bad \xef\xbf\xbd tab')
 if [[ $T_RC -eq 0 && $T_OUT == *"$want"* && $T_OUT == *"$(printf 'caf\xc3\xa9 /')"* && $T_OUT == *'"model":"mock-echo"'* ]]; then
   t_pass "prompt with < > & U+2028 U+2029 and invalid UTF-8: signature verified, backend got the text"
@@ -167,29 +169,29 @@ if [[ $T_OUT == *'"message":"failed to unmarshal request: '* ]]; then t_pass "ga
 t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json" --sign-key "$CHAIN_KEY3"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR invalid signature" ]]; then t_pass "prompt signed by the wrong key refused"; else t_fail "wrong key" "$T_OUT $T_ERR"; fi
 
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json" --ts $(( $(date +%s%3N) + 86400000 ))
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json" --ts $(( $(date +%s%3N) + 86400000 ))
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR session expired" ]]; then t_pass "expired session refused (endsAt*1000 < timestamp)"; else t_fail "expired" "$T_OUT $T_ERR"; fi
 
 chain_close_session "$UK" "$PK" "$SID_CLOSED" >/dev/null 2>&1
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CLOSED" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CLOSED" "$T_DIR/stream.json"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR session closed" ]]; then t_pass "closed session refused"; else t_fail "closed" "$T_OUT $T_ERR"; fi
 
-t_run "$C" prompt "$EP" "$UK" "$PPUB" 0x$(printf '%064d' 5) "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" 0x$(printf '%064d' 5) "$T_DIR/stream.json"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR session not found" ]]; then t_pass "unknown session refused"; else t_fail "unknown session" "$T_OUT $T_ERR"; fi
 
 # ---- backend failures -----------------------------------------------------------------------
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_FAIL" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_FAIL" "$T_DIR/stream.json"
 if [[ $T_RC -eq 1 && $(grep -c '^CHUNK ' <<<"$T_OUT") -eq 2 && $(tail -1 <<<"$T_OUT") == "ERROR failed to prompt: "* ]]; then
   t_pass "backend failing mid-stream: 2 chunks then an error, no [DONE]"
 else t_fail "mid-stream failure" "$T_OUT" "$T_ERR"; fi
 
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CERR" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CERR" "$T_DIR/stream.json"
 if [[ $T_RC -eq 1 && $(tail -1 <<<"$T_OUT") == 'ERROR signed {"providerModelError":{"error":'*overloaded_error* ]]; then
   t_pass "anthropic error event: signed, encrypted providerModelError"
 else t_fail "anthropic error event" "$T_OUT" "$T_ERR"; fi
 
 t0=$SECONDS
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_HANG" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_HANG" "$T_DIR/stream.json"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR failed to prompt: backend timed out"* && $((SECONDS - t0)) -le 8 ]]; then
   t_pass "hanging backend bounded by backend_timeout_ms"
 else t_fail "hanging backend" "$T_OUT" "$T_ERR"; fi
@@ -198,7 +200,7 @@ else t_fail "hanging backend" "$T_OUT" "$T_ERR"; fi
 handshake drip >/dev/null
 SID_DRIP=$(open drip)
 before=$(curl -s "http://127.0.0.1:$OPORT/stats" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).cancelled))')
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_DRIP" "$T_DIR/stream.json" --stop-after 1
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_DRIP" "$T_DIR/stream.json" --stop-after 1
 cancelled=$before
 for i in $(seq 1 40); do
   cancelled=$(curl -s "http://127.0.0.1:$OPORT/stats" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).cancelled))')
@@ -209,11 +211,11 @@ if [[ $T_RC -eq 0 && $T_OUT == *STOPPED && $cancelled -gt $before ]]; then
   t_pass "consumer disconnect cancels the backend call"
 else t_fail "consumer disconnect" "$T_OUT" "cancelled $before -> $cancelled"; fi
 
-t_run "$C" request "$EP" "$UK" "${BID[drip]}"
+t_run "$L" request "$EP" "$UK" "${BID[drip]}"
 if [[ $T_RC -eq 1 && $T_OUT == "ERROR no capacity" ]]; then t_pass "concurrentSlots 1: second session refused with 'no capacity'"; else t_fail "capacity" "$T_OUT $T_ERR"; fi
 
 # ---- report -----------------------------------------------------------------------------------
-t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+t_run "$L" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
 if [[ $T_RC -eq 0 && $T_OUT =~ tps=[0-9]+\ ttft=[0-9]+\ in=34\ out=10\ chain=$CHAIN_ID ]]; then
   t_pass "session.report: signed receipt with measured stats ($T_OUT)"
 else t_fail "report" "$T_OUT $T_ERR"; fi
@@ -234,10 +236,10 @@ wait "$PROV_PID" 2>/dev/null
 rc=$?
 [[ $rc -eq 0 ]] && grep -q drained "$T_DIR/provider1.err" && t_pass "SIGTERM drains and exits 0" || t_fail "SIGTERM" "rc $rc"
 t_ok "provider restarts" start_provider 2
-t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_R" "$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_R" "$T_DIR/stream.json"
 if [[ $T_RC -eq 0 && $(tail -1 <<<"$T_OUT") == DONE ]]; then t_pass "session opened before a restart is served (user key persisted)"; else t_fail "restart" "$T_OUT $T_ERR"; fi
 
-t_run "$C" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
+t_run "$L" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
 if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report after a restart: statistics persisted"; else t_fail "report after restart" "$T_OUT $T_ERR"; fi
 
 t_done
