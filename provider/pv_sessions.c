@@ -154,10 +154,28 @@ int pv_sessions_acquire(struct pv_sessions *s, const uint8_t id[32], size_t mode
 	return rc;
 }
 
+/* Drop sessions that ended a day ago and are idle, so the table stays bounded on a long-running
+ * node (their report statistics are in the store). Called with the mutex held. */
+static void purge_locked(struct pv_sessions *s, uint64_t now)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct sess *e = &s->v[i];
+		if (!e->busy && e->ends_at + PV_SESSION_KEEP_S < now)
+			continue;
+		if (w != i)
+			s->v[w] = *e;
+		w++;
+	}
+	s->n = w;
+}
+
 void pv_sessions_release(struct pv_sessions *s, const uint8_t id[32],
                          const struct pv_prompt_stats *st, uint64_t now)
 {
 	pthread_mutex_lock(&s->mu);
+	if (s->n >= PV_SESSIONS_PURGE_AT)
+		purge_locked(s, now);
 	struct sess *e = find(s, id);
 	if (e) {
 		e->busy = false;

@@ -9,9 +9,10 @@
  *                 ends_at >= now and which ended within the last 15 min; records older than
  *                 60 min are purged; admit if < slots
  *   slots == 0    unlimited
- * A session becomes known at its first prompt (the reference learns it from the chain event or
- * the prompt; we have no event listener). Time is passed in (unix seconds) so the rules are
- * unit-tested without clocks.
+ * Sessions that ended more than PV_SESSION_KEEP_S ago are purged once the table holds
+ * PV_SESSIONS_PURGE_AT entries. A session becomes known at its first prompt (the reference learns
+ * it from the chain event or the prompt; we have no event listener). Time is passed in (unix
+ * seconds) so the rules are unit-tested without clocks.
  *
  * Thread-safety: every function is thread-safe (one mutex; acquire waits on a condition
  * variable, outside the mutex's critical sections).
@@ -29,6 +30,8 @@
 
 #define PV_IDLE_WINDOW_S (15 * 60)
 #define PV_IDLE_PURGE_S (60 * 60)
+#define PV_SESSION_KEEP_S (24 * 60 * 60) /* ended sessions kept this long */
+#define PV_SESSIONS_PURGE_AT 1024        /* table size that triggers a purge */
 
 /* What one served prompt adds to its session's statistics. */
 struct pv_prompt_stats {

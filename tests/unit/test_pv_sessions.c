@@ -150,6 +150,30 @@ static void test_pv_sessions__waiter_gets_the_turn_on_release(void **state)
 	pv_sessions_free(w.s);
 }
 
+static void test_pv_sessions__ended_sessions_are_purged(void **state)
+{
+	(void)state;
+	struct pv_sessions *s;
+	struct pv_session_stats ss;
+	uint8_t id[32];
+	assert_int_equal(pv_sessions_new(&s), RC_OK);
+	for (int i = 0; i < PV_SESSIONS_PURGE_AT; i++) {
+		sid(id, i & 0xff);
+		id[0] = (uint8_t)(i >> 8);
+		/* even sessions ended long ago, odd ones are live */
+		assert_int_equal(pv_sessions_acquire(s, id, 0, i % 2 ? 10000000 : 10, 100), RC_OK);
+		pv_sessions_release(s, id, NULL, 1);
+	}
+	sid(id, 1);
+	assert_int_equal(pv_sessions_acquire(s, id, 0, 10000000, 100), RC_OK);
+	pv_sessions_release(s, id, NULL, 10 + PV_SESSION_KEEP_S + 1); /* triggers the purge */
+	assert_int_equal(pv_sessions_stats(s, id, &ss), RC_OK);
+	sid(id, 0);
+	assert_int_equal(pv_sessions_stats(s, id, &ss), RC_ENOTFOUND);
+	assert_int_equal(pv_sessions_active(s, 0, PV_CAP_SIMPLE, 20), PV_SESSIONS_PURGE_AT / 2);
+	pv_sessions_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +182,7 @@ int main(void)
 	        cmocka_unit_test(test_pv_sessions__stats_are_means_and_sums),
 	        cmocka_unit_test(test_pv_sessions__one_prompt_at_a_time_per_session),
 	        cmocka_unit_test(test_pv_sessions__waiter_gets_the_turn_on_release),
+	        cmocka_unit_test(test_pv_sessions__ended_sessions_are_purged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
