@@ -52,6 +52,7 @@ struct conn {
 	struct timespec t0;
 	long ttft_ms;
 	int write_failed;
+	long probe_ms; /* last EOF probe, ms since t0 (0: none yet) */
 };
 
 static uint64_t now_ms(void)
@@ -260,7 +261,12 @@ static int sink_chunk(void *ud, const char *json, size_t len)
 	return send_out(c);
 }
 
-/* The consumer went away: its socket is readable with EOF, or hung up. */
+/*
+ * Did the consumer go away? A reset or hang-up says so at once. EOF alone does not: a consumer
+ * may half-close its side after the request and still read. So on EOF we probe, at most once
+ * per 500 ms, with a "\n" (whitespace between responses, which every MOR-RPC reader skips,
+ * §2.1): to a closed socket the peer answers with a reset, seen by the next poll or write.
+ */
 static int sink_cancelled(void *ud)
 {
 	struct conn *c = ud;
@@ -269,13 +275,27 @@ static int sink_cancelled(void *ud)
 		return 1;
 	if (poll(&p, 1, 0) <= 0)
 		return 0;
-	if (p.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL))
+	if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
 		return 1;
+	int eof = (p.revents & POLLRDHUP) != 0;
 	if (p.revents & POLLIN) {
 		char b[256];
-		ssize_t r = recv(c->fd, b, sizeof b,
-		                 MSG_DONTWAIT); /* bytes after the request: ignored */
-		return r == 0;
+		/* bytes after the request are ignored */
+		ssize_t r = recv(c->fd, b, sizeof b, MSG_DONTWAIT);
+		if (r == 0)
+			eof = 1;
+		else if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return 1;
+	}
+	if (!eof)
+		return 0;
+	long now = mono_ms_since(&c->t0);
+	if (c->probe_ms && now - c->probe_ms < 500)
+		return 0;
+	c->probe_ms = now ? now : 1;
+	if (send(c->fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
+		c->write_failed = 1;
+		return 1;
 	}
 	return 0;
 }

@@ -153,6 +153,9 @@ if [[ $T_RC -eq 0 && $T_OUT == *"$want"* && $T_OUT == *"$(printf 'caf\xc3\xa9 /'
   t_pass "prompt with < > & U+2028 U+2029 and invalid UTF-8: signature verified, backend got the text"
 else t_fail "escaping traps" "$T_OUT" "$T_ERR"; fi
 
+t_run "$C" prompt "$EP" "$UK" "$PPUB" "$SID_CHAT" "$T_DIR/stream.json" --half-close 1
+if [[ $T_RC -eq 0 && $(tail -1 <<<"$T_OUT") == DONE ]]; then t_pass "a consumer that half-closes after its request still gets the whole stream"; else t_fail "half-close" "$T_OUT" "$T_ERR"; fi
+
 # ---- refusals -----------------------------------------------------------------------------
 printf '%s' '{"id":"q1","method":"session.nope","params":{}}' >"$T_DIR/unknown.json"
 t_run "$C" raw "$EP" "$T_DIR/unknown.json"

@@ -10,12 +10,13 @@
  *       carries and the approval's EIP-191 signature against that key's address; prints
  *       "provider_pub=0x.. provider_addr=0x.. approval=0x.. approval_sig=0x.."
  *   pv_consumer prompt HOST:PORT USER_KEY PROVIDER_PUB SESSIONID REQUEST_FILE
- *              [--sign-key KEY] [--ts MS] [--stop-after N]
+ *              [--sign-key KEY] [--ts MS] [--stop-after N] [--half-close 1]
  *       session.prompt with the file's bytes as message (signed by --sign-key, default
  *       USER_KEY; timestamp --ts, default now); every response is verified and decrypted and
  *       printed on its own line ("CHUNK <plaintext>"), then "DONE" (exit 0) or
  *       "ERROR <text>" (signed errors: "ERROR signed <plaintext>") (exit 1). --stop-after N
- *       closes the connection after N chunks (exit 0) to test cancellation.
+ *       closes the connection after N chunks (exit 0) to test cancellation; --half-close 1
+ *       shuts down the sending side after the request (the answer must still come).
  *   pv_consumer report HOST:PORT USER_KEY PROVIDER_PUB SESSIONID
  *       session.report; verifies the reply and the receipt's EIP-191 signature; prints
  *       "tps=N ttft=N in=N out=N chain=N"
@@ -320,7 +321,7 @@ out:
 }
 
 static int cmd_prompt(int fd, const char *ukey, const char *ppub, const char *sid, const char *file,
-                      const char *sign_key, uint64_t ts, long stop_after)
+                      const char *sign_key, uint64_t ts, long stop_after, int half_close)
 {
 	struct rc_secp_privkey k, sk;
 	uint8_t pub[65];
@@ -339,6 +340,8 @@ static int cmd_prompt(int fd, const char *ukey, const char *ppub, const char *si
 	b.u.prompt_req.timestamp = ts ? ts : now_ms();
 	if (send_req(fd, &b, &sk))
 		return die(3, "cannot send the prompt");
+	if (half_close)
+		shutdown(fd, SHUT_WR);
 	memset(&r, 0, sizeof r);
 	r.fd = fd;
 	rc_jsonstream_init(&r.js, 1 << 22, 64);
@@ -474,6 +477,7 @@ int main(int argc, char **argv)
 		const char *sk = NULL;
 		uint64_t ts = 0;
 		long stop = 0;
+		int half = 0;
 		for (int i = 7; i + 1 < argc; i += 2) {
 			if (!strcmp(argv[i], "--sign-key"))
 				sk = argv[i + 1];
@@ -481,8 +485,10 @@ int main(int argc, char **argv)
 				ts = strtoull(argv[i + 1], NULL, 10);
 			else if (!strcmp(argv[i], "--stop-after"))
 				stop = strtol(argv[i + 1], NULL, 10);
+			else if (!strcmp(argv[i], "--half-close"))
+				half = argv[i + 1][0] == '1';
 		}
-		rc = cmd_prompt(fd, argv[3], argv[4], argv[5], argv[6], sk, ts, stop);
+		rc = cmd_prompt(fd, argv[3], argv[4], argv[5], argv[6], sk, ts, stop, half);
 	} else if (!strcmp(cmd, "report") && argc == 6)
 		rc = cmd_report(fd, argv[3], argv[4], argv[5]);
 	else if (!strcmp(cmd, "raw") && argc == 4)
