@@ -300,6 +300,50 @@ static int sink_cancelled(void *ud)
 	return 0;
 }
 
+/*
+ * A session's bid, for its provider and model: fields a bid never changes once created (a new
+ * price is a new bid), so they are cached and a prompt costs one chain read (getSession, which
+ * must be fresh: closedAt) instead of two. The cache is small and simply stops growing when full.
+ */
+#define BID_CACHE_MAX 4096
+static struct {
+	pthread_mutex_t mu;
+	size_t n;
+	struct {
+		uint8_t id[32], provider[20], model_id[32];
+	} v[BID_CACHE_MAX];
+} bid_cache = {PTHREAD_MUTEX_INITIALIZER, 0, {{{0}, {0}, {0}}}};
+
+static int bid_of_session(struct pv_node *n, const uint8_t bid_id[32], struct rc_bid *bid)
+{
+	struct rc_rpc_error re;
+	pthread_mutex_lock(&bid_cache.mu);
+	for (size_t i = 0; i < bid_cache.n; i++) {
+		if (!memcmp(bid_cache.v[i].id, bid_id, 32)) {
+			memset(bid, 0, sizeof *bid);
+			memcpy(bid->id, bid_id, 32);
+			memcpy(bid->provider, bid_cache.v[i].provider, 20);
+			memcpy(bid->model_id, bid_cache.v[i].model_id, 32);
+			pthread_mutex_unlock(&bid_cache.mu);
+			return RC_OK;
+		}
+	}
+	pthread_mutex_unlock(&bid_cache.mu);
+	memset(&re, 0, sizeof re);
+	int rc = rc_market_get_bid(n->market, bid_id, bid, &re);
+	if (rc || bid->created_at == 0)
+		return rc;
+	pthread_mutex_lock(&bid_cache.mu);
+	if (bid_cache.n < BID_CACHE_MAX) {
+		memcpy(bid_cache.v[bid_cache.n].id, bid_id, 32);
+		memcpy(bid_cache.v[bid_cache.n].provider, bid->provider, 20);
+		memcpy(bid_cache.v[bid_cache.n].model_id, bid->model_id, 32);
+		bid_cache.n++;
+	}
+	pthread_mutex_unlock(&bid_cache.mu);
+	return RC_OK;
+}
+
 static void on_prompt(struct conn *c, const struct rc_morrpc_msg *m)
 {
 	struct pv_node *n = c->node;
@@ -332,8 +376,7 @@ static void on_prompt(struct conn *c, const struct rc_morrpc_msg *m)
 		send_error(c, "session not found");
 		return;
 	}
-	memset(&re, 0, sizeof re);
-	rc = rc_market_get_bid(n->market, si.bid_id, &bid, &re);
+	rc = bid_of_session(n, si.bid_id, &bid);
 	if (rc) {
 		pv_log_warn("chain", "getBid of session %s: %s", sidhex, rc_rpc_strerror(rc));
 		send_error(c, "session cannot be loaded");

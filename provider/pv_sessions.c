@@ -143,6 +143,10 @@ int pv_sessions_acquire(struct pv_sessions *s, const uint8_t id[32], size_t mode
 	e->forgotten = false;
 	while (rc == RC_OK) {
 		e = find(s, id); /* the array may have moved while we waited */
+		if (!e) {
+			rc = RC_ENOTFOUND; /* purged meanwhile: it ended a day ago */
+			break;
+		}
 		if (!e->busy) {
 			e->busy = true;
 			break;

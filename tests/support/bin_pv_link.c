@@ -209,6 +209,8 @@ int main(int argc, char **argv)
 		} else if (prc)
 			rc = fail(&e);
 		else {
+			fprintf(stderr, "pv_link: chunks=%llu first_ms=%llu\n",
+			        (unsigned long long)out.chunks, (unsigned long long)out.first_ms);
 			printf(out.done ? "DONE\n" : "EOF\n");
 			rc = 0;
 		}
