@@ -10,6 +10,7 @@
  *                  message_delta with stop_reason, message_stop) or as one JSON message
  *   claude-error   stream: message_start, one delta, then an "error" event (overloaded_error)
  *   claude-529     status 529 with an overloaded_error body
+ *   claude-flood   stream of 200 one-word deltas with no pause (throughput measurements)
  * Usage: input_tokens 17, output_tokens 5.
  */
 #include <arpa/inet.h>
@@ -63,7 +64,6 @@ static void event(int fd, const char *name, json_t *data)
 	write_all(fd, "\n\n", 2);
 	free(s);
 	json_decref(data);
-	usleep(5000);
 }
 
 static void handle(int fd, const char *hdrs, const char *body, size_t blen)
@@ -125,11 +125,15 @@ static void handle(int fd, const char *hdrs, const char *body, size_t blen)
 	                "content_block", "type", "text", "text", ""));
 	event(fd, "ping", json_pack("{s:s}", "type", "ping"));
 	const char *parts[] = {info, "Hello", " world"};
-	int nparts = !strcmp(model, "claude-error") ? 1 : 3;
-	for (int i = 0; i < nparts; i++)
+	int flood = !strcmp(model, "claude-flood");
+	int nparts = !strcmp(model, "claude-error") ? 1 : flood ? 200 : 3;
+	for (int i = 0; i < nparts; i++) {
 		event(fd, "content_block_delta",
 		      json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", 0,
-		                "delta", "type", "text_delta", "text", parts[i]));
+		                "delta", "type", "text_delta", "text", flood ? "word " : parts[i]));
+		if (!flood)
+			usleep(5000);
+	}
 	if (!strcmp(model, "claude-error")) {
 		event(fd, "error",
 		      json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type",
