@@ -4,6 +4,7 @@
  * lines incrementally and hands each event on at once: no answer is buffered whole unless the
  * backend answered without streaming.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,38 @@ struct call {
 	int usage_seen;
 };
 
+/*
+ * One connection cache for every call (a curl share handle): keep-alive connections to the
+ * backend are reused across prompts and threads, which takes the TCP (and TLS) handshake out of
+ * the time to first token. libcurl locks the shared data through these callbacks.
+ */
+static CURLSH *share;
+static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *u)
+{
+	pthread_mutex_lock(&share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *u)
+{
+	pthread_mutex_unlock(&share_mu[d]);
+}
+
 void pv_backend_global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&share_mu[i], NULL);
+	share = curl_share_init();
+	if (share && (curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock) ||
+	              curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+	              curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
+	              curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
+	              curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION))) {
+		curl_share_cleanup(share);
+		share = NULL; /* every call then opens its own connection: slower, still correct */
+	}
 }
 
 void pv_backend_result_release(struct pv_backend_result *res)
@@ -288,6 +318,8 @@ int pv_backend_call(const struct pv_model *m, const char *req, size_t len, long 
 		set_failed(&c, PV_BACKEND_FAILED, "out of memory");
 		goto out;
 	}
+	if (share)
+		curl_easy_setopt(c.h, CURLOPT_SHARE, share);
 	curl_easy_setopt(c.h, CURLOPT_URL, m->url);
 	curl_easy_setopt(c.h, CURLOPT_POST, 1L);
 	curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body.ptr);

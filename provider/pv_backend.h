@@ -56,7 +56,8 @@ struct pv_backend_result {
 	uint64_t tokens_out;    /* from the backend's usage, else the content chunks counted */
 };
 
-/* Global libcurl initialisation; call once from main before threads start. */
+/* Global libcurl initialisation and the shared connection cache (keep-alive connections to
+ * backends reused across calls and threads); call once from main before threads start. */
 void pv_backend_global_init(void);
 
 /*
