@@ -255,7 +255,8 @@ static int spawn_redis(void)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		freopen("/dev/null", "w", stdout);
+		if (!freopen("/dev/null", "w", stdout))
+			_exit(126);
 		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
 		       "--save", "", "--appendonly", "no", "--protected-mode", "no", "--unixsocket",
 		       redis_sock, "--unixsocketperm", "700", (char *)NULL);
