@@ -3,6 +3,8 @@
 #define TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Create a fresh directory under $TMPDIR (or /tmp) named after tag; returns its path in buf. */
 void tu_mkdtemp(char *buf, size_t cap, const char *tag);
@@ -10,5 +12,17 @@ void tu_mkdtemp(char *buf, size_t cap, const char *tag);
 void tu_rmrf(const char *path);
 /* Join dir and name into buf. */
 const char *tu_path(char *buf, size_t cap, const char *dir, const char *name);
+
+/* A free TCP port on 127.0.0.1 (bound, read back, released), or -1. */
+int tu_free_port(void);
+/* Monotonic milliseconds. */
+int64_t tu_ms_now(void);
+/*
+ * Start a private anvil (the pinned npm binary under $MORGATE_ROOT/node_modules) on 127.0.0.1 and
+ * a free port; url receives "http://127.0.0.1:PORT". Waits up to 15 s until it answers
+ * eth_chainId with 31337. Returns its pid (stop it with tu_anvil_stop), or -1.
+ */
+pid_t tu_anvil_start(char *url, size_t cap);
+void tu_anvil_stop(pid_t pid);
 
 #endif

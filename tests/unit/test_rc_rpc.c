@@ -25,71 +25,25 @@
 #include <router-core/rc_addr.h>
 #include <router-core/rc_rpc.h>
 
+#include "testutil.h"
+
 /* ---- a private anvil ---------------------------------------------------------------------- */
 
 static pid_t anvil_pid;
 static char anvil_url[64];
 static const char anvil0_addr[] = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(s, (struct sockaddr *)&a, &l) != 0)
-		return -1;
-	close(s);
-	return ntohs(a.sin_port);
-}
-
-static int64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int anvil_start(void **state)
 {
-	const char *root = getenv("MORGATE_ROOT");
-	char bin[512];
-	snprintf(bin, sizeof bin, "%s/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-	         root ? root : ".");
-	int port = free_port();
-	if (port <= 0)
-		return -1;
-	char ports[16];
-	snprintf(ports, sizeof ports, "%d", port);
-	snprintf(anvil_url, sizeof anvil_url, "http://127.0.0.1:%d", port);
-	anvil_pid = fork();
-	if (anvil_pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent",
-		      (char *)NULL);
-		_exit(127);
-	}
-	const char *urls[] = {anvil_url};
-	struct rc_rpc *c;
-	struct rc_rpc_options o = {urls, 1, 200, 500, 1, 0};
-	if (rc_rpc_new(&o, &c) != RC_OK)
-		return -1;
-	int64_t deadline = ms_now() + 15000;
-	uint64_t id = 0;
-	while (ms_now() < deadline && rc_rpc_chain_id(c, &id, NULL) != RC_OK)
-		usleep(50000);
-	rc_rpc_free(c);
-	return id == 31337 ? 0 : -1;
+	(void)state;
+	anvil_pid = tu_anvil_start(anvil_url, sizeof anvil_url);
+	return anvil_pid > 0 ? 0 : -1;
 }
 
 static int anvil_stop(void **state)
 {
-	if (anvil_pid > 0) {
-		kill(anvil_pid, SIGTERM);
-		waitpid(anvil_pid, NULL, 0);
-	}
+	(void)state;
+	tu_anvil_stop(anvil_pid);
 	return 0;
 }
 
@@ -287,7 +241,7 @@ static void test_rc_rpc__batch_one_round_trip(void **state)
 static void test_rc_rpc__failover_dead_url_first(void **state)
 {
 	char dead[64];
-	snprintf(dead, sizeof dead, "http://127.0.0.1:%d", free_port());
+	snprintf(dead, sizeof dead, "http://127.0.0.1:%d", tu_free_port());
 	const char *urls[] = {dead, anvil_url};
 	struct rc_rpc *c = client(urls, 2, 5000);
 	uint64_t id;
@@ -349,9 +303,9 @@ static void test_rc_rpc__hung_server_times_out(void **state)
 	struct rc_rpc *c = client(urls, 1, 300);
 	uint64_t id;
 	struct rc_rpc_error e;
-	int64_t t0 = ms_now();
+	int64_t t0 = tu_ms_now();
 	assert_int_equal(rc_rpc_chain_id(c, &id, &e), RC_ETIMEOUT);
-	int64_t dt = ms_now() - t0;
+	int64_t dt = tu_ms_now() - t0;
 	assert_true(dt >= 250 && dt < 2000);
 	rc_rpc_free(c);
 	/* Hung first, anvil second: the timeout fails over. */

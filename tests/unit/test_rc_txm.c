@@ -25,70 +25,24 @@
 #include <router-core/rc_addr.h>
 #include <router-core/rc_txm.h>
 
+#include "testutil.h"
+
 /* ---- a private anvil ---------------------------------------------------------------------- */
 
 static pid_t anvil_pid;
 static char anvil_url[64];
 
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(s, (struct sockaddr *)&a, &l) != 0)
-		return -1;
-	close(s);
-	return ntohs(a.sin_port);
-}
-
-static int64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int anvil_start(void **state)
 {
-	const char *root = getenv("MORGATE_ROOT");
-	char bin[512];
-	snprintf(bin, sizeof bin, "%s/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-	         root ? root : ".");
-	int port = free_port();
-	if (port <= 0)
-		return -1;
-	char ports[16];
-	snprintf(ports, sizeof ports, "%d", port);
-	snprintf(anvil_url, sizeof anvil_url, "http://127.0.0.1:%d", port);
-	anvil_pid = fork();
-	if (anvil_pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, "anvil", "--host", "127.0.0.1", "--port", ports, "--silent",
-		      (char *)NULL);
-		_exit(127);
-	}
-	const char *urls[] = {anvil_url};
-	struct rc_rpc *c;
-	struct rc_rpc_options o = {urls, 1, 200, 500, 1, 0};
-	if (rc_rpc_new(&o, &c) != RC_OK)
-		return -1;
-	int64_t deadline = ms_now() + 15000;
-	uint64_t id = 0;
-	while (ms_now() < deadline && rc_rpc_chain_id(c, &id, NULL) != RC_OK)
-		usleep(50000);
-	rc_rpc_free(c);
-	return id == 31337 ? 0 : -1;
+	(void)state;
+	anvil_pid = tu_anvil_start(anvil_url, sizeof anvil_url);
+	return anvil_pid > 0 ? 0 : -1;
 }
 
 static int anvil_stop(void **state)
 {
-	if (anvil_pid > 0) {
-		kill(anvil_pid, SIGTERM);
-		waitpid(anvil_pid, NULL, 0);
-	}
+	(void)state;
+	tu_anvil_stop(anvil_pid);
 	return 0;
 }
 
