@@ -126,6 +126,23 @@ static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
 	dst[n] = '\0';
 }
 
+/* Step a bound one-row lookup: KS_OK with st on its row (the caller reads the columns and
+ * finalizes), KS_ENOTFOUND with "<kind> '<name>' not found" (no message when kind is NULL), or
+ * the store's error. */
+static int step_one(struct ks_store *ks, sqlite3_stmt *st, const char *kind, const char *name,
+		    const char *what, struct ks_err *err)
+{
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		return KS_OK;
+	if (s == SQLITE_DONE) {
+		if (kind)
+			ks_set_err(err, "%s '%s' not found", kind, name);
+		return KS_ENOTFOUND;
+	}
+	return sqlite_err(ks, ks->admin, s, what, err);
+}
+
 /* ---- pepper ---- */
 
 static char *default_pepper_path(const char *db)
@@ -221,15 +238,8 @@ static int meta_get(struct ks_store *ks, const char *k, char *out, size_t cap, s
 	if (rc != KS_OK)
 		return rc;
 	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
+	if ((rc = step_one(ks, st, NULL, k, "read settings", err)) == KS_OK)
 		copy_col(out, cap, st, 0);
-		rc = KS_OK;
-	} else if (s == SQLITE_DONE) {
-		rc = KS_ENOTFOUND;
-	} else {
-		rc = sqlite_err(ks, ks->admin, s, "read settings", err);
-	}
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -759,16 +769,8 @@ static int tenant_get_locked(struct ks_store *ks, const char *name, struct ks_te
 		return rc;
 	sqlite3_bind_int64(st, 1, ks_now());
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
-		if (out)
-			row_tenant(st, out);
-	} else if (s == SQLITE_DONE) {
-		ks_set_err(err, "tenant '%s' not found", name);
-		rc = KS_ENOTFOUND;
-	} else {
-		rc = sqlite_err(ks, ks->admin, s, "read a tenant", err);
-	}
+	if ((rc = step_one(ks, st, "tenant", name, "read a tenant", err)) == KS_OK && out)
+		row_tenant(st, out);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -806,15 +808,8 @@ static int tenant_id_locked(struct ks_store *ks, const char *name, int64_t *id, 
 	if (rc != KS_OK)
 		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
+	if ((rc = step_one(ks, st, "tenant", name, "read a tenant", err)) == KS_OK)
 		*id = sqlite3_column_int64(st, 0);
-	} else if (s == SQLITE_DONE) {
-		ks_set_err(err, "tenant '%s' not found", name);
-		rc = KS_ENOTFOUND;
-	} else {
-		rc = sqlite_err(ks, ks->admin, s, "read a tenant", err);
-	}
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -1044,16 +1039,8 @@ static int key_get_locked(struct ks_store *ks, const char *id, struct ks_key *ou
 	if (rc != KS_OK)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
-		if (out)
-			row_key(st, out, ks_now());
-	} else if (s == SQLITE_DONE) {
-		ks_set_err(err, "key '%s' not found", id);
-		rc = KS_ENOTFOUND;
-	} else {
-		rc = sqlite_err(ks, ks->admin, s, "read a key", err);
-	}
+	if ((rc = step_one(ks, st, "key", id, "read a key", err)) == KS_OK && out)
+		row_key(st, out, ks_now());
 	sqlite3_finalize(st);
 	return rc;
 }
