@@ -42,48 +42,7 @@ static const char USER_PRIV[] = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5ef
 static const char PROVIDER_PRIV[] =
         "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
-#define ROUNDS 5
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-#define MEASURE(result, iters, body)                                                               \
-	do {                                                                                       \
-		double best_ = 1e30;                                                               \
-		for (int r_ = 0; r_ < ROUNDS; r_++) {                                              \
-			double t0_ = now_us();                                                     \
-			for (int i_ = 0; i_ < (iters); i_++) {                                     \
-				body;                                                              \
-			}                                                                          \
-			double t_ = (now_us() - t0_) / (iters);                                    \
-			if (t_ < best_)                                                            \
-				best_ = t_;                                                        \
-		}                                                                                  \
-		(result) = best_;                                                                  \
-	} while (0)
-
-static void check(int ok, const char *what)
-{
-	if (!ok) {
-		fprintf(stderr, "bench_rc_link: '%s' failed\n", what);
-		exit(1);
-	}
-}
-
-static void make_chunk(char *out, size_t len)
-{
-	static const char head[] = "{\"choices\":[{\"delta\":{\"content\":\"";
-	static const char tail[] = "\"},\"index\":0}],\"object\":\"chat.completion.chunk\"}";
-	size_t fill = len - (sizeof head - 1) - (sizeof tail - 1);
-	memcpy(out, head, sizeof head - 1);
-	for (size_t i = 0; i < fill; i++)
-		out[sizeof head - 1 + i] = "lorem ipsum dolor sit amet "[i % 27];
-	memcpy(out + sizeof head - 1 + fill, tail, sizeof tail - 1);
-}
+#include "benchutil.h"
 
 static int copy_x(unsigned char *out, const unsigned char *x, const unsigned char *y, void *d)
 {
@@ -104,10 +63,10 @@ static double raw_consumer(secp256k1_context *ctx, const uint8_t sk[32], const u
 	double ecdh, parse, kdf, aes, hmac, keccak, verify;
 	memset(buf, 'a', sizeof buf);
 	memset(hash, 7, sizeof hash);
-	check(secp256k1_ec_pubkey_parse(ctx, &pk, pub65, 65), "parse");
-	MEASURE(ecdh, 2000, check(secp256k1_ecdh(ctx, z, &pk, sk, copy_x, NULL), "ecdh"));
-	MEASURE(parse, 2000, check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
-	MEASURE(kdf, 20000, {
+	tu_check(secp256k1_ec_pubkey_parse(ctx, &pk, pub65, 65), "parse");
+	TU_MEASURE(ecdh, 2000, tu_check(secp256k1_ecdh(ctx, z, &pk, sk, copy_x, NULL), "ecdh"));
+	TU_MEASURE(parse, 2000, tu_check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
+	TU_MEASURE(kdf, 20000, {
 		struct sha256_ctx h;
 		sha256_init(&h);
 		sha256_update(&h, 4, (const uint8_t *)"\0\0\0\1");
@@ -117,22 +76,22 @@ static double raw_consumer(secp256k1_context *ctx, const uint8_t sk[32], const u
 		sha256_update(&h, 16, k32 + 16);
 		sha256_digest(&h, 32, k32);
 	});
-	MEASURE(aes, 20000, {
+	TU_MEASURE(aes, 20000, {
 		struct aes128_ctx a;
 		uint8_t ctrb[16] = {0};
 		aes128_set_encrypt_key(&a, k32);
 		ctr_crypt(&a, nettle_aes128.encrypt, 16, ctrb, len, out, buf);
 	});
-	MEASURE(hmac, 20000, {
+	TU_MEASURE(hmac, 20000, {
 		struct hmac_sha256_ctx h;
 		hmac_sha256_set_key(&h, 32, k32);
 		hmac_sha256_update(&h, 16 + len, buf);
 		hmac_sha256_digest(&h, 32, k32);
 	});
-	MEASURE(keccak, 20000, rc_keccak256(buf, signed_len, hash));
-	check(secp256k1_ecdsa_sign(ctx, &vsig, hash, sk, NULL, NULL), "sign");
-	MEASURE(verify, 2000,
-	        check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) || i_ >= 0, "verify"));
+	TU_MEASURE(keccak, 20000, rc_keccak256(buf, signed_len, hash));
+	tu_check(secp256k1_ecdsa_sign(ctx, &vsig, hash, sk, NULL, NULL), "sign");
+	TU_MEASURE(verify, 2000,
+	        tu_check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) || i_ >= 0, "verify"));
 	return ecdh + parse + kdf + aes + hmac + keccak + verify;
 }
 
@@ -184,24 +143,24 @@ int main(void)
 {
 	struct rc_secp_privkey user, provider;
 	uint8_t user_pub[65], provider_pub[65];
-	check(rc_secp_privkey_from_hex(&user, USER_PRIV, 64, NULL) == RC_OK, "user key");
-	check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK, "prov key");
-	check(rc_secp_pubkey(&user, user_pub) == RC_OK, "pub");
-	check(rc_secp_pubkey(&provider, provider_pub) == RC_OK, "pub");
+	tu_check(rc_secp_privkey_from_hex(&user, USER_PRIV, 64, NULL) == RC_OK, "user key");
+	tu_check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK, "prov key");
+	tu_check(rc_secp_pubkey(&user, user_pub) == RC_OK, "pub");
+	tu_check(rc_secp_pubkey(&provider, provider_pub) == RC_OK, "pub");
 	secp256k1_context *ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
-	check(ctx != NULL, "context");
+	tu_check(ctx != NULL, "context");
 
 	static const size_t sizes[] = {100, 1024};
 	struct rc_buf out = RC_BUF_INIT, sc = RC_BUF_INIT, sc2 = RC_BUF_INIT, pl = RC_BUF_INIT;
-	printf("consumer cost per streamed chunk, best of %d rounds (us per chunk)\n\n", ROUNDS);
+	printf("consumer cost per streamed chunk, best of %d rounds (us per chunk)\n\n", TU_BENCH_ROUNDS);
 	printf("%-8s %-12s %10s %10s %9s\n", "chunk", "path", "ours", "raw sum", "ours/raw");
 	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
 		size_t len = sizes[si];
 		char chunk[2048], label[16];
-		make_chunk(chunk, len);
+		tu_make_chunk(chunk, len);
 		snprintf(label, sizeof label, "%zu B", len);
 		rc_buf_reset(&out);
-		check(rc_morrpc_seal_chunk(&out, &sc, RC_STR_LIT("0badf00d"), user_pub,
+		tu_check(rc_morrpc_seal_chunk(&out, &sc, RC_STR_LIT("0badf00d"), user_pub,
 		                           (const uint8_t *)chunk, len, 1735689700500ull, &provider,
 		                           NULL, NULL) == RC_OK,
 		      "seal");
@@ -218,26 +177,26 @@ int main(void)
 		                           .provider_pub = provider_pub,
 		                           .on_chunk = count_chunk,
 		                           .ud = &got};
-		check(rc_link_reader_init(&r, &x) == RC_OK, "reader");
+		tu_check(rc_link_reader_init(&r, &x) == RC_OK, "reader");
 		double t_reader, t_bytes, t_general;
-		MEASURE(t_reader, 2000,
-		        check(rc_link_reader_feed(&r, out.ptr, out.len, &e) == RC_OK, "feed"));
-		check(got == 2000 * ROUNDS, "chunks delivered");
+		TU_MEASURE(t_reader, 2000,
+		        tu_check(rc_link_reader_feed(&r, out.ptr, out.len, &e) == RC_OK, "feed"));
+		tu_check(got == 2000 * TU_BENCH_ROUNDS, "chunks delivered");
 		rc_link_reader_release(&r);
 		struct rc_morrpc_chunk_info info;
-		MEASURE(t_bytes, 2000,
-		        check(rc_morrpc_open_chunk_bytes(out.ptr, out.len, RC_STR_LIT("0badf00d"),
+		TU_MEASURE(t_bytes, 2000,
+		        tu_check(rc_morrpc_open_chunk_bytes(out.ptr, out.len, RC_STR_LIT("0badf00d"),
 		                                         provider_pub, &user, &sc2, &pl, &info,
 		                                         NULL) == RC_OK &&
 		                      info.fast,
 		              "open_bytes"));
-		check(pl.len == len && memcmp(pl.ptr, chunk, len) == 0, "round trip");
-		MEASURE(t_general, 2000, {
+		tu_check(pl.len == len && memcmp(pl.ptr, chunk, len) == 0, "round trip");
+		TU_MEASURE(t_general, 2000, {
 			struct rc_morrpc_msg m;
 			struct rc_morrpc_body b;
-			check(rc_morrpc_parse_response(&m, out.ptr, out.len, NULL) == RC_OK,
+			tu_check(rc_morrpc_parse_response(&m, out.ptr, out.len, NULL) == RC_OK,
 			      "parse");
-			check(rc_morrpc_open_chunk(&m, provider_pub, &user, &sc2, &pl, &b, NULL) ==
+			tu_check(rc_morrpc_open_chunk(&m, provider_pub, &user, &sc2, &pl, &b, NULL) ==
 			              RC_OK,
 			      "open");
 			rc_morrpc_msg_release(&m);
@@ -255,39 +214,39 @@ int main(void)
 	struct lp p = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof sa;
-	check(p.lfd >= 0 && bind(p.lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	tu_check(p.lfd >= 0 && bind(p.lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
 	              listen(p.lfd, 8) == 0 && getsockname(p.lfd, (struct sockaddr *)&sa, &sl) == 0,
 	      "listen");
 	char chunk[128];
-	make_chunk(chunk, 100);
+	tu_make_chunk(chunk, 100);
 	for (int i = 0; i <= N; i++) {
 		rc_buf_reset(&out);
-		check(rc_morrpc_seal_chunk(&out, &sc, RC_STR_LIT("0badf00d"), user_pub,
+		tu_check(rc_morrpc_seal_chunk(&out, &sc, RC_STR_LIT("0badf00d"), user_pub,
 		                           (const uint8_t *)(i < N ? chunk : "\"[DONE]\""),
 		                           i < N ? 100 : 8, 1735689700500ull + (uint64_t)i,
 		                           &provider, NULL, NULL) == RC_OK,
 		      "seal");
-		check(rc_buf_append(&p.answer, out.ptr, out.len) == RC_OK, "append");
+		tu_check(rc_buf_append(&p.answer, out.ptr, out.len) == RC_OK, "append");
 	}
 	pthread_t th;
-	check(pthread_create(&th, NULL, lp_main, &p) == 0, "thread");
+	tu_check(pthread_create(&th, NULL, lp_main, &p) == 0, "thread");
 	char ep[32];
 	snprintf(ep, sizeof ep, "127.0.0.1:%u", ntohs(sa.sin_port));
 	struct rc_link *l = rc_link_new(ep, &user, NULL);
-	check(l != NULL && rc_link_set_provider_key(l, provider_pub) == RC_OK, "link");
+	tu_check(l != NULL && rc_link_set_provider_key(l, provider_pub) == RC_OK, "link");
 	static const uint8_t sid[32] = {1};
 	double best = 1e30;
 	for (int round = 0; round < 3; round++) {
 		unsigned long got = 0;
 		struct rc_link_stream st;
 		struct rc_link_err e;
-		double t0 = now_us();
+		double t0 = tu_now_us();
 		int rc = rc_link_prompt(l, RC_STR_LIT("0badf00d"), sid, RC_STR_LIT("{}"), 0,
 		                        count_chunk, &got, &st, &e);
-		double t = now_us() - t0;
+		double t = tu_now_us() - t0;
 		if (rc != RC_OK)
 			fprintf(stderr, "prompt: %s: %s\n", rc_link_reason_name(e.reason), e.text);
-		check(rc == RC_OK && got == N && st.done, "prompt");
+		tu_check(rc == RC_OK && got == N && st.done, "prompt");
 		if (t < best)
 			best = t;
 	}

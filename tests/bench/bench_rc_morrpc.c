@@ -39,50 +39,7 @@ static const char USER_PRIV[] = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5ef
 static const char PROVIDER_PRIV[] =
         "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
-#define ROUNDS 5
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-/* Best-of-ROUNDS time of one call, in microseconds. */
-#define MEASURE(result, iters, body)                                                               \
-	do {                                                                                       \
-		double best_ = 1e30;                                                               \
-		for (int r_ = 0; r_ < ROUNDS; r_++) {                                              \
-			double t0_ = now_us();                                                     \
-			for (int i_ = 0; i_ < (iters); i_++) {                                     \
-				body;                                                              \
-			}                                                                          \
-			double t_ = (now_us() - t0_) / (iters);                                    \
-			if (t_ < best_)                                                            \
-				best_ = t_;                                                        \
-		}                                                                                  \
-		(result) = best_;                                                                  \
-	} while (0)
-
-static void check(int ok, const char *what)
-{
-	if (!ok) {
-		fprintf(stderr, "bench_rc_morrpc: '%s' failed\n", what);
-		exit(1);
-	}
-}
-
-/* An OpenAI streaming chunk of exactly len bytes (len >= 90), as the provider encrypts it. */
-static void make_chunk(char *out, size_t len)
-{
-	static const char head[] = "{\"choices\":[{\"delta\":{\"content\":\"";
-	static const char tail[] = "\"},\"index\":0}],\"object\":\"chat.completion.chunk\"}";
-	size_t fill = len - (sizeof head - 1) - (sizeof tail - 1);
-	memcpy(out, head, sizeof head - 1);
-	for (size_t i = 0; i < fill; i++)
-		out[sizeof head - 1 + i] = "lorem ipsum dolor sit amet "[i % 27];
-	memcpy(out + sizeof head - 1 + fill, tail, sizeof tail - 1);
-}
+#include "benchutil.h"
 
 static int copy_x(unsigned char *out, const unsigned char *x, const unsigned char *y, void *d)
 {
@@ -106,19 +63,19 @@ static void measure_raw(secp256k1_context *ctx, const uint8_t sk[32], const uint
 	secp256k1_ecdsa_recoverable_signature rsig;
 	secp256k1_ecdsa_signature vsig;
 	memset(buf, 'a', sizeof buf);
-	check(secp256k1_ec_pubkey_parse(ctx, &pk, pub65, 65), "parse");
+	tu_check(secp256k1_ec_pubkey_parse(ctx, &pk, pub65, 65), "parse");
 
-	MEASURE(r->rand, iters_sym, randombytes_buf(seed, sizeof seed));
-	MEASURE(r->pubkey, iters_ec, {
+	TU_MEASURE(r->rand, iters_sym, randombytes_buf(seed, sizeof seed));
+	TU_MEASURE(r->pubkey, iters_ec, {
 		size_t n = 65;
 		seed[0] = (uint8_t)i_;
-		check(secp256k1_ec_pubkey_create(ctx, &eph, sk), "create");
+		tu_check(secp256k1_ec_pubkey_create(ctx, &eph, sk), "create");
 		secp256k1_ec_pubkey_serialize(ctx, out, &n, &eph, SECP256K1_EC_UNCOMPRESSED);
 	});
-	MEASURE(r->ecdh, iters_ec, check(secp256k1_ecdh(ctx, z, &pk, sk, copy_x, NULL), "ecdh"));
-	MEASURE(r->parse_pub, iters_ec,
-	        check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
-	MEASURE(r->kdf, iters_sym, {
+	TU_MEASURE(r->ecdh, iters_ec, tu_check(secp256k1_ecdh(ctx, z, &pk, sk, copy_x, NULL), "ecdh"));
+	TU_MEASURE(r->parse_pub, iters_ec,
+	        tu_check(secp256k1_ec_pubkey_parse(ctx, &eph, pub65, 65), "p"));
+	TU_MEASURE(r->kdf, iters_sym, {
 		struct sha256_ctx h;
 		sha256_init(&h);
 		sha256_update(&h, 4, (const uint8_t *)"\0\0\0\1");
@@ -128,70 +85,70 @@ static void measure_raw(secp256k1_context *ctx, const uint8_t sk[32], const uint
 		sha256_update(&h, 16, k32 + 16);
 		sha256_digest(&h, 32, k32);
 	});
-	MEASURE(r->aes, iters_sym, {
+	TU_MEASURE(r->aes, iters_sym, {
 		struct aes128_ctx aes;
 		uint8_t ctrb[16] = {0};
 		aes128_set_encrypt_key(&aes, k32);
 		ctr_crypt(&aes, nettle_aes128.encrypt, 16, ctrb, len, out, buf);
 	});
-	MEASURE(r->hmac, iters_sym, {
+	TU_MEASURE(r->hmac, iters_sym, {
 		struct hmac_sha256_ctx h;
 		hmac_sha256_set_key(&h, 32, k32);
 		hmac_sha256_update(&h, 16 + len, buf);
 		hmac_sha256_digest(&h, 32, k32);
 	});
-	MEASURE(r->keccak, iters_sym, rc_keccak256(buf, signed_len, hash));
-	MEASURE(r->sign, iters_ec, {
+	TU_MEASURE(r->keccak, iters_sym, rc_keccak256(buf, signed_len, hash));
+	TU_MEASURE(r->sign, iters_ec, {
 		int recid;
 		hash[0] = (uint8_t)i_;
-		check(secp256k1_ecdsa_sign_recoverable(ctx, &rsig, hash, sk, NULL, NULL), "sign");
+		tu_check(secp256k1_ecdsa_sign_recoverable(ctx, &rsig, hash, sk, NULL, NULL), "sign");
 		secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx, sig64, &recid, &rsig);
 	});
-	check(secp256k1_ecdsa_sign(ctx, &vsig, hash, sk, NULL, NULL), "sign");
-	MEASURE(r->verify, iters_ec,
-	        check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) || i_ >= 0, "verify"));
+	tu_check(secp256k1_ecdsa_sign(ctx, &vsig, hash, sk, NULL, NULL), "sign");
+	TU_MEASURE(r->verify, iters_ec,
+	        tu_check(secp256k1_ecdsa_verify(ctx, &vsig, hash, &pk) || i_ >= 0, "verify"));
 }
 
 int main(void)
 {
 	struct rc_secp_privkey user, provider;
 	uint8_t user_pub[65], provider_pub[65];
-	check(sodium_init() >= 0, "sodium_init");
-	check(rc_secp_privkey_from_hex(&user, USER_PRIV, 64, NULL) == RC_OK, "user key");
-	check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK,
+	tu_check(sodium_init() >= 0, "sodium_init");
+	tu_check(rc_secp_privkey_from_hex(&user, USER_PRIV, 64, NULL) == RC_OK, "user key");
+	tu_check(rc_secp_privkey_from_hex(&provider, PROVIDER_PRIV, 64, NULL) == RC_OK,
 	      "provider key");
-	check(rc_secp_pubkey(&user, user_pub) == RC_OK &&
+	tu_check(rc_secp_pubkey(&user, user_pub) == RC_OK &&
 	              rc_secp_pubkey(&provider, provider_pub) == 0,
 	      "pubkeys");
 	secp256k1_context *ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
-	check(ctx != NULL, "context");
+	tu_check(ctx != NULL, "context");
 
 	static const size_t sizes[] = {100, 1024};
 	struct rc_buf out = RC_BUF_INIT, scratch = RC_BUF_INIT, plain = RC_BUF_INIT,
 	              sc2 = RC_BUF_INIT, sbytes = RC_BUF_INIT;
-	printf("MOR-RPC per streamed chunk, best of %d rounds (us per chunk)\n\n", ROUNDS);
+	printf("MOR-RPC per streamed chunk, best of %d rounds (us per chunk)\n\n", TU_BENCH_ROUNDS);
 	printf("%-9s %-9s %10s %10s %8s   %s\n", "chunk", "side", "ours", "raw sum", "ours/raw",
 	       "raw = ");
 	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
 		size_t len = sizes[si];
 		char chunk[2048];
-		make_chunk(chunk, len);
+		tu_make_chunk(chunk, len);
 
 		/* one sealed chunk to size the signed bytes and to open on the consumer side */
 		rc_buf_reset(&out);
-		check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
+		tu_check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
 		                           (const uint8_t *)chunk, len, 1735689700500ull, &provider,
 		                           NULL, NULL) == RC_OK,
 		      "seal");
 		struct rc_buf wire = RC_BUF_INIT;
-		check(rc_buf_append(&wire, out.ptr, out.len) == RC_OK, "copy");
+		tu_check(rc_buf_append(&wire, out.ptr, out.len) == RC_OK, "copy");
 		struct rc_morrpc_msg m;
 		struct rc_morrpc_body b;
-		check(rc_morrpc_parse_response(&m, wire.ptr, wire.len, NULL) == RC_OK, "parse");
-		check(rc_morrpc_decode(&b, RC_MORRPC_PROMPT_RES, m.result, NULL) == RC_OK,
+		tu_check(rc_morrpc_parse_response(&m, wire.ptr, wire.len, NULL) == RC_OK, "parse");
+		tu_check(rc_morrpc_decode(&b, RC_MORRPC_PROMPT_RES, m.result, NULL) == RC_OK,
 		      "decode");
 		rc_buf_reset(&sbytes);
-		check(rc_morrpc_signed_bytes(&b, &sbytes) == RC_OK, "signed bytes");
+		tu_check(rc_morrpc_signed_bytes(&b, &sbytes) == RC_OK, "signed bytes");
 		rc_morrpc_msg_release(&m);
 
 		struct raw r;
@@ -200,36 +157,36 @@ int main(void)
 		measure_raw(ctx, sk, user_pub, len, sbytes.len, &r);
 
 		double prov, cons;
-		MEASURE(prov, 2000, {
+		TU_MEASURE(prov, 2000, {
 			rc_buf_reset(&out);
-			check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
+			tu_check(rc_morrpc_seal_chunk(&out, &scratch, RC_STR_LIT("0badf00d"), user_pub,
 			                           (const uint8_t *)chunk, len, 1735689700500ull,
 			                           &provider, NULL, NULL) == RC_OK,
 			      "seal");
 		});
-		MEASURE(cons, 2000, {
+		TU_MEASURE(cons, 2000, {
 			struct rc_morrpc_msg mm;
 			struct rc_morrpc_body bb;
-			check(rc_morrpc_parse_response(&mm, wire.ptr, wire.len, NULL) == RC_OK,
+			tu_check(rc_morrpc_parse_response(&mm, wire.ptr, wire.len, NULL) == RC_OK,
 			      "parse");
-			check(rc_morrpc_open_chunk(&mm, provider_pub, &user, &sc2, &plain, &bb,
+			tu_check(rc_morrpc_open_chunk(&mm, provider_pub, &user, &sc2, &plain, &bb,
 			                           NULL) == RC_OK,
 			      "open");
 			rc_morrpc_msg_release(&mm);
 		});
-		check(plain.len == len && memcmp(plain.ptr, chunk, len) == 0, "round trip");
+		tu_check(plain.len == len && memcmp(plain.ptr, chunk, len) == 0, "round trip");
 		/* the consumer hot path: rc_morrpc_open_chunk_bytes (what rc_link uses per chunk)
 		 */
 		double cons_fast;
-		MEASURE(cons_fast, 2000, {
+		TU_MEASURE(cons_fast, 2000, {
 			struct rc_morrpc_chunk_info info;
-			check(rc_morrpc_open_chunk_bytes(wire.ptr, wire.len, RC_STR_LIT("0badf00d"),
+			tu_check(rc_morrpc_open_chunk_bytes(wire.ptr, wire.len, RC_STR_LIT("0badf00d"),
 			                                 provider_pub, &user, &sc2, &plain, &info,
 			                                 NULL) == RC_OK &&
 			              info.fast,
 			      "open_chunk_bytes");
 		});
-		check(plain.len == len && memcmp(plain.ptr, chunk, len) == 0, "round trip");
+		tu_check(plain.len == len && memcmp(plain.ptr, chunk, len) == 0, "round trip");
 
 		double raw_prov =
 		        r.rand + r.pubkey + r.ecdh + r.kdf + r.aes + r.hmac + r.keccak + r.sign;
