@@ -728,18 +728,28 @@ static int seal_blob(struct rc_buf *scratch, const uint8_t user_pub[RC_SECP_PUBK
 	return RC_OK;
 }
 
-int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
-                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
-                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
-                         const uint8_t *eph, const uint8_t *iv)
+/* A provider response carrying an encrypted payload: a streamed chunk or a signed error. */
+static int seal(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
+                const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain, size_t len,
+                uint64_t ts, const struct rc_secp_privkey *provider, const uint8_t *eph,
+                const uint8_t *iv, int is_error)
 {
 	struct rc_morrpc_body b;
 	if (!out || !scratch || !user_pub || (!plain && len) || !provider)
 		return RC_EINVAL;
 	memset(&b, 0, sizeof b);
-	b.type = RC_MORRPC_PROMPT_RES;
-	b.u.prompt_res.timestamp = ts;
-	int rc = seal_blob(scratch, user_pub, plain, len, eph, iv, &b.u.prompt_res.message);
+	struct rc_str *message;
+	if (is_error) {
+		b.type = RC_MORRPC_ERROR;
+		b.u.error.code = RC_MORRPC_ERROR_CODE;
+		b.u.error.timestamp = ts;
+		message = &b.u.error.message;
+	} else {
+		b.type = RC_MORRPC_PROMPT_RES;
+		b.u.prompt_res.timestamp = ts;
+		message = &b.u.prompt_res.message;
+	}
+	int rc = seal_blob(scratch, user_pub, plain, len, eph, iv, message);
 	if (rc == RC_OK)
 		rc = rc_morrpc_sign(&b, provider, out);
 	if (rc == RC_OK)
@@ -747,24 +757,20 @@ int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_s
 	return rc;
 }
 
+int rc_morrpc_seal_chunk(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
+                         const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
+                         size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
+                         const uint8_t *eph, const uint8_t *iv)
+{
+	return seal(out, scratch, id, user_pub, plain, len, ts, provider, eph, iv, 0);
+}
+
 int rc_morrpc_seal_error(struct rc_buf *out, struct rc_buf *scratch, struct rc_str id,
                          const uint8_t user_pub[RC_SECP_PUBKEY_LEN], const uint8_t *plain,
                          size_t len, uint64_t ts, const struct rc_secp_privkey *provider,
                          const uint8_t *eph, const uint8_t *iv)
 {
-	struct rc_morrpc_body b;
-	if (!out || !scratch || !user_pub || (!plain && len) || !provider)
-		return RC_EINVAL;
-	memset(&b, 0, sizeof b);
-	b.type = RC_MORRPC_ERROR;
-	b.u.error.code = RC_MORRPC_ERROR_CODE;
-	b.u.error.timestamp = ts;
-	int rc = seal_blob(scratch, user_pub, plain, len, eph, iv, &b.u.error.message);
-	if (rc == RC_OK)
-		rc = rc_morrpc_sign(&b, provider, out);
-	if (rc == RC_OK)
-		rc = rc_morrpc_encode_response(&b, id, out);
-	return rc;
+	return seal(out, scratch, id, user_pub, plain, len, ts, provider, eph, iv, 1);
 }
 
 int rc_morrpc_open_chunk(const struct rc_morrpc_msg *m,
