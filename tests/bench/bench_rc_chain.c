@@ -16,6 +16,8 @@
 #include <router-core/rc_keccak.h>
 #include <router-core/rc_market.h>
 
+#include "testutil.h"
+
 #define NBIDS 50
 #define ROUNDS 20
 
@@ -46,49 +48,12 @@ static struct rc_u256 u(uint64_t v)
 	return x;
 }
 
-/*
- * Run `scripts/devnet start` and parse its JSON. The script can lose a race with anvil creating
- * its log file (it then exits early, leaving anvil running): stop that anvil by its PID, clear
- * the state directory and try again, up to three times.
- */
-static json_t *devnet_run(const char *cmd, const char *dir)
-{
-	for (int attempt = 0; attempt < 3; attempt++) {
-		FILE *p = popen(cmd, "r");
-		json_t *j = p ? json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-		if (p)
-			pclose(p);
-		if (j)
-			return j;
-		char path[512];
-		snprintf(path, sizeof path, "%s/devnet/anvil.pid", dir);
-		FILE *f = fopen(path, "r");
-		int pid = 0;
-		if (f) {
-			if (fscanf(f, "%d", &pid) != 1)
-				pid = 0;
-			fclose(f);
-		}
-		if (pid > 0)
-			kill(pid, SIGTERM);
-		char rm[600];
-		snprintf(rm, sizeof rm, "rm -rf '%s/devnet'", dir);
-		if (system(rm) != 0)
-			return NULL;
-	}
-	return NULL;
-}
-
 int main(void)
 {
-	const char *root = getenv("MORGATE_ROOT");
 	char dir[] = "/tmp/bench_rc_chain_XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
-	         root ? root : ".", dir);
-	json_t *j = devnet_run(cmd, dir);
+	json_t *j = tu_devnet_start(dir);
 	if (!j) {
 		fprintf(stderr, "bench_rc_chain: scripts/devnet did not start\n");
 		return 1;
@@ -235,7 +200,5 @@ int main(void)
 	rc_txm_free(t0);
 	rc_market_free(m);
 	rc_rpc_free(rpc);
-	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' stop '%s/devnet' >/dev/null; rm -rf '%s'",
-	         root ? root : ".", dir, dir);
-	return system(cmd) == 0 ? 0 : 1;
+	return tu_devnet_stop(dir) == 0 ? 0 : 1;
 }

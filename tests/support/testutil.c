@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include <router-core/rc_rpc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,4 +117,31 @@ void tu_anvil_stop(pid_t pid)
 		kill(pid, SIGTERM);
 		waitpid(pid, NULL, 0);
 	}
+}
+
+static const char *root_dir(void)
+{
+	const char *root = getenv("MORGATE_ROOT");
+	return root && *root ? root : ".";
+}
+
+json_t *tu_devnet_start(const char *dir)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'", root_dir(),
+		 dir);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return NULL;
+	json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL);
+	pclose(p);
+	return j;
+}
+
+int tu_devnet_stop(const char *dir)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' stop '%s/devnet' >/dev/null; rm -rf '%s'",
+		 root_dir(), dir, dir);
+	return system(cmd) == 0 ? 0 : -1;
 }

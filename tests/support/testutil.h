@@ -25,4 +25,12 @@ int64_t tu_ms_now(void);
 pid_t tu_anvil_start(char *url, size_t cap);
 void tu_anvil_stop(pid_t pid);
 
+/*
+ * Start the test chain with `$MORGATE_ROOT/scripts/devnet start --state-dir DIR/devnet` and return
+ * the JSON it prints (rpcUrl, diamond, mor, accounts...: see tests/support/chain.sh), owned by the
+ * caller (json_decref), or NULL. Stop it with tu_devnet_stop(DIR), which also removes DIR.
+ */
+struct json_t *tu_devnet_start(const char *dir);
+int tu_devnet_stop(const char *dir);
+
 #endif

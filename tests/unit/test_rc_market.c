@@ -22,6 +22,8 @@
 #include <router-core/rc_addr.h>
 #include <router-core/rc_keccak.h>
 #include <router-core/rc_market.h>
+
+#include "testutil.h"
 #include <router-core/rc_morpheus.h>
 #include <router-core/rc_network.h>
 
@@ -55,50 +57,13 @@ static int parse_addr(uint8_t out[20], const json_t *v)
 	               : RC_EPARSE;
 }
 
-/*
- * Run `scripts/devnet start` and parse its JSON. The script can lose a race with anvil creating
- * its log file (it then exits early, leaving anvil running): stop that anvil by its PID, clear
- * the state directory and try again, up to three times.
- */
-static json_t *devnet_run(const char *cmd, const char *dir)
-{
-	for (int attempt = 0; attempt < 3; attempt++) {
-		FILE *p = popen(cmd, "r");
-		json_t *j = p ? json_loadf(p, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-		if (p)
-			pclose(p);
-		if (j)
-			return j;
-		char path[512];
-		snprintf(path, sizeof path, "%s/devnet/anvil.pid", dir);
-		FILE *f = fopen(path, "r");
-		int pid = 0;
-		if (f) {
-			if (fscanf(f, "%d", &pid) != 1)
-				pid = 0;
-			fclose(f);
-		}
-		if (pid > 0)
-			kill(pid, SIGTERM);
-		char rm[600];
-		snprintf(rm, sizeof rm, "rm -rf '%s/devnet'", dir);
-		if (system(rm) != 0)
-			return NULL;
-	}
-	return NULL;
-}
-
 static int devnet_start(void **state)
 {
-	const char *root = getenv("MORGATE_ROOT");
 	const char *tmp = getenv("TMPDIR");
 	snprintf(state_dir, sizeof state_dir, "%s/rc_market_XXXXXX", tmp ? tmp : "/tmp");
 	if (!mkdtemp(state_dir))
 		return -1;
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' start --state-dir '%s/devnet'",
-	         root ? root : ".", state_dir);
-	json_t *j = devnet_run(cmd, state_dir);
+	json_t *j = tu_devnet_start(state_dir);
 	if (!j)
 		return -1;
 	snprintf(rpc_url, sizeof rpc_url, "%s", json_string_value(json_object_get(j, "rpcUrl")));
@@ -135,11 +100,7 @@ static int devnet_stop(void **state)
 		rc_txm_free(txm[i]);
 	rc_market_free(mkt);
 	rc_rpc_free(rpc);
-	const char *root = getenv("MORGATE_ROOT");
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "'%s/scripts/devnet' stop '%s/devnet'; rm -rf '%s'",
-	         root ? root : ".", state_dir, state_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_devnet_stop(state_dir);
 }
 
 /* ---- pure ----------------------------------------------------------------------------------- */
