@@ -70,6 +70,25 @@ static size_t utf8_seq_len(const uint8_t *s, size_t n)
 	return need;
 }
 
+int rc_gojson_append_valid_utf8(struct rc_buf *out, const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t start = 0, i = 0;
+	int rc = RC_OK;
+	while (rc == RC_OK && i < n) {
+		size_t len = p[i] < 0x80 ? 1 : utf8_seq_len(p + i, n - i);
+		if (len) {
+			i += len;
+			continue;
+		}
+		rc = rc_buf_append(out, s + start, i - start);
+		if (rc == RC_OK)
+			rc = rc_buf_append(out, "\xef\xbf\xbd", 3);
+		start = ++i;
+	}
+	return rc == RC_OK ? rc_buf_append(out, s + start, n - start) : rc;
+}
+
 int rc_gojson_append_string(struct rc_buf *out, const char *str, size_t n)
 {
 	static const char hexd[] = "0123456789abcdef";

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <router-core/rc_gojson.h>
 #include <router-core/rc_hex.h>
 #include <router-core/rc_jsonstream.h>
 #include <router-core/rc_morpheus.h>
@@ -79,22 +80,6 @@ static int dial(const char *hp)
 }
 
 /* Length of the valid UTF-8 sequence at p (Go's utf8.DecodeRune rules), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	if (p[0] < 0x80)
-		return 1;
-	size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-	if (!len || p[0] > 0xf4 || n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
-	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
-		return 0;
-	return len;
-}
-
 /*
  * What a Go consumer's message holds: the request body went through json.Marshal, which turns
  * every invalid UTF-8 byte into U+FFFD. A message with raw invalid bytes could not verify on a
@@ -104,18 +89,8 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 static void go_sanitize(struct rc_buf *b)
 {
 	struct rc_buf o = RC_BUF_INIT;
-	const unsigned char *p = (const unsigned char *)b->ptr;
-	size_t i = 0;
-	while (p && i < b->len) {
-		size_t l = utf8_len(p + i, b->len - i);
-		if (l) {
-			rc_buf_append(&o, p + i, l);
-			i += l;
-		} else {
-			rc_buf_append(&o, "\xef\xbf\xbd", 3);
-			i++;
-		}
-	}
+	if (b->ptr && rc_gojson_append_valid_utf8(&o, b->ptr, b->len) != RC_OK)
+		abort();
 	rc_buf_release(b);
 	*b = o;
 }

@@ -245,6 +245,52 @@ static void test_rc_gojson__appends_after_existing_content(void **state)
 	rc_buf_release(NULL);
 }
 
+/* Cleaning invalid UTF-8 as Go does: each bad byte becomes U+FFFD and valid text is untouched,
+ * so escaping the cleaned text gives the escaping of the original with each "\ufffd" escape
+ * written as the raw character, which is what a provider re-encodes after decoding. */
+static void test_rc_gojson__valid_utf8_replaces_each_bad_byte(void **state)
+{
+	(void)state;
+	struct rc_buf b = RC_BUF_INIT;
+	static const char in[] = "a\xff" "b\xe6\x97<\xe2\x80\xa8\xc0\xaf\xed\xa0\x80z\xf0\x9f\x9a\x80";
+	static const char want[] = "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd<\xe2\x80\xa8"
+				   "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+				   "z\xf0\x9f\x9a\x80";
+	assert_int_equal(rc_gojson_append_valid_utf8(&b, in, sizeof in - 1), RC_OK);
+	assert_int_equal(b.len, sizeof want - 1);
+	assert_memory_equal(b.ptr, want, sizeof want - 1);
+	for (int round = 0; round < 2000; round++) {
+		unsigned char raw[64];
+		size_t n = (size_t)rand() % sizeof raw;
+		for (size_t i = 0; i < n; i++)
+			raw[i] = (unsigned char)(rand() % 4 ? rand() % 0x80 : 0x80 + rand() % 0x80);
+		for (size_t i = 0; i < n; i++) /* no backslash: it would escape the marker below */
+			if (raw[i] == '\\')
+				raw[i] = 'x';
+		struct rc_buf clean = RC_BUF_INIT, e1 = RC_BUF_INIT, e2 = RC_BUF_INIT;
+		assert_int_equal(rc_gojson_append_valid_utf8(&clean, (const char *)raw, n), RC_OK);
+		assert_int_equal(rc_gojson_append_string(&e1, (const char *)raw, n), RC_OK);
+		assert_int_equal(rc_gojson_append_string(&e2, clean.ptr, clean.len), RC_OK);
+		struct rc_buf want_e = RC_BUF_INIT;
+		for (size_t i = 0; i < e1.len;) {
+			if (e1.len - i >= 6 && memcmp(e1.ptr + i, "\\ufffd", 6) == 0) {
+				rc_buf_append(&want_e, "\xef\xbf\xbd", 3);
+				i += 6;
+			} else {
+				rc_buf_append(&want_e, e1.ptr + i, 1);
+				i++;
+			}
+		}
+		assert_int_equal(want_e.len, e2.len);
+		assert_memory_equal(want_e.ptr, e2.ptr, e2.len);
+		rc_buf_release(&want_e);
+		rc_buf_release(&clean);
+		rc_buf_release(&e1);
+		rc_buf_release(&e2);
+	}
+	rc_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +300,7 @@ int main(void)
 	        cmocka_unit_test(test_rc_gojson__writer_rejects_misuse),
 	        cmocka_unit_test(test_rc_gojson__random_bytes_give_valid_json),
 	        cmocka_unit_test(test_rc_gojson__appends_after_existing_content),
+	        cmocka_unit_test(test_rc_gojson__valid_utf8_replaces_each_bad_byte),
 	};
 	return cmocka_run_group_tests_name("rc_gojson", tests, NULL, NULL);
 }

@@ -34,6 +34,15 @@
 int rc_gojson_append_string(struct rc_buf *out, const char *s, size_t n);
 
 /*
+ * Append the n bytes at s to out as raw (unquoted) valid UTF-8, each byte that does not begin a
+ * valid sequence replaced by U+FFFD, as Go does when json.Marshal meets a string. A consumer
+ * must clean a message this way before signing it: a provider re-encodes decoded text and
+ * would never reproduce the signed bytes of raw invalid UTF-8 (morpheus-protocol §2.3).
+ * Returns RC_OK or RC_ENOMEM. s is borrowed for the call.
+ */
+int rc_gojson_append_valid_utf8(struct rc_buf *out, const char *s, size_t n);
+
+/*
  * Canonical object writer. Calls append to one buffer and carry a sticky error: after the first
  * failure every later call is a no-op and rc_gojson_w_finish() reports it, so a message encoder
  * is a straight list of calls with one check at the end. Keys are NUL-terminated and go through
