@@ -429,6 +429,8 @@ int ks_key_verify(struct ks_store *ks, const char *key, size_t len, struct ks_ke
 		neg_put(ks, h, epoch);
 	if (rc != KS_OK)
 		return rc;
+	if (!e) /* load() returns an entry with KS_OK; say so to the optimiser, too */
+		return KS_ESTORE;
 	rc = decide(ks, e, mac, now, info);
 	pthread_rwlock_wrlock(&s->lock);
 	insert(ks, s, e);
