@@ -272,6 +272,42 @@ struct ks_usage_row {
 int ks_usage_query(struct ks_store *ks, const struct ks_usage_filter *f,
 		   int (*cb)(void *ctx, const struct ks_usage_row *r), void *ctx, struct ks_err *err);
 
+/* --- marketplace sessions (the gateway's record of its on-chain sessions) ------------------- */
+
+/*
+ * One row per session the gateway opened or found on chain, keyed by local_id (the session id
+ * is unknown until openSession is mined). Hex fields are lowercase "0x..." text, "" when unknown;
+ * amounts are decimal wei text. Written by the gateway on every state change, read by
+ * `morgatectl sessions`.
+ */
+struct ks_session {
+	int64_t local_id;
+	char id[67];           /* session id, "" while opening */
+	char model[129];
+	char model_id[67];
+	char bid_id[67];
+	char provider[43];
+	char endpoint[257];
+	char provider_key[133]; /* 0x04..., "" when unknown */
+	char stake[80];
+	char price[80];         /* wei per second */
+	int64_t opened_at, ends_at, closed_at; /* unix seconds, 0 unknown */
+	char state[16];         /* opening, open, retired, closing, closed, failed */
+	int dispute;
+	int64_t requests, failures;
+	char open_tx[67], close_tx[67];
+	int64_t updated_at;     /* unix ms */
+};
+
+/* Insert or replace the row for s->local_id (one transaction). */
+int ks_session_put(struct ks_store *ks, const struct ks_session *s, struct ks_err *err);
+/* By session id ("0x...", a unique prefix of at least 6 hex digits is enough) or local id
+ * (decimal). KS_ENOTFOUND, or KS_ECONFLICT for an ambiguous prefix. */
+int ks_session_get(struct ks_store *ks, const char *id, struct ks_session *out, struct ks_err *err);
+/* All rows, newest first; state NULL = every state, else only that one. */
+int ks_session_list(struct ks_store *ks, const char *state,
+		    int (*cb)(void *ctx, const struct ks_session *s), void *ctx, struct ks_err *err);
+
 /* --- parsing helpers shared with the CLI (pure) ----------------------------------------------- */
 
 /* "30d", "24h", "90m", "45s", "2w" → seconds (1 s .. 100 years). */
