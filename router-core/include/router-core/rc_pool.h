@@ -211,6 +211,9 @@ struct rc_pool_request {
 	int64_t deadline_ms;   /* absolute CLOCK_MONOTONIC ms by which the first chunk must come
 	                          (getting a session, failover included); 0: 120 s from now */
 	int cancel_fd;         /* readable = cancel (an eventfd the caller writes); -1: none */
+	/* called (from the calling thread, at most once) when no session is free and one has to
+	 * be opened or waited for, so a streaming caller can start keep-alives; may be NULL */
+	void (*on_wait)(void *ud);
 };
 
 struct rc_pool_result {
@@ -238,8 +241,8 @@ int rc_pool_close(struct rc_pool *p, const uint8_t id[32], bool allow_dispute,
 
 /*
  * The close procedure on its own, without a pool (the pool and `morgatectl sessions close` share
- * it): session.report from the provider at s->endpoint (provider key s->provider_key; a fresh
- * handshake-free ping is not needed), closeSession with that receipt; if the provider does not
+ * it): session.report from the provider at s->endpoint (provider key s->provider_key; when it is
+ * unknown, a handshake first to learn it), closeSession with that receipt; if the provider does not
  * answer or its receipt does not verify, and allow_dispute, a receipt built from our own figures
  * and signed with key (EIP-191) closes it as a dispute (§1.2 (f), §3.7). A session already
  * closed on chain is RC_OK with s->closed_at filled. s is updated (state, closed_at, dispute,
