@@ -50,6 +50,8 @@ struct rc_health_entry {
 	double ttft_ms_ewma;           /* 0: unknown */
 	double tps_ewma;               /* chunks per second; 0: unknown */
 	int64_t last_seen_ms;
+	int64_t failing_since_ms;      /* first failure of the current run of failures; 0: none */
+	bool abandoned;                /* rc_health_abandon(): never ranked again (until forgotten) */
 };
 
 struct rc_health {
@@ -66,9 +68,21 @@ void rc_health_success(struct rc_health *h, const uint8_t provider[20], double t
                        int64_t now_ms);
 /* A failure attributable to the provider (refused, timed out, bad signature, closed early). */
 void rc_health_failure(struct rc_health *h, const uint8_t provider[20], int64_t now_ms);
+/* The provider lied (bad signature, bad ciphertext, a mismatched answer): benched for good and
+ * flagged abandoned; a later success does not clear it. */
+void rc_health_abandon(struct rc_health *h, const uint8_t provider[20], int64_t now_ms);
+/* True when the provider has failed without a success for at least gone_after_ms, or was
+ * abandoned: the pool then closes its sessions early (§3.7). */
+bool rc_health_gone(struct rc_health *h, const uint8_t provider[20], int64_t gone_after_ms,
+                    int64_t now_ms);
 /* Copy of the entry; false when the provider was never seen. */
 bool rc_health_get(struct rc_health *h, const uint8_t provider[20], struct rc_health_entry *out);
-/* Factor in (0, 1] the reference score is multiplied by (1 for an unknown provider). */
+/*
+ * Factor in (0, 1] the reference score is multiplied by (1 for an unknown provider): the product
+ * of reliability (successes + 1) / (successes + failures + 1) (floor 0.05), time to first token
+ * min(1, 2000 / ttft_ms) (floor 0.25; 1 when unknown) and throughput min(1, tps / 5) (floor 0.5;
+ * 1 when unknown). The counts are halved once their sum reaches 32, so recent events weigh more.
+ */
 double rc_health_factor(const struct rc_health_entry *e);
 
 /* ---- ranking ---------------------------------------------------------------------------------- */
@@ -90,7 +104,8 @@ enum rc_rank_drop {
 	RC_RANK_DROP_DENY,    /* in the deny-list */
 	RC_RANK_DROP_SELF,    /* our own address */
 	RC_RANK_DROP_SCORE,   /* NaN or infinite score */
-	RC_RANK_DROP_INACTIVE /* bid deleted or provider deleted */
+	RC_RANK_DROP_INACTIVE, /* bid deleted or provider deleted */
+	RC_RANK_DROP_ABANDONED /* health says the provider lied to us (rc_health_abandon) */
 };
 
 struct rc_rank_entry {
