@@ -395,8 +395,10 @@ static int open_wallet(const struct opts *o, struct rc_secp_privkey *key, uint8_
 	return say(CTL_EXIT_CHAIN, "cannot open wallet '%s': %s", path, rc_strerror(rc));
 }
 
-/* Connect: RPC, chain id check, market addresses; the wallet's transaction manager if asked. */
-static int chain_open(const struct opts *o, bool need_market, bool need_wallet, struct chain *c)
+/* Connect: RPC, chain id check, market addresses; the wallet's transaction manager if asked,
+ * and with keep the wallet key itself (for signing more than transactions). */
+static int chain_open_keep(const struct opts *o, bool need_market, bool need_wallet,
+                           struct chain *c, struct rc_secp_privkey *keep)
 {
 	memset(c, 0, sizeof *c);
 	const char *urls[MAX_RPC];
@@ -497,6 +499,8 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 		}
 		struct rc_txm_options to = {.chain_id = c->chain_id, .poll_interval_ms = 100};
 		rc = rc_txm_new(c->rpc, &key, &to, &c->txm);
+		if (rc == RC_OK && keep)
+			*keep = key;
 		rc_secp_privkey_release(&key);
 		if (rc != RC_OK) {
 			chain_close(c);
@@ -505,6 +509,11 @@ static int chain_open(const struct opts *o, bool need_market, bool need_wallet, 
 		}
 	}
 	return CX_OK;
+}
+
+static int chain_open(const struct opts *o, bool need_market, bool need_wallet, struct chain *c)
+{
+	return chain_open_keep(o, need_market, need_wallet, c, NULL);
 }
 
 /* ---- wallet --------------------------------------------------------------------------------- */
@@ -1046,4 +1055,46 @@ int ctl_chain_main(const char *cmd, int argc, char **argv, int json)
 	if (!strcmp(cmd, "bid"))
 		return cmd_bid(&o, json);
 	return usage("unknown command '%s'", cmd);
+}
+
+/* ---- for other command groups (ctl_chain.h) -------------------------------------------------- */
+
+int ctl_chain_connect(int argc, char **argv, struct ctl_chain_conn *out)
+{
+	memset(out, 0, sizeof *out);
+	struct opts o;
+	memset(&o, 0, sizeof o);
+	int x = parse_opts(argc, argv, &o);
+	if (x != CX_OK)
+		return x;
+	if (o.endpoint || o.stake || o.name || o.base_id || o.ipfs || o.fee || o.model || o.price ||
+	    o.ntags || o.weak_kdf)
+		return usage("this command takes only the chain options (--rpc, --network, "
+		             "--chain-id, --diamond, --mor, --wallet, --passphrase-file, --timeout)");
+	struct chain c;
+	if ((x = chain_open_keep(&o, true, true, &c, &out->key)) != CX_OK)
+		return x;
+	out->rpc = c.rpc;
+	out->market = c.mkt;
+	out->txm = c.txm;
+	out->chain_id = c.chain_id;
+	memcpy(out->wallet, c.wallet_addr, 20);
+	for (int i = 0; i < o.npos; i++)
+		out->pos[i] = o.pos[i];
+	out->npos = o.npos;
+	return CX_OK;
+}
+
+void ctl_chain_disconnect(struct ctl_chain_conn *c)
+{
+	rc_txm_free(c->txm);
+	rc_market_free(c->market);
+	rc_rpc_free(c->rpc);
+	rc_secp_privkey_release(&c->key);
+	memset(c, 0, sizeof *c);
+}
+
+int ctl_chain_fail(const char *what, int rc, const struct rc_rpc_error *e)
+{
+	return chain_fail(what, rc, e);
 }

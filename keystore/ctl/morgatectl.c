@@ -1,5 +1,6 @@
 /*
- * morgatectl: the admin CLI. Tenants, API keys, usage and the key store's schema.
+ * morgatectl: the admin CLI. Tenants, API keys, usage, the key store's schema, the gateway's
+ * marketplace sessions (ctl_sessions.c) and the chain commands (ctl_chain.c).
  *
  * Output is a human table by default and JSON with --json. Exit status says what went wrong
  * (see EXIT_* below), with one line on stderr: "morgatectl: <message>". Secrets appear only once,
@@ -21,6 +22,7 @@
 
 #include "ctl_chain.h"
 #include "ctl_config.h"
+#include "ctl_sessions.h"
 
 enum {
 	EXIT_OK = 0,
@@ -66,6 +68,9 @@ static const char usage_text[] =
 	"  model register --name NAME [--tag T]... [--base-id HEX] [--ipfs HEX] [--fee WEI]\n"
 	"                 [--stake WEI]\n"
 	"  bid post --model MODEL_ID --price WEI_PER_SECOND | bid delete BID_ID\n"
+	"gateway sessions (the marketplace sessions the gateway recorded in its key store):\n"
+	"  sessions list [--state opening|open|retired|closing|closed|failed]\n"
+	"  sessions show ID              ID: 0x and at least 6 hex digits, or the local id\n"
 	"  chain options: --rpc URL (repeatable; else $MORGATE_RPC, comma-separated)\n"
 	"    --network base|base-sepolia|arbitrum|arbitrum-sepolia ($MORGATE_NETWORK) --chain-id N\n"
 	"    --diamond ADDR ($MORGATE_DIAMOND) --mor ADDR ($MORGATE_MOR) --wallet FILE\n"
@@ -955,6 +960,8 @@ int main(int argc, char **argv)
 		rc = ctl_chain_main(cmd, rest, rargv, c.json);
 	else if (!strcmp(cmd, "config"))
 		rc = ctl_config_main(rest, rargv, c.json);
+	else if (!strcmp(cmd, "sessions"))
+		rc = ctl_sessions_main(&c.ko, rest, rargv, c.json);
 	else if (!strcmp(cmd, "help"))
 		return fputs(usage_text, stdout), EXIT_OK;
 	else
