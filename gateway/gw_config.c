@@ -8,6 +8,9 @@
 #include "gw_log.h"
 #include "gw_redisurl.h"
 
+#include <router-core/rc_addr.h>
+#include <router-core/rc_network.h>
+
 #include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -115,10 +118,31 @@ static void model_free(struct gw_model_cfg *m)
 	free(m->owned_by);
 }
 
+static void market_free(struct gw_market_cfg *m)
+{
+	free(m->network);
+	for (size_t i = 0; i < m->n_rpc; i++)
+		free(m->rpc[i]);
+	free(m->rpc);
+	free(m->wallet);
+	free(m->passphrase_file);
+	free(m->allow);
+	free(m->deny);
+	for (size_t i = 0; i < m->n_models; i++)
+		free(m->models[i].name);
+	free(m->models);
+	for (size_t i = 0; i < m->n_aliases; i++) {
+		free(m->aliases[i].alias);
+		free(m->aliases[i].target);
+	}
+	free(m->aliases);
+}
+
 static void config_free(struct gw_config *c)
 {
 	if (!c)
 		return;
+	market_free(&c->market);
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (opts[i].type == T_STR)
 			free(*(char **)((char *)c + opts[i].off));
@@ -377,6 +401,362 @@ static int parse_model(struct gw_config *c, struct gw_model_cfg *m, json_t *o, c
 	return err_at(err, sub, "no backend named '%s'", backend);
 }
 
+/* ---- the marketplace section (issue 6) ------------------------------------------------------ */
+
+#define M(f) offsetof(struct gw_market_cfg, f)
+static const struct opt mopts[] = {
+	{"network", T_STR, M(network), 0, 0, NULL, 0},
+	{"wallet", T_STR, M(wallet), 0, 0, NULL, 0},
+	{"wallet_passphrase_file", T_STR, M(passphrase_file), 0, 0, NULL, 0},
+	{"session_seconds", T_LONG, M(session_seconds), 300, 86400 * 7, NULL, 600},
+	{"direct_payment", T_BOOL, M(direct_payment), 0, 1, NULL, 0},
+	{"request_deadline_ms", T_LONG, M(request_deadline_ms), 1000, 3600000, NULL, 60000},
+	{"catalog_refresh_ms", T_LONG, M(catalog_refresh_ms), 100, 3600000, NULL, 30000},
+	{"bench_ms", T_LONG, M(bench_ms), 100, 86400000, NULL, 30000},
+	{"workers", T_LONG, M(workers), 1, 4096, NULL, 64},
+};
+#undef M
+#define N_MOPTS (sizeof mopts / sizeof mopts[0])
+
+#define MAX_RPC_URLS 16
+#define MAX_PROVIDER_LIST 256
+#define MAX_MARKET_MODELS 1024
+
+static int rpc_url_ok(const char *u)
+{
+	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
+		return 0;
+	size_t n = strlen(u);
+	if (n < 10 || n > 2048)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)u[i] <= 0x20 || u[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int parse_addr_at(json_t *v, const char *path, uint8_t out[20], struct gw_config_err *err)
+{
+	if (!json_is_string(v))
+		return err_at(err, path, "expected an address string \"0x\" + 40 hex digits");
+	struct rc_errinfo ei = {0, ""};
+	int rc = rc_addr_parse(out, json_string_value(v), json_string_length(v), &ei);
+	if (rc == RC_ECRYPTO)
+		return err_at(err, path, "the mixed-case (EIP-55) checksum of this address is wrong");
+	if (rc != RC_OK)
+		return err_at(err, path, "not an address (\"0x\" + 40 hex digits): %s at offset %zu", ei.text,
+			      ei.offset);
+	return GW_CONFIG_OK;
+}
+
+static int parse_wei(json_t *v, const char *path, struct rc_u256 *out, struct gw_config_err *err)
+{
+	if (!json_is_string(v))
+		return err_at(err, path, "expected a decimal string of wei, e.g. \"10000000000\"");
+	struct rc_errinfo ei = {0, ""};
+	int rc = rc_u256_parse_dec(out, json_string_value(v), json_string_length(v), &ei);
+	if (rc == RC_ERANGE)
+		return err_at(err, path, "larger than 2^256-1");
+	if (rc != RC_OK)
+		return err_at(err, path, "expected a decimal string of wei (digits only), bad byte at offset %zu",
+			      ei.offset);
+	return GW_CONFIG_OK;
+}
+
+static int parse_addr_list(json_t *v, const char *path, uint8_t (**out)[20], size_t *n,
+			   struct gw_config_err *err)
+{
+	char sub[128];
+	if (!json_is_array(v))
+		return err_at(err, path, "expected an array of addresses");
+	size_t cnt = json_array_size(v);
+	if (cnt > MAX_PROVIDER_LIST)
+		return err_at(err, path, "at most %d addresses", MAX_PROVIDER_LIST);
+	free(*out);
+	*out = NULL;
+	*n = 0;
+	if (!cnt)
+		return GW_CONFIG_OK;
+	if (!(*out = calloc(cnt, 20)))
+		return GW_CONFIG_ENOMEM;
+	for (size_t i = 0; i < cnt; i++) {
+		snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+		int rc = parse_addr_at(json_array_get(v, i), sub, (*out)[i], err);
+		if (rc)
+			return rc;
+		(*n)++;
+	}
+	return GW_CONFIG_OK;
+}
+
+static int parse_market_models(struct gw_market_cfg *m, json_t *v, struct gw_config_err *err)
+{
+	const char *path = "marketplace.models";
+	char sub[128];
+	if (!json_is_object(v))
+		return err_at(err, path, "expected an object: {\"<on-chain model name>\": {\"min_idle\": N}}");
+	size_t cnt = json_object_size(v);
+	if (cnt > MAX_MARKET_MODELS)
+		return err_at(err, path, "at most %d models", MAX_MARKET_MODELS);
+	if (!(m->models = calloc(cnt ? cnt : 1, sizeof *m->models)))
+		return GW_CONFIG_ENOMEM;
+	const char *k;
+	json_t *o;
+	json_object_foreach(v, k, o)
+	{
+		snprintf(sub, sizeof sub, "%s.%s", path, k);
+		if (k[0] == '_')
+			continue;
+		if (!name_ok(k))
+			return err_at(err, sub, "model names are 1..200 printable bytes without spaces, '/', '\"' or '\\'");
+		if (!json_is_object(o))
+			return err_at(err, sub, "expected an object");
+		struct gw_market_model_cfg *mm = &m->models[m->n_models++];
+		if (!(mm->name = strdup(k)))
+			return GW_CONFIG_ENOMEM;
+		const char *f;
+		json_t *fv;
+		json_object_foreach(o, f, fv)
+		{
+			snprintf(sub, sizeof sub, "%s.%s.%s", path, k, f);
+			if (f[0] == '_')
+				continue;
+			if (!strcmp(f, "min_idle")) {
+				if (!json_is_integer(fv) || json_integer_value(fv) < 0 || json_integer_value(fv) > 64)
+					return err_at(err, sub, "expected an integer in 0..64");
+				mm->min_idle = (long)json_integer_value(fv);
+			} else if (!strcmp(f, "max_price_per_second")) {
+				int rc = parse_wei(fv, sub, &mm->max_price, err);
+				if (rc)
+					return rc;
+			} else {
+				return err_at(err, sub, "unknown option (min_idle, max_price_per_second)");
+			}
+		}
+	}
+	return GW_CONFIG_OK;
+}
+
+static int parse_market_aliases(struct gw_market_cfg *m, json_t *v, struct gw_config_err *err)
+{
+	const char *path = "marketplace.aliases";
+	char sub[128];
+	if (!json_is_object(v))
+		return err_at(err, path, "expected an object: {\"<alias>\": \"<on-chain model name>\"}");
+	size_t cnt = json_object_size(v);
+	if (cnt > MAX_MARKET_MODELS)
+		return err_at(err, path, "at most %d aliases", MAX_MARKET_MODELS);
+	if (!(m->aliases = calloc(cnt ? cnt : 1, sizeof *m->aliases)))
+		return GW_CONFIG_ENOMEM;
+	const char *k;
+	json_t *t;
+	json_object_foreach(v, k, t)
+	{
+		snprintf(sub, sizeof sub, "%s.%s", path, k);
+		if (k[0] == '_')
+			continue;
+		if (!name_ok(k))
+			return err_at(err, sub, "aliases are 1..200 printable bytes without spaces, '/', '\"' or '\\'");
+		if (!json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t) ||
+		    !name_ok(json_string_value(t)))
+			return err_at(err, sub, "expected the on-chain model name (a string)");
+		struct gw_market_alias_cfg *a = &m->aliases[m->n_aliases++];
+		if (!(a->alias = strdup(k)) || !(a->target = strdup(json_string_value(t))))
+			return GW_CONFIG_ENOMEM;
+	}
+	return GW_CONFIG_OK;
+}
+
+static void market_defaults(struct gw_market_cfg *m)
+{
+	for (size_t i = 0; i < N_MOPTS; i++)
+		if (mopts[i].type == T_LONG)
+			*(long *)((char *)m + mopts[i].off) = mopts[i].def_l;
+		else if (mopts[i].type == T_BOOL)
+			*(int *)((char *)m + mopts[i].off) = (int)mopts[i].def_l;
+}
+
+static int set_rpc_list(struct gw_market_cfg *m, const char *const *urls, size_t n)
+{
+	for (size_t i = 0; i < m->n_rpc; i++)
+		free(m->rpc[i]);
+	free(m->rpc);
+	m->n_rpc = 0;
+	if (!(m->rpc = calloc(n ? n : 1, sizeof *m->rpc)))
+		return GW_CONFIG_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!(m->rpc[i] = strdup(urls[i])))
+			return GW_CONFIG_ENOMEM;
+		m->n_rpc++;
+	}
+	return GW_CONFIG_OK;
+}
+
+static int parse_market(struct gw_market_cfg *m, json_t *o, struct gw_config_err *err)
+{
+	const char *path = "marketplace";
+	char sub[128];
+	if (!json_is_object(o))
+		return err_at(err, path, "expected an object");
+	m->enabled = 1;
+	market_defaults(m);
+	const char *k;
+	json_t *v;
+	int rc;
+	json_object_foreach(o, k, v)
+	{
+		snprintf(sub, sizeof sub, "%s.%s", path, k);
+		if (k[0] == '_')
+			continue;
+		if (!strcmp(k, "rpc")) {
+			if (json_is_string(v)) {
+				/* one URL as a plain string is accepted too */
+				const char *u = json_string_value(v);
+				if (!rpc_url_ok(u))
+					return err_at(err, sub, "expected an http:// or https:// URL");
+				if ((rc = set_rpc_list(m, &u, 1)))
+					return rc;
+				continue;
+			}
+			if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > MAX_RPC_URLS)
+				return err_at(err, sub, "expected an array of 1..%d http(s) URLs", MAX_RPC_URLS);
+			const char *urls[MAX_RPC_URLS];
+			for (size_t i = 0; i < json_array_size(v); i++) {
+				json_t *u = json_array_get(v, i);
+				snprintf(sub, sizeof sub, "%s.rpc[%zu]", path, i);
+				if (!json_is_string(u) || strlen(json_string_value(u)) != json_string_length(u) ||
+				    !rpc_url_ok(json_string_value(u)))
+					return err_at(err, sub, "expected an http:// or https:// URL");
+				urls[i] = json_string_value(u);
+			}
+			if ((rc = set_rpc_list(m, urls, json_array_size(v))))
+				return rc;
+		} else if (!strcmp(k, "chain_id")) {
+			if (!json_is_integer(v) || json_integer_value(v) <= 0)
+				return err_at(err, sub, "expected a positive integer");
+			m->chain_id = (uint64_t)json_integer_value(v);
+			m->chain_id_set = 1;
+		} else if (!strcmp(k, "diamond")) {
+			if ((rc = parse_addr_at(v, sub, m->diamond, err)))
+				return rc;
+			m->diamond_set = 1;
+		} else if (!strcmp(k, "mor")) {
+			if ((rc = parse_addr_at(v, sub, m->mor, err)))
+				return rc;
+			m->mor_set = 1;
+		} else if (!strcmp(k, "max_price_per_second")) {
+			if ((rc = parse_wei(v, sub, &m->max_price, err)))
+				return rc;
+		} else if (!strcmp(k, "allow_providers")) {
+			if ((rc = parse_addr_list(v, sub, &m->allow, &m->n_allow, err)))
+				return rc;
+		} else if (!strcmp(k, "deny_providers")) {
+			if ((rc = parse_addr_list(v, sub, &m->deny, &m->n_deny, err)))
+				return rc;
+		} else if (!strcmp(k, "models")) {
+			if ((rc = parse_market_models(m, v, err)))
+				return rc;
+		} else if (!strcmp(k, "aliases")) {
+			if ((rc = parse_market_aliases(m, v, err)))
+				return rc;
+		} else {
+			size_t i;
+			for (i = 0; i < N_MOPTS; i++)
+				if (!strcmp(mopts[i].path, k))
+					break;
+			if (i == N_MOPTS)
+				return err_at(err, sub, "unknown option");
+			if ((rc = set_opt(m, &mopts[i], v, sub, err)))
+				return rc;
+		}
+	}
+	if (!m->network && !(m->network = strdup("")))
+		return GW_CONFIG_ENOMEM;
+	if (!m->passphrase_file && !(m->passphrase_file = strdup("")))
+		return GW_CONFIG_ENOMEM;
+	if (!m->wallet && !(m->wallet = strdup("")))
+		return GW_CONFIG_ENOMEM;
+	return GW_CONFIG_OK;
+}
+
+/*
+ * Effective chain id / Diamond / MOR: explicit values win, else the network preset (trap 19:
+ * the presets are defaults only). Then the checks that need the whole section.
+ */
+static int market_resolve(struct gw_config *c, struct gw_config_err *err)
+{
+	struct gw_market_cfg *m = &c->market;
+	if (!m->enabled)
+		return GW_CONFIG_OK;
+	struct rc_network net;
+	int have_net = 0;
+	if (m->network[0]) {
+		if (rc_network_find(m->network, &net) != RC_OK)
+			return err_at(err, "marketplace.network", "unknown network '%s' (%s)", m->network,
+				      RC_NETWORK_NAMES);
+		have_net = 1;
+	}
+	if (!m->chain_id_set)
+		m->chain_id = have_net ? net.chain_id : 0;
+	if (!m->diamond_set) {
+		if (have_net)
+			memcpy(m->diamond, net.diamond, 20);
+		else
+			memset(m->diamond, 0, 20);
+	}
+	if (!m->mor_set) {
+		if (have_net)
+			memcpy(m->mor, net.mor, 20);
+		else
+			memset(m->mor, 0, 20);
+	}
+	if (m->n_rpc == 0)
+		return err_at(err, "marketplace.rpc", "at least one RPC URL is needed (or set MORGATE_RPC)");
+	if (!m->chain_id)
+		return err_at(err, "marketplace.chain_id", "unknown chain: set network (%s) or chain_id",
+			      RC_NETWORK_NAMES);
+	if (!m->diamond_set && !have_net)
+		return err_at(err, "marketplace.diamond", "unknown Diamond address: set network or diamond");
+	if (!m->mor_set && !have_net)
+		return err_at(err, "marketplace.mor", "unknown MOR token address: set network or mor");
+	if (!m->wallet[0])
+		return err_at(err, "marketplace.wallet",
+			      "a wallet key file is needed (morgatectl wallet import), or set MORGATE_WALLET");
+	return GW_CONFIG_OK;
+}
+
+/* Aliases must not shadow a configured model and must name something else than themselves. */
+static int market_validate(const struct gw_config *c, struct gw_config_err *err)
+{
+	const struct gw_market_cfg *m = &c->market;
+	char p[128];
+	for (size_t i = 0; i < m->n_aliases; i++) {
+		const struct gw_market_alias_cfg *a = &m->aliases[i];
+		snprintf(p, sizeof p, "marketplace.aliases.%s", a->alias);
+		if (gw_config_find_model(c, a->alias, strlen(a->alias)))
+			return err_at(err, p, "'%s' is already the name of a configured model", a->alias);
+		if (!strcmp(a->alias, a->target))
+			return err_at(err, p, "an alias cannot name itself");
+		for (size_t j = 0; j < m->n_aliases; j++)
+			if (!strcmp(a->target, m->aliases[j].alias))
+				return err_at(err, p, "'%s' is an alias itself: aliases name on-chain models",
+					      a->target);
+	}
+	return GW_CONFIG_OK;
+}
+
+const char *gw_config_market_alias(const struct gw_config *c, const char *name, size_t len)
+{
+	if (!c->market.enabled)
+		return NULL;
+	for (size_t i = 0; i < c->market.n_aliases; i++) {
+		const struct gw_market_alias_cfg *a = &c->market.aliases[i];
+		if (strlen(a->alias) == len && !memcmp(a->alias, name, len))
+			return a->target;
+	}
+	return NULL;
+}
+
 /* Cross-field checks, run after parsing and again after the environment. */
 static int validate(const struct gw_config *c, struct gw_config_err *err)
 {
@@ -433,7 +813,7 @@ static int validate(const struct gw_config *c, struct gw_config_err *err)
 			}
 		}
 	}
-	return GW_CONFIG_OK;
+	return market_validate(c, err);
 }
 
 static int walk(struct gw_config *c, json_t *obj, const char *prefix, struct gw_config_err *err)
@@ -449,7 +829,7 @@ static int walk(struct gw_config *c, json_t *obj, const char *prefix, struct gw_
 			snprintf(path, sizeof path, "%s.%s", prefix, k);
 		else
 			snprintf(path, sizeof path, "%s", k);
-		if (!prefix[0] && (!strcmp(k, "backends") || !strcmp(k, "models")))
+		if (!prefix[0] && (!strcmp(k, "backends") || !strcmp(k, "models") || !strcmp(k, "marketplace")))
 			continue; /* after the scalars */
 		size_t i;
 		for (i = 0; i < N_OPTS; i++)
@@ -527,7 +907,10 @@ int gw_config_parse(const char *json, size_t len, struct gw_config **out, struct
 				goto out;
 		}
 	}
-	if ((rc = validate(c, err)))
+	json_t *mk = json_object_get(root, "marketplace");
+	if (mk && (rc = parse_market(&c->market, mk, err)))
+		goto out;
+	if ((rc = market_resolve(c, err)) || (rc = validate(c, err)))
 		goto out;
 	*out = c;
 	c = NULL;
@@ -583,6 +966,55 @@ static int env_long(const char *name, const char *v, long min, long max, long *o
 	return GW_CONFIG_OK;
 }
 
+/* The marketplace variables: only for a config that has the section (they do not create one). */
+static int market_env(struct gw_market_cfg *m, const char *(*getenv_fn)(const char *name),
+		      struct gw_config_err *err)
+{
+	if (!m->enabled)
+		return GW_CONFIG_OK;
+	const char *v;
+	int rc;
+	if ((v = getenv_fn("MORGATE_RPC")) && v[0]) {
+		char buf[MAX_RPC_URLS * 2100];
+		const char *urls[MAX_RPC_URLS];
+		size_t n = 0;
+		if (strlen(v) >= sizeof buf)
+			return err_at(err, "MORGATE_RPC", "too long");
+		snprintf(buf, sizeof buf, "%s", v);
+		char *save = NULL;
+		for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (n == MAX_RPC_URLS)
+				return err_at(err, "MORGATE_RPC", "at most %d URLs", MAX_RPC_URLS);
+			if (!rpc_url_ok(t))
+				return err_at(err, "MORGATE_RPC", "'%s' is not an http:// or https:// URL", t);
+			urls[n++] = t;
+		}
+		if (!n)
+			return err_at(err, "MORGATE_RPC", "no URL in it");
+		if ((rc = set_rpc_list(m, urls, n)))
+			return rc;
+	}
+	if ((v = getenv_fn("MORGATE_NETWORK")) && v[0]) {
+		struct rc_network net;
+		if (rc_network_find(v, &net) != RC_OK)
+			return err_at(err, "MORGATE_NETWORK", "unknown network '%s' (%s)", v, RC_NETWORK_NAMES);
+		if ((rc = set_env_str(&m->network, v)))
+			return rc;
+	}
+	static const char *const addr_env[2] = {"MORGATE_DIAMOND", "MORGATE_MOR"};
+	for (int i = 0; i < 2; i++) {
+		if (!(v = getenv_fn(addr_env[i])) || !v[0])
+			continue;
+		uint8_t *dst = i == 0 ? m->diamond : m->mor;
+		if (rc_addr_parse(dst, v, strlen(v), NULL) != RC_OK)
+			return err_at(err, addr_env[i], "not an address (\"0x\" + 40 hex digits)");
+		*(i == 0 ? &m->diamond_set : &m->mor_set) = 1;
+	}
+	if ((v = getenv_fn("MORGATE_WALLET")) && v[0] && (rc = set_env_str(&m->wallet, v)))
+		return rc;
+	return GW_CONFIG_OK;
+}
+
 int gw_config_apply_env(struct gw_config *c, const char *(*getenv_fn)(const char *name),
 			struct gw_config_err *err)
 {
@@ -613,8 +1045,10 @@ int gw_config_apply_env(struct gw_config *c, const char *(*getenv_fn)(const char
 		if (rc)
 			return rc;
 	}
-	int rc = validate(c, err);
-	return rc;
+	int rc = market_env(&c->market, getenv_fn, err);
+	if (rc || (rc = market_resolve(c, err)))
+		return rc;
+	return validate(c, err);
 }
 
 static int read_file(const char *path, char **buf, size_t *len)

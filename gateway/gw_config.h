@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <router-core/rc_hex.h>
+
 enum gw_backend_kind { GW_BACKEND_DIRECT = 0, GW_BACKEND_DEMO = 1 };
 
 struct gw_backend_cfg {
@@ -41,6 +43,52 @@ struct gw_model_cfg {
 	size_t n_aliases;
 	size_t backend; /* index into backends */
 	char *owned_by;
+};
+
+/* One entry of marketplace.models: per on-chain model settings. */
+struct gw_market_model_cfg {
+	char *name;                 /* on-chain model name */
+	long min_idle;              /* sessions kept open and idle (pre-opened) */
+	struct rc_u256 max_price;   /* wei per second; zero: the section's ceiling */
+};
+
+/* marketplace.aliases: alias -> on-chain model name. */
+struct gw_market_alias_cfg {
+	char *alias;
+	char *target;
+};
+
+/*
+ * The "marketplace" section (issue 6). enabled is 0 when the file has no such section; the
+ * MORGATE_RPC/NETWORK/DIAMOND/MOR/WALLET variables then change nothing (they do not create
+ * one). After validation chain_id, diamond and mor hold the effective values: the file's (or
+ * the environment's) explicit value, else the network preset's.
+ */
+struct gw_market_cfg {
+	int enabled;
+	char *network;              /* "" or a preset name (rc_network) */
+	char **rpc;                 /* 1..16 http(s) URLs */
+	size_t n_rpc;
+	uint64_t chain_id;          /* effective */
+	uint8_t diamond[20], mor[20]; /* effective */
+	int chain_id_set, diamond_set, mor_set; /* given explicitly (file or environment) */
+	char *wallet;               /* encrypted key file (rc_keyfile) */
+	char *passphrase_file;      /* "" -> $MORGATE_WALLET_PASSPHRASE */
+	long session_seconds;
+	int direct_payment;
+	struct rc_u256 max_price;   /* wei per second; zero: no ceiling */
+	uint8_t (*allow)[20];
+	size_t n_allow;
+	uint8_t (*deny)[20];
+	size_t n_deny;
+	struct gw_market_model_cfg *models;
+	size_t n_models;
+	struct gw_market_alias_cfg *aliases;
+	size_t n_aliases;
+	long request_deadline_ms;   /* until the first chunk (session, failover included) */
+	long catalog_refresh_ms;
+	long bench_ms;
+	long workers;               /* threads running marketplace requests */
 };
 
 struct gw_config {
@@ -70,6 +118,7 @@ struct gw_config {
 	size_t n_backends;
 	struct gw_model_cfg *models;
 	size_t n_models;
+	struct gw_market_cfg market;
 };
 
 /* Where a config failed: path like "backends[0].base_url" ("" for the document) and why. */
@@ -90,8 +139,10 @@ int gw_config_parse(const char *json, size_t len, struct gw_config **out, struct
 /*
  * Apply MORGATE_* overrides through getenv_fn (getenv in the server; a table in tests):
  * MORGATE_LISTEN, MORGATE_ADMIN_LISTEN, MORGATE_DB, MORGATE_PEPPER_FILE, MORGATE_THREADS,
- * MORGATE_LOG_LEVEL, MORGATE_REDIS_URL, MORGATE_KEEPALIVE_MS, MORGATE_MAX_BODY_BYTES.
- * Then validate again. Returns GW_CONFIG_OK or GW_CONFIG_EINVAL naming the variable.
+ * MORGATE_LOG_LEVEL, MORGATE_REDIS_URL, MORGATE_KEEPALIVE_MS, MORGATE_MAX_BODY_BYTES, and for a
+ * config with a marketplace section MORGATE_RPC (comma-separated URLs), MORGATE_NETWORK,
+ * MORGATE_DIAMOND, MORGATE_MOR, MORGATE_WALLET (MORGATE_WALLET_PASSPHRASE is read at start-up,
+ * never stored here). Then validate again. Returns GW_CONFIG_OK or GW_CONFIG_EINVAL naming the variable.
  */
 int gw_config_apply_env(struct gw_config *c, const char *(*getenv_fn)(const char *name),
 			struct gw_config_err *err);
@@ -101,6 +152,9 @@ int gw_config_load_secrets(struct gw_config *c, struct gw_config_err *err);
 
 /* Read FILE (or the defaults when path is NULL), apply the environment and load secrets. */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_config_err *err);
+
+/* The on-chain name a marketplace alias stands for; NULL when name is not an alias. */
+const char *gw_config_market_alias(const struct gw_config *c, const char *name, size_t len);
 
 /* Resolve a model name or alias; NULL when unknown. Borrowed from c. */
 const struct gw_model_cfg *gw_config_find_model(const struct gw_config *c, const char *name, size_t len);
