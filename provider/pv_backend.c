@@ -12,9 +12,11 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <sodium.h>
 
 #include "pv_anthropic.h"
 #include "pv_backend.h"
+#include "pv_demo.h"
 
 #define SSE_LINE_MAX (1u << 20)  /* longer SSE lines are a failure (the reference: 64 KiB) */
 #define BODY_MAX (8u << 20)      /* whole non-streamed replies */
@@ -244,6 +246,92 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 	return 0;
 }
 
+/* ---- the demo backend (pv_demo.h): no HTTP, but paced, cancellable and bounded like one ---- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait ms, polling the sink every 100 ms at most (as curl's progress callback does); -1 when the
+ * consumer went away or the deadline passed (res says which). */
+static int demo_pause(struct call *c, long ms, int64_t deadline)
+{
+	int64_t until = mono_ms() + ms;
+	for (;;) {
+		if (c->sink->cancelled && c->sink->cancelled(c->sink->ud)) {
+			set_failed(c, PV_BACKEND_CANCELLED, "consumer went away");
+			return -1;
+		}
+		int64_t now = mono_ms();
+		if (now >= deadline) {
+			set_failed(c, PV_BACKEND_FAILED,
+			           "backend timed out: the demo answer ran past the backend timeout");
+			return -1;
+		}
+		if (now >= until)
+			return 0;
+		int64_t step = until - now < 100 ? until - now : 100;
+		struct timespec ts = {0, (long)step * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void demo_call(struct call *c, const char *req, size_t len, long timeout_ms)
+{
+	struct pv_demo d;
+	struct rc_errinfo e = {0};
+	char id[48];
+	unsigned char rnd[12];
+	randombytes_buf(rnd, sizeof rnd);
+	memcpy(id, "chatcmpl-demo-", 14);
+	sodium_bin2hex(id + 14, sizeof id - 14, rnd, sizeof rnd);
+	int rc = pv_demo_start(&d, req, len, c->m->name, id, (int64_t)time(NULL), &e);
+	if (rc == RC_EPARSE) {
+		set_failed(c, PV_BACKEND_FAILED, "request is not a JSON object");
+		return;
+	}
+	if (rc == RC_EPROTO) { /* what an OpenAI backend answers: 400 with an error object */
+		c->res->outcome = PV_BACKEND_HTTP_ERROR;
+		c->res->status = 400;
+		c->failed = 1;
+		json_t *w = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", e.text, "type",
+		                      "invalid_request_error", "param", "code");
+		char *t = w ? json_dumps(w, JSON_COMPACT) : NULL;
+		if (t)
+			rc_buf_append(&c->res->err_body, t, strlen(t));
+		free(t);
+		json_decref(w);
+		return;
+	}
+	if (rc != RC_OK) {
+		set_failed(c, PV_BACKEND_FAILED, "out of memory");
+		return;
+	}
+	int64_t deadline = mono_ms() + timeout_ms;
+	c->res->status = 200;
+	for (;;) {
+		int word = pv_demo_next_is_word(&d);
+		rc_buf_reset(&c->chunk);
+		int r = pv_demo_next(&d, &c->chunk);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			set_failed(c, PV_BACKEND_FAILED, "out of memory");
+			break;
+		}
+		if (deliver_openai(c, c->chunk.ptr, c->chunk.len, d.stream))
+			break;
+		if (word && demo_pause(c, (long)c->m->demo_chunk_ms, deadline))
+			break;
+	}
+	if (!c->failed)
+		c->res->outcome = PV_BACKEND_OK;
+	pv_demo_release(&d);
+}
+
 /* OpenAI body: the consumer's request with "model" set to modelName, unknown keys kept. */
 static int openai_body(const struct pv_model *m, const char *req, size_t len, struct rc_buf *out,
                        int *stream, char *why, size_t whycap)
@@ -283,6 +371,10 @@ int pv_backend_call(const struct pv_model *m, const char *req, size_t len, long 
 	res->tokens_in = len / 4 + 1; /* estimate until the backend says */
 	pv_anthropic_stream_init(&c.ast, (int64_t)time(NULL));
 
+	if (m->api == PV_API_DEMO) {
+		demo_call(&c, req, len, timeout_ms);
+		goto out;
+	}
 	if (m->api == PV_API_OPENAI) {
 		if (openai_body(m, req, len, &body, &stream, why, sizeof why)) {
 			set_failed(&c, PV_BACKEND_FAILED, why);

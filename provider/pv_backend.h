@@ -9,6 +9,10 @@
  *             body is one chunk.
  *   claudeai  the request is mapped by pv_anthropic; x-api-key + anthropic-version 2023-06-01;
  *             the SSE events or the whole reply are mapped back to chat.completion(.chunk).
+ *   demo      no HTTP: pv_demo generates the answer in process, one word per chunk every
+ *             demo_chunk_ms (or one chat.completion), polled for cancellation and bounded by
+ *             timeout_ms like a real call; an invalid chat request is a 400 HTTP_ERROR with an
+ *             OpenAI error object, as a real backend would answer.
  * Outcomes: PV_BACKEND_OK (stream complete: [DONE]/message_stop seen, or a whole reply),
  * PV_BACKEND_HTTP_ERROR (non-2xx, or an Anthropic "error" event: err_body holds JSON to send as
  * the signed providerModelError), PV_BACKEND_FAILED (transport error, timeout, a stream cut

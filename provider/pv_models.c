@@ -32,7 +32,7 @@ static int fail(struct rc_errinfo *err, int rc, const char *fmt, ...)
 
 const char *pv_api_type_name(enum pv_api_type t)
 {
-	return t == PV_API_CLAUDEAI ? "claudeai" : "openai";
+	return t == PV_API_CLAUDEAI ? "claudeai" : t == PV_API_DEMO ? "demo" : "openai";
 }
 
 /* "0x" + 64 hex digits, either case (the reference needs lowercase; bytes make case moot). */
@@ -124,18 +124,22 @@ static int parse_entry(const json_t *e, const char *idtext, const char *path, st
 		m->api = PV_API_OPENAI;
 	else if (!strcmp(s, "claudeai"))
 		m->api = PV_API_CLAUDEAI;
+	else if (!strcmp(s, "demo"))
+		m->api = PV_API_DEMO;
 	else
-		return fail(err, RC_EPROTO, "%s.apiType: unsupported '%.24s' (openai|claudeai)",
-		            path, s);
+		return fail(err, RC_EPROTO,
+		            "%s.apiType: unsupported '%.24s' (openai|claudeai|demo)", path, s);
 
 	s = get_str(e, "apiUrl", &n, &bad);
-	if (bad || !s)
+	if (bad || (!s && m->api != PV_API_DEMO))
 		return fail(err, RC_EPROTO, "%s.apiUrl: %s", path,
 		            bad ? "not a string" : "missing");
-	if (memchr(s, '\0', n) || (strncmp(s, "http://", 7) && strncmp(s, "https://", 8)) ||
+	if (!s) { /* the demo generator needs no URL */
+		s = "";
+	} else if (memchr(s, '\0', n) || (strncmp(s, "http://", 7) && strncmp(s, "https://", 8)) ||
 	    n <= 8 || strpbrk(s, " \t\r\n"))
 		return fail(err, RC_EPROTO, "%s.apiUrl: not an http:// or https:// URL", path);
-	if (s[n - 1] == '/')
+	if (n && s[n - 1] == '/')
 		n--;
 	if (!(m->url = dup_str(s, n)))
 		return RC_ENOMEM;
@@ -168,6 +172,7 @@ static int parse_entry(const json_t *e, const char *idtext, const char *path, st
 		return fail(err, RC_EPROTO,
 		            "%s.capacityPolicy: unknown '%.24s' (simple|idle_timeout)", path, s);
 
+	m->demo_chunk_ms = PV_DEMO_CHUNK_MS_DEFAULT;
 	v = json_object_get(e, "parameters");
 	if (v && !json_is_null(v)) {
 		const char *k;
@@ -179,6 +184,18 @@ static int parse_entry(const json_t *e, const char *idtext, const char *path, st
 			if (!json_is_string(pv))
 				return fail(err, RC_EPROTO, "%s.parameters.%.24s: not a string",
 				            path, k);
+		}
+		const char *ms = json_string_value(json_object_get(v, "chunkMs"));
+		if (ms && m->api == PV_API_DEMO) {
+			unsigned long x = 0;
+			size_t i = 0;
+			for (; ms[i] >= '0' && ms[i] <= '9' && x <= PV_DEMO_CHUNK_MS_MAX; i++)
+				x = x * 10 + (unsigned long)(ms[i] - '0');
+			if (i == 0 || ms[i] || x > PV_DEMO_CHUNK_MS_MAX)
+				return fail(err, RC_EPROTO,
+				            "%s.parameters.chunkMs: not a number of ms 0..%d", path,
+				            PV_DEMO_CHUNK_MS_MAX);
+			m->demo_chunk_ms = (unsigned)x;
 		}
 	}
 	return RC_OK;

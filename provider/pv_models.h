@@ -6,12 +6,15 @@
  *   V2      {"$schema": "...", "models": [ {"modelId": ..., "modelName": ..., ...}, ... ]}
  *   legacy  {"0x<model id>": {"modelName": ..., "apiType": ..., ...}, ...}
  * Fields per entry: modelId (required in V2; the key in legacy), modelName (required, non-empty),
- * apiType (required: "openai" or "claudeai"; the reference's image adapters are refused with a
- * clear error rather than silently approved and then failed), apiUrl (required, http:// or
- * https://, the full POST endpoint; one trailing '/' is trimmed), apiKey (optional string),
+ * apiType (required: "openai", "claudeai" or "demo"; the reference's image adapters are refused
+ * with a clear error rather than silently approved and then failed; "demo" is morgate's own
+ * in-process generator, pv_demo.h, for a local marketplace with no backend), apiUrl (required
+ * except for demo, http:// or https://, the full POST endpoint; one trailing '/' is trimmed;
+ * "" for a demo model without one), apiKey (optional string),
  * concurrentSlots (optional integer 0..1000000, 0 = unlimited), capacityPolicy (optional,
- * "simple" (default) or "idle_timeout"), parameters (optional object of strings, kept for
- * completeness; unused by the chat adapters). Unknown keys are ignored, as the reference does.
+ * "simple" (default) or "idle_timeout"), parameters (optional object of strings; unused by the
+ * chat adapters except demo's "chunkMs": the pause between streamed words, "0".."10000" ms,
+ * default 20). Unknown keys are ignored, as the reference does.
  *
  * Model ids are parsed to 32 bytes, so they match case-insensitively (the reference needs
  * lowercase, trap 9; we accept either case and say so nowhere else). A duplicate id is an error.
@@ -30,7 +33,10 @@
 #define PV_MODELS_MAX 256
 #define PV_MODELS_MAX_SLOTS 1000000
 
-enum pv_api_type { PV_API_OPENAI = 1, PV_API_CLAUDEAI = 2 };
+enum pv_api_type { PV_API_OPENAI = 1, PV_API_CLAUDEAI = 2, PV_API_DEMO = 3 };
+
+#define PV_DEMO_CHUNK_MS_DEFAULT 20
+#define PV_DEMO_CHUNK_MS_MAX 10000
 enum pv_capacity_policy { PV_CAP_SIMPLE = 0, PV_CAP_IDLE_TIMEOUT = 1 };
 
 struct pv_model {
@@ -42,6 +48,7 @@ struct pv_model {
 	char *key;      /* apiKey, "" when absent; secret: never log it */
 	unsigned slots; /* concurrentSlots, 0 = unlimited */
 	enum pv_capacity_policy policy;
+	unsigned demo_chunk_ms; /* demo: pause between streamed words (parameters.chunkMs) */
 };
 
 struct pv_models {
@@ -66,7 +73,7 @@ const struct pv_model *pv_models_find(const struct pv_models *m, const uint8_t i
 /* Index of a model in m->models (for per-model counters). m must belong to the table. */
 size_t pv_models_index(const struct pv_models *t, const struct pv_model *m);
 
-/* "openai" / "claudeai". */
+/* "openai" / "claudeai" / "demo". */
 const char *pv_api_type_name(enum pv_api_type t);
 
 #endif

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+
 #include "pv_config.h"
 #include "pv_models.h"
 
@@ -111,6 +113,46 @@ static void test_pv_models__errors_name_the_field(void **state)
 	expect_err("{\"models\":[], \"models\":[]}", RC_EPARSE, "duplicate");
 }
 
+static void test_pv_models__demo_backend(void **state)
+{
+	(void)state;
+	struct pv_models *m;
+	struct rc_errinfo e;
+	/* no apiUrl needed; chunkMs from parameters; the default pace otherwise */
+	const char *s = "{\"models\":[{\"modelId\":\"" ID_LOWER "\",\"modelName\":\"morpheus-demo\","
+	                "\"apiType\":\"demo\",\"parameters\":{\"chunkMs\":\"5\"}},"
+	                "{\"modelId\":\"" ID2 "\",\"modelName\":\"d2\",\"apiType\":\"demo\","
+	                "\"apiUrl\":\"http://unused/\"}]}";
+	assert_int_equal(parse(s, &m, &e), RC_OK);
+	assert_int_equal(m->models[0].api, PV_API_DEMO);
+	assert_string_equal(pv_api_type_name(m->models[0].api), "demo");
+	assert_string_equal(m->models[0].url, "");
+	assert_string_equal(m->models[0].key, "");
+	assert_int_equal(m->models[0].demo_chunk_ms, 5);
+	assert_int_equal(m->models[1].demo_chunk_ms, PV_DEMO_CHUNK_MS_DEFAULT);
+	assert_string_equal(m->models[1].url, "http://unused");
+	pv_models_free(m);
+
+	expect_err(ENTRY("\"modelName\":\"m\",\"apiType\":\"openai\""), RC_EPROTO,
+	           "models[0].apiUrl: missing"); /* only demo may omit it */
+	expect_err(ENTRY("\"modelName\":\"m\",\"apiType\":\"demo\",\"apiUrl\":\"ftp://x\""),
+	           RC_EPROTO, "models[0].apiUrl: not an http:// or https:// URL");
+	static const char *const bad_ms[] = {"-1", "", "10001", "5ms", "99999999999999999999", " 5"};
+	for (size_t i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++) {
+		char buf[512];
+		snprintf(buf, sizeof buf,
+		         "{\"models\":[{\"modelId\":\"" ID_LOWER "\",\"modelName\":\"m\","
+		         "\"apiType\":\"demo\",\"parameters\":{\"chunkMs\":\"%s\"}}]}",
+		         bad_ms[i]);
+		expect_err(buf, RC_EPROTO, "models[0].parameters.chunkMs: not a number of ms 0..10000");
+	}
+	/* chunkMs means nothing to other adapters and is left alone there */
+	s = "{\"models\":[{\"modelId\":\"" ID_LOWER "\",\"modelName\":\"m\",\"apiType\":\"openai\","
+	    "\"apiUrl\":\"http://h/v1\",\"parameters\":{\"chunkMs\":\"x\"}}]}";
+	assert_int_equal(parse(s, &m, &e), RC_OK);
+	pv_models_free(m);
+}
+
 static void test_pv_config__defaults_and_overrides(void **state)
 {
 	(void)state;
@@ -195,6 +237,7 @@ int main(void)
 	        cmocka_unit_test(test_pv_models__v2_full_entry),
 	        cmocka_unit_test(test_pv_models__legacy_shape),
 	        cmocka_unit_test(test_pv_models__errors_name_the_field),
+	        cmocka_unit_test(test_pv_models__demo_backend),
 	        cmocka_unit_test(test_pv_config__defaults_and_overrides),
 	        cmocka_unit_test(test_pv_config__errors_name_the_member),
 	};
