@@ -42,7 +42,7 @@ if [[ $MK_STATUS == 200 && $text == "w0 w1 w2 w3 w4 " && $last == "data: [DONE]"
 else t_fail "first request" "status $MK_STATUS text '$text'" "body: ${MK_BODY:0:600}" "$(tail -5 "$T_DIR/gw-gw.err")"; fi
 n=$(mk_opened_count)
 SID=$(mk_user_sessions | head -1)
-if [[ $n == 1 && $(mk_session user "$SID") == "$CHAIN_ADDR2" && $(mk_session isActive "$SID") == true &&
+if [[ -n $SID && $n == 1 && $(mk_session user "$SID") == "$CHAIN_ADDR2" && $(mk_session isActive "$SID") == true &&
   $(mk_session bidId "$SID") == "${MK_BID[m-chat/1]}" ]]; then
   t_pass "one SessionOpened for the gateway's wallet, on the provider's bid, active"
 else t_fail "one session opened" "SessionOpened count $n, session '$SID'"; fi
@@ -109,6 +109,11 @@ if [[ $MK_STATUS == 404 && $code == model_not_found && $msg == *no-such-model* ]
 else t_fail "unknown model" "status $MK_STATUS" "${MK_BODY:0:400}"; fi
 
 # ---- 7. near expiry: closed with the provider's receipt ----------------------------------------------
+if [[ -z $SID ]]; then
+  t_fail "session closed after endsAt" "no session was opened"
+  t_done
+  exit 1
+fi
 ok_before=$(mk_provider_stat successCount m-chat 1)
 ends=$(mk_session endsAt "$SID")
 now=$(chain_now)

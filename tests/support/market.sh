@@ -14,6 +14,7 @@
 #   mk_json EXPR                JSON on stdin as `o`; prints the JS expression EXPR
 #   mk_redis_start              redis-server; exports MK_REDIS_URL, MK_REDIS_PID
 #   mk_backend NAME             a mock_openai backend; MK_BPORT[NAME], MK_BPID[NAME]
+#   mk_backend_anthropic NAME   a pv_mock_anthropic backend (claude-* models); MK_BPORT[NAME]
 #   mk_backend_stat NAME FIELD  one field of that backend's /stats (requests, cancelled, open)
 #   mk_provider_port NAME       reserve the node's port: MK_PPORT[NAME], MK_EP[NAME]=127.0.0.1:P
 #   mk_offer ACCT ENDPOINT MODEL [PRICE]
@@ -23,13 +24,14 @@
 #   mk_provider_start NAME ACCT BACKEND "MODEL=BACKEND_MODEL ..."
 #       morgate-provider NAME with account ACCT's wallet on MK_PPORT[NAME], each on-chain MODEL
 #       mapped to BACKEND_MODEL of mock backend BACKEND (mock_openai picks its behaviour by
-#       model name); waits until the node answers a ping. MK_PVPID[NAME].
+#       model name); BACKEND_MODEL@OTHER uses backend OTHER; a claude-* model is served with
+#       apiType claudeai (pv_mock_anthropic). Waits until the node answers a ping. MK_PVPID[NAME].
 #   mk_provider_kill NAME [SIG]  SIGKILL (default) the node and wait for it
 #   mk_keystore                 key store at $MORGATE_DB, tenant acme; MK_KEY1..MK_KEY4 API keys
 #   mk_wallet                   the gateway wallet (account 2): MK_WALLET, MK_WALLET_PASS, MK_WALLET_ADDR
 #   mk_gateway_config NAME [MARKET_JSON] [TOP_JSON]
 #       $T_DIR/NAME.json: listen on a new free port (MK_GPORT[NAME]), the key store, Redis when
-#       started, a direct mock backend (model "direct-instant" -> backend "direct", for the
+#       started, a direct mock backend (model "mock-instant" -> backend "direct", for the
 #       benchmark ratio; needs mk_backend direct) and the marketplace section of issue 6 (rpc
 #       $MK_GW_RPC if set, else the chain's); the keys of the JSON objects MARKET_JSON (e.g.
 #       '{"models": {"m": {"min_idle": 1}}}') and TOP_JSON replace the defaults.
@@ -110,6 +112,15 @@ mk_backend() {
   mk_wait_http "http://127.0.0.1:$port/stats"
 }
 
+mk_backend_anthropic() {
+  local port
+  port=$(mk_free_port)
+  t_bg "backend-$1" "$T_BUILD/tests/pv_mock_anthropic" "$port"
+  MK_BPORT[$1]=$port
+  MK_BPID[$1]=$T_LAST_PID
+  mk_poll 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+}
+
 mk_backend_stat() {
   curl -s --max-time 2 "http://127.0.0.1:${MK_BPORT[$1]}/stats" | mk_json "o.$2"
 }
@@ -155,9 +166,17 @@ mk_provider_start() {
   if [[ ! -f $dir/provider.json ]]; then
     {
       echo '{"models":['
+      local bm be
       for m in $maps; do
-        printf '%s{"modelId":"%s","modelName":"%s","apiType":"openai","apiUrl":"http://127.0.0.1:%s/v1/chat/completions","apiKey":"sk-backend"}\n' \
-          "$sep" "${MK_MODEL_ID[${m%%=*}]}" "${m#*=}" "${MK_BPORT[$backend]}"
+        bm=${m#*=} be=$backend
+        [[ $bm == *@* ]] && be=${bm#*@} bm=${bm%@*}
+        if [[ $bm == claude-* ]]; then
+          printf '%s{"modelId":"%s","modelName":"%s","apiType":"claudeai","apiUrl":"http://127.0.0.1:%s/v1/messages","apiKey":"test-anthropic-key"}\n' \
+            "$sep" "${MK_MODEL_ID[${m%%=*}]}" "$bm" "${MK_BPORT[$be]}"
+        else
+          printf '%s{"modelId":"%s","modelName":"%s","apiType":"openai","apiUrl":"http://127.0.0.1:%s/v1/chat/completions","apiKey":"sk-backend"}\n' \
+            "$sep" "${MK_MODEL_ID[${m%%=*}]}" "$bm" "${MK_BPORT[$be]}"
+        fi
         sep=,
       done
       echo ']}'
@@ -212,7 +231,7 @@ mk_gateway_config() {
       keystore: { path: db, poll_ms: 100 },
       streaming: { keepalive_ms: 1000 }, usage_flush_ms: 200, drain_timeout_ms: 2000,
       backends: [{ name: "direct", base_url: "http://127.0.0.1:" + direct + "/v1" }],
-      models: [{ name: "direct-instant", backend: "direct" }],
+      models: [{ name: "mock-instant", backend: "direct" }],
       marketplace: {
         rpc: [rpc], chain_id: Number(cid), diamond, mor, wallet, wallet_passphrase_file: pass,
         session_seconds: 600, direct_payment: false, max_price_per_second: "1000000000000000000",
