@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# router-core's session pool (rc_pool) against every real component: anvil with the test
+# contracts, two morgate-provider nodes bidding on one model with the mock_openai backend
+# (mock-echo: the answer is the request, so each caller can check it got its own text), driven
+# by tests/support/bin_rc_pool.c. Covers: open on demand and stream, reuse, two concurrent
+# requests on two sessions, failover when the first-ranked provider's node is killed, the
+# dispute close once that provider is gone, restart recovery (same store; empty store: adopted
+# from getUserSessions with a fresh handshake; an "opening" record whose openSession never
+# happened -> failed), and the close after endsAt with the provider's receipt once the chain is
+# moved past it.
+source "$(dirname "$0")/../support/lib.sh"
+source "$(dirname "$0")/../support/market.sh"
+
+POOL=$T_BUILD/tests/rc_pool
+for b in "$POOL" "$MK_PROV" "$MK_CTL" "$MK_MOCK" "$MK_PVLINK"; do
+  [[ -x $b ]] || { t_skip "rc_pool end to end" "$b not built"; t_done; exit 0; }
+done
+chain_start || { t_fail "devnet starts"; t_done; exit 1; }
+MK_WALLET_ADDR=$CHAIN_ADDR2
+export RC_POOL_KEY=$CHAIN_KEY2 # the funded user (account 2)
+M=pool-m
+
+mk_backend b || { t_fail "mock backend starts"; t_done; exit 1; }
+mk_provider_port pa
+mk_provider_port pb
+# pa (account 1) is cheaper, so it ranks first (§3.8 divides by the price)
+if mk_offer 1 "${MK_EP[pa]}" $M 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M 20000000000000; then
+  t_pass "two providers bid on one model"
+else
+  t_fail "offers"; t_done; exit 1
+fi
+t_ok "provider A starts" mk_provider_start pa 1 b "$M=mock-echo"
+t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo"
+PA=${CHAIN_ADDR1,,}
+PB=${CHAIN_ADDR3,,}
+
+# ---- the pool process: commands on a FIFO, one answer line each -----------------------------
+POUT=""
+pool_start() { # NAME STORE ARGS...
+  local name=$1 store=$2
+  shift 2
+  mkdir -p "$store"
+  mkfifo "$T_DIR/$name.in"
+  POUT=$T_DIR/$name.out
+  : >"$POUT"
+  "$POOL" "$CHAIN_RPC" "$CHAIN_ID" "$DIAMOND" "$MOR" "$store" "$@" <"$T_DIR/$name.in" >"$POUT" 2>"$T_DIR/$name.err" &
+  T_PIDS+=($!)
+  POOL_PID=$!
+  exec {PIN}>"$T_DIR/$name.in"
+}
+pool_cmd() { # CMD... -> R (the answer line); 90 s at most
+  local n i
+  n=$(wc -l <"$POUT")
+  echo "$*" >&"$PIN"
+  for ((i = 0; i < 1800; i++)); do
+    if (($(wc -l <"$POUT") > n)); then
+      R=$(sed -n "$((n + 1))p" "$POUT")
+      return 0
+    fi
+    sleep 0.05
+  done
+  R="ERR no answer"
+  return 1
+}
+pool_stop() {
+  pool_cmd quit
+  exec {PIN}>&-
+  wait "$POOL_PID" 2>/dev/null
+}
+field() { sed -nE "s/.*(^| )$1=([^ ]*).*/\2/p" <<<"$R"; }
+req() { printf '{"model":"x","messages":[{"role":"user","content":"%s"}]}' "$2" >"$1"; }
+
+pool_start p1 "$T_DIR/store" --session-s 360 --gone-after-ms 3000 --bench-ms 2000
+pool_cmd wait-model $M 20
+if [[ $R == "OK bids=2" ]]; then t_pass "catalogue lists the model with its 2 active bids"; else t_fail "catalogue" "$R"; fi
+
+req "$T_DIR/r0" zero
+pool_cmd prompt no-such-model "$T_DIR/r0" "$T_DIR/o0"
+if [[ $R == "ERR reason=unknown_model"* ]]; then t_pass "unknown model: unknown_model, nothing opened"; else t_fail "unknown model" "$R"; fi
+
+# ---- open on demand, then reuse -----------------------------------------------------------
+req "$T_DIR/r1" alpha-123
+pool_cmd prompt $M "$T_DIR/r1" "$T_DIR/o1"
+S1=$(field session)
+COLD_MS=$(field total_ms)
+if [[ $R == OK* && $(field opened) == 1 && $(field provider) == "$PA" && $(field attempts) == 1 ]] &&
+  grep -q alpha-123 "$T_DIR/o1"; then
+  t_pass "cold request: session opened on chain with the first-ranked provider, answer streamed (${COLD_MS} ms)"
+else t_fail "cold request" "$R" "$(tail -5 "$T_DIR/p1.err")"; fi
+if [[ $(mk_session isActive "$S1") == true && $(mk_session closedAt "$S1") == 0 ]]; then
+  t_pass "the session is open on chain"
+else t_fail "session on chain" "$(mk_session isActive "$S1")"; fi
+
+req "$T_DIR/r2" bravo-456
+pool_cmd prompt $M "$T_DIR/r2" "$T_DIR/o2"
+WARM_MS=$(field total_ms)
+if [[ $R == OK* && $(field opened) == 0 && $(field session) == "$S1" ]] && grep -q bravo-456 "$T_DIR/o2" &&
+  ! grep -q alpha-123 "$T_DIR/o2"; then
+  t_pass "second request reuses the session (${WARM_MS} ms, first chunk $(field first_ms) ms)"
+else t_fail "reuse" "$R"; fi
+
+# ---- two at once: two sessions, each caller its own text ---------------------------------------
+req "$T_DIR/c.0" charlie-0
+req "$T_DIR/c.1" delta-1
+pool_cmd concurrent 2 $M "$T_DIR/c" 800
+if [[ $R == "OK distinct=2 opened=1"* ]] && grep -q charlie-0 "$T_DIR/c.0.out" && ! grep -q delta-1 "$T_DIR/c.0.out" &&
+  grep -q delta-1 "$T_DIR/c.1.out" && ! grep -q charlie-0 "$T_DIR/c.1.out"; then
+  t_pass "two concurrent requests: two sessions (one reused, one opened), no crosstalk"
+else t_fail "concurrent" "$R"; fi
+S2=$(sed -nE 's/.*sessions=([^ ]*).*/\1/p' <<<"$R" | tr ',' '\n' | grep -v "$S1" | head -1)
+
+# ---- failover: provider A's node dies -----------------------------------------------------------
+mk_provider_kill pa
+req "$T_DIR/r3" echo-789
+pool_cmd prompt $M "$T_DIR/r3" "$T_DIR/o3" 20000
+S3=$(field session)
+if [[ $R == OK* && $(field provider) == "$PB" && $(field attempts) -ge 2 && $(field opened) == 1 ]] &&
+  grep -q echo-789 "$T_DIR/o3"; then
+  t_pass "provider A killed: the request fails over to B transparently (attempts $(field attempts))"
+else t_fail "failover" "$R" "$(tail -5 "$T_DIR/p1.err")"; fi
+
+# A stays dead past gone_after_ms (3 s): its sessions are closed early, as disputes (no receipt)
+pool_cmd wait-state "$S1" closed 30
+if [[ $R == "OK dispute=1"* ]]; then t_pass "provider gone: its session closed with a user-signed receipt"; else t_fail "dispute close" "$R" "$(grep -i 'close\|gone' "$T_DIR/p1.err" | tail -5)"; fi
+if [[ $(mk_session closedAt "$S1") != 0 && $(mk_session closeoutType "$S1") == 1 ]]; then
+  t_pass "on chain: closedAt set, closeoutType 1 (dispute)"
+else t_fail "dispute on chain" "closedAt=$(mk_session closedAt "$S1") type=$(mk_session closeoutType "$S1")"; fi
+[[ -n $S2 ]] && pool_cmd wait-state "$S2" closed 30
+if [[ -n $S2 && $R == "OK dispute=1"* ]]; then t_pass "the other session on A closed too"; else t_fail "second A session" "$R"; fi
+pool_cmd stats
+if [[ $(field opened) == 3 && $(field disputes) == 2 && $(field failovers) -ge 1 ]]; then
+  t_pass "stats: $R"
+else t_fail "stats" "$R"; fi
+pool_stop
+
+# ---- recovery ---------------------------------------------------------------------------------------
+# Same store: S3 (B, open, time left) is reused with its stored provider key; an "opening" record
+# whose openSession never happened becomes failed.
+pool_start p2 "$T_DIR/store" --session-s 360 --inject-opening 0x$(printf '%064d' 42)
+pool_cmd wait-model $M 20
+req "$T_DIR/r4" foxtrot-1
+pool_cmd prompt $M "$T_DIR/r4" "$T_DIR/o4"
+if [[ $R == OK* && $(field session) == "$S3" && $(field opened) == 0 ]] && grep -q foxtrot-1 "$T_DIR/o4"; then
+  t_pass "restart on the same store: the open session is reused"
+else t_fail "recovery (store)" "$R"; fi
+pool_cmd sessions
+if [[ $R == *"0x$(printf '%064d' 0):failed:"* ]]; then
+  t_pass "an opening record whose openSession never happened is marked failed"
+else t_fail "opening -> failed" "$R"; fi
+pool_stop
+
+# Empty store: the session is found with getUserSessions and adopted (handshake for the key).
+pool_start p3 "$T_DIR/store-empty" --session-s 360
+pool_cmd wait-model $M 20
+req "$T_DIR/r5" golf-2
+pool_cmd prompt $M "$T_DIR/r5" "$T_DIR/o5"
+if [[ $R == OK* && $(field session) == "$S3" && $(field opened) == 0 ]] && grep -q golf-2 "$T_DIR/o5"; then
+  t_pass "restart with no records: the wallet's open session is adopted from chain and reused"
+else t_fail "recovery (chain)" "$R" "$(tail -5 "$T_DIR/p3.err")"; fi
+
+# ---- expiry: the chain moves past endsAt; closed with B's receipt ---------------------------------
+ENDS=$(mk_session endsAt "$S3")
+NOW=$(chain_now)
+chain_time_travel $((ENDS - NOW + 5))
+pool_cmd wait-state "$S3" closed 30
+if [[ $R == "OK dispute=0"* ]]; then t_pass "after endsAt the session is closed with the provider's receipt"; else t_fail "expiry close" "$R" "$(tail -5 "$T_DIR/p3.err")"; fi
+CA=$(mk_session closedAt "$S3")
+if [[ $CA != 0 && $CA -ge $ENDS && $(mk_session closeoutType "$S3") == 0 ]]; then
+  t_pass "on chain: closedAt ($CA) >= endsAt ($ENDS), closeoutType 0 (no dispute, no stake on hold)"
+else t_fail "expiry on chain" "closedAt=$CA endsAt=$ENDS type=$(mk_session closeoutType "$S3")"; fi
+if cat "$T_DIR"/p*.err | grep -qi "${CHAIN_KEY2#0x}"; then
+  t_fail "logs carry no key material"
+else t_pass "logs carry no key material"; fi
+pool_stop
+
+echo "# figures: cold request (open on chain + prompt) ${COLD_MS} ms, warm request ${WARM_MS} ms"
+t_done
