@@ -20,6 +20,9 @@
 
 #include <jansson.h>
 
+#include <router-core/rc_hex.h>
+#include <router-core/rc_pool.h>
+
 #include "ctl_chain.h"
 #include "ctl_sessions.h"
 
@@ -423,6 +426,176 @@ static int cmd_show(const struct ks_options *ko, int argc, char **argv, int json
 	return X_OK;
 }
 
+/* ---- close ----------------------------------------------------------------------------------- */
+
+static int hex_field(const char *name, const char *s, uint8_t *out, size_t n)
+{
+	memset(out, 0, n);
+	if (!*s)
+		return X_OK;
+	if (rc_hex_decode_exact(s, strlen(s), out, n, NULL) != RC_OK)
+		return say(X_STORE, "the stored session's %s '%.80s' is not %zu bytes of hex", name, s, n);
+	return X_OK;
+}
+
+static int u256_field(const char *name, const char *s, struct rc_u256 *out)
+{
+	memset(out, 0, sizeof *out);
+	if (*s && rc_u256_parse_dec(out, s, strlen(s), NULL) != RC_OK)
+		return say(X_STORE, "the stored session's %s '%.80s' is not an amount", name, s);
+	return X_OK;
+}
+
+/* The store's text record as the pool's record (the form rc_session_close works on). */
+static int to_pool(const struct ks_session *s, struct rc_pool_session *p)
+{
+	memset(p, 0, sizeof *p);
+	p->local_id = (uint64_t)s->local_id;
+	/* the pool's fields are one byte shorter than the store's; what it wrote always fits */
+	size_t n = strnlen(s->model, sizeof p->model - 1);
+	memcpy(p->model, s->model, n);
+	n = strnlen(s->endpoint, sizeof p->endpoint - 1);
+	memcpy(p->endpoint, s->endpoint, n);
+	int x;
+	if ((x = hex_field("id", s->id, p->id, 32)) != X_OK ||
+	    (x = hex_field("model id", s->model_id, p->model_id, 32)) != X_OK ||
+	    (x = hex_field("bid id", s->bid_id, p->bid_id, 32)) != X_OK ||
+	    (x = hex_field("provider", s->provider, p->provider, 20)) != X_OK ||
+	    (x = hex_field("provider key", s->provider_key, p->provider_key,
+			   sizeof p->provider_key)) != X_OK ||
+	    (x = hex_field("open tx", s->open_tx, p->open_tx, 32)) != X_OK ||
+	    (x = hex_field("close tx", s->close_tx, p->close_tx, 32)) != X_OK ||
+	    (x = u256_field("stake", s->stake, &p->stake)) != X_OK ||
+	    (x = u256_field("price", s->price, &p->price_per_second)) != X_OK)
+		return x;
+	p->opened_at = (uint64_t)s->opened_at;
+	p->ends_at = (uint64_t)s->ends_at;
+	p->closed_at = (uint64_t)s->closed_at;
+	p->state = RC_POOL_S_OPEN;
+	for (int st = RC_POOL_S_OPENING; st <= RC_POOL_S_FAILED; st++)
+		if (!strcmp(rc_pool_state_name((enum rc_pool_state)st), s->state))
+			p->state = (enum rc_pool_state)st;
+	p->dispute = s->dispute != 0;
+	p->requests = (uint64_t)s->requests;
+	p->failures = (uint64_t)s->failures;
+	p->updated_ms = s->updated_at;
+	return X_OK;
+}
+
+static int all_zero(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return 0;
+	return 1;
+}
+
+/* What rc_session_close changed, back into the store's record. */
+static void from_pool(const struct rc_pool_session *p, struct ks_session *s)
+{
+	snprintf(s->state, sizeof s->state, "%s", rc_pool_state_name(p->state));
+	s->closed_at = (int64_t)p->closed_at;
+	s->dispute = p->dispute;
+	if (!all_zero(p->close_tx, 32))
+		rc_hex_encode_0x(p->close_tx, 32, s->close_tx, sizeof s->close_tx);
+	s->updated_at = 0; /* now */
+}
+
+static int cmd_close(const struct ks_options *ko, int argc, char **argv, int json)
+{
+	if (argc < 1 || argv[0][0] == '-')
+		return usage("sessions close needs a session ID first (0x... or the local id)");
+	const char *id = argv[0];
+	/* --dispute-ok is ours; the rest are the chain options, parsed as the chain commands do */
+	char **rest = calloc((size_t)argc, sizeof *rest);
+	if (!rest)
+		abort();
+	int nrest = 0, dispute_ok = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dispute-ok")) {
+			if (dispute_ok) {
+				free(rest);
+				return usage("option '--dispute-ok' given twice");
+			}
+			dispute_ok = 1;
+		} else {
+			rest[nrest++] = argv[i];
+		}
+	}
+
+	struct ks_store *ks = NULL;
+	struct ctl_chain_conn conn;
+	memset(&conn, 0, sizeof conn);
+	struct ks_session s;
+	struct ks_err err = {{0}};
+	int x = open_store(ko, &ks), rc;
+	if (x != X_OK)
+		goto out;
+	if ((rc = ks_session_get(ks, id, &s, &err)) != KS_OK) {
+		x = ks_fail(rc, &err);
+		goto out;
+	}
+	if (!s.id[0] || !strcmp(s.state, "failed")) {
+		x = say(X_CONFLICT, "session %s is %s: it has no session on chain to close",
+			s.id[0] ? s.id : id, s.state);
+		goto out;
+	}
+	if (!strcmp(s.state, "closed")) {
+		x = say(X_CONFLICT, "session %s is closed already", s.id);
+		goto out;
+	}
+	struct rc_pool_session ps;
+	if ((x = to_pool(&s, &ps)) != X_OK)
+		goto out;
+	if ((x = ctl_chain_connect(nrest, rest, &conn)) != X_OK)
+		goto out;
+	if (conn.npos) {
+		x = usage("unexpected argument '%s'", conn.pos[0]);
+		goto out;
+	}
+	/* the provider has 15 s to answer session.report before it counts as gone */
+	struct rc_link_opts lo = {.dial_timeout_ms = 3000, .first_timeout_ms = 15000,
+				  .idle_timeout_ms = 15000};
+	struct rc_pool_err perr;
+	memset(&perr, 0, sizeof perr);
+	rc = rc_session_close(conn.market, conn.txm, &conn.key, &lo, &ps, dispute_ok, &perr);
+
+	/* Whatever happened, record what is known now (a close sent but not confirmed included). */
+	from_pool(&ps, &s);
+	int prc = ks_session_put(ks, &s, &err);
+	if (rc != RC_OK) {
+		int gone = perr.reason == RC_POOL_NO_PROVIDER || perr.reason == RC_POOL_PROVIDER ||
+			   perr.reason == RC_POOL_TIMEOUT;
+		x = say(rc == RC_EREVERT ? X_CONFLICT : rc == RC_ENOTFOUND ? X_NOTFOUND : CTL_EXIT_CHAIN,
+			"cannot close session %s: %s%s", s.id,
+			perr.text[0] ? perr.text : rc_strerror(rc),
+			gone && !dispute_ok ? " (the provider gave no receipt; --dispute-ok closes "
+					      "with a user-signed one)"
+					    : "");
+		goto out;
+	}
+	if (prc != KS_OK) {
+		x = say(X_STORE, "session %s was closed on chain, but the key store was not updated: %s",
+			s.id, err.msg);
+		goto out;
+	}
+	if (json) {
+		print_json(session_json(&s));
+	} else {
+		char t[32];
+		fmt_time(s.closed_at, t);
+		printf("closed session %s at %s (%s)%s%s\n", s.id, t,
+		       s.dispute ? "dispute: user-signed receipt" : "provider receipt",
+		       s.close_tx[0] ? " in transaction " : "", s.close_tx);
+	}
+	x = X_OK;
+out:
+	ctl_chain_disconnect(&conn);
+	ks_close(ks);
+	free(rest);
+	return x;
+}
+
 int ctl_sessions_main(const struct ks_options *ko, int argc, char **argv, int json)
 {
 	if (argc < 1)
@@ -432,5 +605,7 @@ int ctl_sessions_main(const struct ks_options *ko, int argc, char **argv, int js
 		return cmd_list(ko, argc - 1, argv + 1, json);
 	if (!strcmp(sub, "show"))
 		return cmd_show(ko, argc - 1, argv + 1, json);
+	if (!strcmp(sub, "close"))
+		return cmd_close(ko, argc - 1, argv + 1, json);
 	return usage("unknown sessions subcommand '%s'", sub);
 }

@@ -2,8 +2,13 @@
 # morgatectl sessions on a real key store: rows written through ks_session_put (the gateway's
 # path, via the ks_session_seed helper), then list (table, --json, --state), show (full id,
 # prefix, local id, --json), not found, ambiguous prefix, bad input, and untrusted chain strings
-# shown without control characters.
+# shown without control characters. Then `sessions close` on real sessions of the devnet (anvil
+# with the test contracts): one with a live morgate-provider (its demo backend) answering
+# session.report, so the close carries the provider's receipt, and one whose provider is gone,
+# refused without --dispute-ok and closed as a dispute with it; the chain's closedAt and
+# closeout type and the row's state are checked.
 source "$(dirname "$0")/../support/lib.sh"
+source "$(dirname "$0")/../support/chain.sh"
 
 CTL=$T_BUILD/bin/morgatectl
 SEED=$T_BUILD/tests/ks_session_seed
@@ -100,6 +105,100 @@ t_expect "show needs an id" 2 "needs a session ID" ctl sessions show
 t_expect "show takes one id" 2 "one session ID" ctl sessions show 101 102
 t_expect "unknown subcommand" 2 "unknown sessions subcommand" ctl sessions open
 t_expect "sessions needs a subcommand" 2 "needs a subcommand" ctl sessions
-t_ok "help lists the sessions commands" grep -q "sessions list" <<<"$(ctl --help)"
+t_ok "help lists the sessions commands" grep -q "sessions close ID \[--dispute-ok\]" <<<"$(ctl --help)"
+
+# ---- close: argument and state checks before any chain access ----
+t_expect "close needs an id first" 2 "needs a session ID" ctl sessions close --dispute-ok
+t_expect "close of an unknown session" 3 "not found" ctl sessions close 0xefefef --rpc http://127.0.0.1:9
+t_expect "close of a session still opening" 4 "no session on chain" ctl sessions close 18446744073709551000 --rpc http://127.0.0.1:9
+t_expect "close of a closed session" 4 "closed already" ctl sessions close "$A" --rpc http://127.0.0.1:9
+t_expect "close: --dispute-ok twice" 2 "given twice" ctl sessions close "$B" --dispute-ok --dispute-ok
+t_expect "close: only chain options" 2 "only the chain options" ctl sessions close "$B" --price 5 --rpc http://127.0.0.1:9
+t_expect "close: no RPC" 2 "no RPC URL" env -u MORGATE_RPC "$CTL" sessions close "$B"
+t_expect "close: node unreachable" 6 "cannot reach the chain" ctl sessions close "$B" --rpc http://127.0.0.1:9 --diamond 0x0000000000000000000000000000000000000001 --mor 0x0000000000000000000000000000000000000002
+
+# ---- close on a real chain ----
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+if ! chain_start; then
+  t_fail "devnet starts"
+  t_done
+  exit 1
+fi
+PPORT=$(free_port)
+MPORT=$(free_port)
+EP=127.0.0.1:$PPORT
+chain_seed_provider "$EP" --model sessions-demo >/dev/null || t_fail "seed provider"
+UK=$CHAIN_KEY2
+PK=$CHAIN_KEY1
+cat >"$T_DIR/models.json" <<JSON
+{"models":[{"modelId":"$SEED_MODEL","modelName":"morpheus-demo","apiType":"demo","parameters":{"chunkMs":"0"}}]}
+JSON
+echo pw >"$T_DIR/pass"
+chmod 600 "$T_DIR/pass"
+printf '%s\n' "$PK" | MORGATE_WALLET_PASSPHRASE=pw ctl wallet import --wallet "$T_DIR/provider.key" --weak-kdf >/dev/null
+printf '%s\n' "$UK" | MORGATE_WALLET_PASSPHRASE=pw ctl wallet import --wallet "$T_DIR/gateway.key" --weak-kdf >/dev/null
+cat >"$T_DIR/provider.json" <<JSON
+{"listen":"$EP","admin_listen":"127.0.0.1:$MPORT","models_config":"models.json",
+ "wallet":"provider.key","passphrase_file":"pass","rpc":"$CHAIN_RPC","chain_id":$CHAIN_ID,
+ "diamond":"$DIAMOND","mor":"$MOR","db":"provider.db","log_level":"info"}
+JSON
+t_bg provider "$T_BUILD/bin/morgate-provider" --config "$T_DIR/provider.json"
+up=0
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null && up=1 && break
+  sleep 0.05
+done
+t_ok "provider with the demo backend is up" test $up = 1
+
+STAKE=$(chain_stake_for 600 "$SEED_PRICE")
+SID1=$(chain_open_session "$UK" "$PK" "$SEED_BID" "$STAKE")
+SID2=$(chain_open_session "$UK" "$PK" "$SEED_BID" "$STAKE")
+t_ok "two sessions opened on chain" test "${SID1:0:2}${SID2:0:2}" = 0x0x
+# The gateway's part before a close: a handshake (which gives the provider key it stores) and
+# one prompt, answered by the demo backend; a provider reports only on sessions it served.
+L=$T_BUILD/tests/pv_link
+t_run "$L" request "$EP" "$UK" "$SEED_BID"
+PPUB=$(sed -E 's/.*provider_pub=(0x[0-9a-f]+).*/\1/' <<<"$T_OUT")
+t_ok "handshake with the provider" test "${#PPUB}" = 132
+printf '%s' '{"model":"x","stream":true,"messages":[{"role":"user","content":"close me"}]}' >"$T_DIR/stream.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID1" "$T_DIR/stream.json"
+t_ok "a prompt on the first session, answered by the demo backend" \
+  test "$T_RC" = 0 -a "$(tail -1 <<<"$T_OUT")" = DONE -a "$(grep -c '"content":" me."' <<<"$T_OUT")" = 1
+NOW=$(chain_now)
+row() { # LOCAL SID ENDPOINT [FIELD=VALUE]
+  seed "$1" id="$2" model=sessions-demo model_id="$SEED_MODEL" bid_id="$SEED_BID" \
+    provider="${SEED_PROVIDER,,}" endpoint="$3" stake="$STAKE" price="$SEED_PRICE" \
+    opened_at="$NOW" ends_at=$((NOW + 600)) state=open requests=1 "${@:4}"
+}
+DEAD=127.0.0.1:$(free_port) # nothing listens there: the provider is gone
+t_ok "row for the first session, with the provider key" row 301 "$SID1" "$EP" provider_key="$PPUB"
+t_ok "row for the second, its provider gone" row 302 "$SID2" "$DEAD"
+CHAIN_OPTS=(--rpc "$CHAIN_RPC" --chain-id "$CHAIN_ID" --diamond "$DIAMOND" --mor "$MOR")
+onchain() { ctl --json market session "$1" "${CHAIN_OPTS[@]}" | json "$2"; }
+
+t_expect "close: wrong passphrase" 6 "wrong passphrase" env MORGATE_WALLET_PASSPHRASE=nope "$CTL" sessions close "$SID1" "${CHAIN_OPTS[@]}" --wallet "$T_DIR/gateway.key"
+t_expect "close: no wallet" 2 "needs a wallet" env -u MORGATE_WALLET "$CTL" sessions close "$SID1" "${CHAIN_OPTS[@]}" --passphrase-file "$T_DIR/pass"
+t_ok "still open on chain after the refusals" test "$(onchain "$SID1" o.status)" = active
+
+# with the provider's receipt; settings from the environment this time, as for the chain commands
+t_expect "close with the provider's receipt" 0 "" env MORGATE_RPC="$CHAIN_RPC" MORGATE_DIAMOND="$DIAMOND" \
+  MORGATE_MOR="$MOR" MORGATE_WALLET="$T_DIR/gateway.key" MORGATE_WALLET_PASSPHRASE=pw "$CTL" sessions close "${SID1:0:12}"
+t_ok "says how it was closed" grep -q "^closed session $SID1 at .* (provider receipt)" <<<"$T_OUT"
+t_ok "closed on chain, not disputed" test "$(onchain "$SID1" '[o.status, o.disputed, o.closed_at !== null].join()')" = "closed,false,true"
+t_expect "row updated" 0 "" ctl --json sessions show "$SID1"
+t_ok "row: closed, no dispute, closed_at set" test "$(json '[o.state, o.dispute, o.closed_at !== null, o.requests].join()' <<<"$T_OUT")" = "closed,false,true,1"
+t_ok "row's closed_at is the chain's" test "$(json o.closed_at <<<"$T_OUT")" = "$(onchain "$SID1" o.closed_at)"
+
+# the provider is gone: no receipt; refused without --dispute-ok, a dispute with it
+t_expect "close without a provider and without --dispute-ok" 6 "--dispute-ok" ctl sessions close "$SID2" "${CHAIN_OPTS[@]}" --wallet "$T_DIR/gateway.key" --passphrase-file "$T_DIR/pass"
+t_ok "still open on chain" test "$(onchain "$SID2" o.status)" = active
+t_ok "row still open" test "$(ctl --json sessions show 302 | json o.state)" = open
+t_expect "close --dispute-ok" 0 "" ctl --json sessions close 302 --dispute-ok "${CHAIN_OPTS[@]}" --wallet "$T_DIR/gateway.key" --passphrase-file "$T_DIR/pass"
+t_ok "json answer: closed as a dispute" test "$(json '[o.id, o.state, o.dispute].join()' <<<"$T_OUT")" = "$SID2,closed,true"
+t_ok "closedAt on chain, closeout disputed" test "$(onchain "$SID2" '[o.status, o.disputed, o.closed_at !== null].join()')" = "closed,true,true"
+t_ok "row: closed with a dispute" test "$(ctl --json sessions show "$SID2" | json '[o.state, o.dispute, o.closed_at === null].join()')" = "closed,true,false"
+t_ok "show says dispute" grep -q "^closeout *dispute" <<<"$(ctl sessions show "$SID2")"
+t_expect "closing it again is a conflict" 4 "closed already" ctl sessions close "$SID2" --dispute-ok "${CHAIN_OPTS[@]}" --wallet "$T_DIR/gateway.key" --passphrase-file "$T_DIR/pass"
+t_ok "the passphrase never shows in output" test "$(grep -c 'pw$' "$T_DIR/.out" "$T_DIR/.err" | awk -F: '{s+=$2} END {print s}')" = 0
 
 t_done
