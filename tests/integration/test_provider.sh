@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # morgate-provider end to end: anvil test chain (provider registered with models and bids,
 # sessions opened by the consumer), the node on loopback, an OpenAI-compatible backend
-# (tests/support/bin_mock_openai.c) and an Anthropic one (bin_pv_mock_anthropic.c), driven by
+# (tests/support/bin_mock_openai.c), an Anthropic one (bin_pv_mock_anthropic.c) and the built-in
+# demo backend (apiType "demo", no HTTP at all), driven by
 # router-core's consumer link rc_link (bin_pv_link.c: what the gateway uses) and, for what a
 # well-behaved link cannot send (a prompt signed by another key, malformed bytes), by the raw
 # MOR-RPC test consumer (bin_pv_consumer.c).
@@ -29,7 +30,7 @@ if [[ $T_RC -eq 0 && $T_OUT =~ in=34\ out=10 ]]; then t_pass "session.report aft
 t_done
 fi
 declare -A MODEL BID
-for m in chat claude drip hang fail cerr echo; do
+for m in chat claude drip hang fail cerr echo demo; do
   if ! chain_seed_provider "$EP" --model "pv-$m" >/dev/null; then
     t_fail "seed pv-$m"
     t_run "$L" report "$EP" "$UK" "$PPUB" "$SID_CLAUDE"
@@ -40,7 +41,7 @@ t_done
   MODEL[$m]=$SEED_MODEL
   BID[$m]=$SEED_BID
 done
-t_pass "provider registered with 7 models and bids"
+t_pass "provider registered with 8 models and bids"
 UK=$CHAIN_KEY2 # the seeded user
 PK=$CHAIN_KEY1 # the seeded provider
 
@@ -54,7 +55,8 @@ cat >"$T_DIR/models.json" <<JSON
  {"modelId":"${MODEL[hang]}","modelName":"mock-hang","apiType":"openai","apiUrl":"http://127.0.0.1:$OPORT/v1/chat/completions"},
  {"modelId":"${MODEL[fail]}","modelName":"mock-fail","apiType":"openai","apiUrl":"http://127.0.0.1:$OPORT/v1/chat/completions"},
  {"modelId":"${MODEL[cerr]}","modelName":"claude-error","apiType":"claudeai","apiUrl":"http://127.0.0.1:$APORT/v1/messages","apiKey":"test-anthropic-key"},
- {"modelId":"${MODEL[echo]}","modelName":"mock-echo","apiType":"openai","apiUrl":"http://127.0.0.1:$OPORT/v1/chat/completions"}
+ {"modelId":"${MODEL[echo]}","modelName":"mock-echo","apiType":"openai","apiUrl":"http://127.0.0.1:$OPORT/v1/chat/completions"},
+ {"modelId":"${MODEL[demo]}","modelName":"morpheus-demo","apiType":"demo","parameters":{"chunkMs":"1"}}
 ]}
 JSON
 echo pw >"$T_DIR/pass"
@@ -110,6 +112,7 @@ SID_HANG=$(open hang)
 SID_FAIL=$(open fail)
 SID_CERR=$(open cerr)
 SID_ECHO=$(open echo)
+SID_DEMO=$(open demo)
 SID_CLOSED=$(open chat)
 [[ $SID_CHAT == 0x* && $SID_CLAUDE == 0x* && $SID_CLOSED == 0x* && $SID_CERR == 0x* ]] && t_pass "sessions opened on chain" || t_fail "open sessions"
 
@@ -142,6 +145,24 @@ t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_CLAUDE" "$T_DIR/plain.json"
 if [[ $T_RC -eq 0 && $T_OUT == *'"object":"chat.completion"'* && $T_OUT == *'Hello world'* ]]; then
   t_pass "claudeai non-streaming: one chat.completion"
 else t_fail "claudeai non-streaming" "$T_OUT" "$T_ERR"; fi
+
+# The built-in demo backend: no HTTP; generated words streamed as chat.completion.chunk objects
+# with the prompt echoed, usage on the final chunk; the whole answer when not streaming.
+printf '%s' '{"model":"x","stream":true,"messages":[{"role":"user","content":"ping the demo"}]}' >"$T_DIR/demo.json"
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_DEMO" "$T_DIR/demo.json"
+n=$(grep -c '^CHUNK ' <<<"$T_OUT")
+text=$(grep '^CHUNK ' <<<"$T_OUT" | sed -E 's/^CHUNK //' | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(s.trim().split("\n").map(l=>{const c=JSON.parse(l).choices[0];return (c.delta&&c.delta.content)||""}).join("")))')
+if [[ $T_RC -eq 0 && $n -ge 20 && $(tail -1 <<<"$T_OUT") == DONE && $T_OUT == *'"model":"morpheus-demo"'* &&
+  $text == "You said: ping the demo. This answer came from the morgate-provider demo backend"* &&
+  $(grep '^CHUNK ' <<<"$T_OUT" | tail -1) == *'"finish_reason":"stop"'*'"usage":{"completion_tokens":'$((n - 1))* &&
+  $T_OUT == *'"usage_from_provider":{"completion_tokens":'$((n - 1))* ]]; then
+  t_pass "demo backend stream: $n chunks, prompt echoed, usage on the final chunk, [DONE]"
+else t_fail "demo backend stream" "$T_OUT" "$T_ERR"; fi
+t_run "$L" prompt "$EP" "$UK" "$PPUB" "$SID_DEMO" "$T_DIR/plain.json"
+if [[ $T_RC -eq 0 && $(grep -c '^CHUNK ' <<<"$T_OUT") -eq 1 && $T_OUT == *'"object":"chat.completion"'* &&
+  $T_OUT == *'"content":"You said: hi. This answer came from'* ]]; then
+  t_pass "demo backend non-streaming: one chat.completion"
+else t_fail "demo backend non-streaming" "$T_OUT" "$T_ERR"; fi
 
 # Every escaping trap of §2.3 in the prompt text: the signature covers Go's re-serialization.
 # The echo backend answers with the body it received: the text must arrive intact (invalid
