@@ -347,6 +347,7 @@ struct psess {
 	bool leased;    /* we hold "sess:<id>" */
 	bool keyless;   /* the maintenance thread failed to learn the provider key */
 	bool visited;   /* reconcile's mark */
+	bool dirty;     /* request counters changed since the last save */
 	int64_t last_used_ms;
 	struct psess *next;
 };
@@ -426,6 +427,11 @@ static int tx_lock(struct tx_guard *g)
 	int64_t until = mono_ms() + TX_LOCK_TTL_MS / 2;
 	for (;;) {
 		int r = p->o.coord->trylock(p->o.coord_ud, "tx", TX_LOCK_TTL_MS);
+		if (r >= 0) {
+			pthread_mutex_lock(&p->mu);
+			p->st.coordinated = true;
+			pthread_mutex_unlock(&p->mu);
+		}
 		if (r > 0) {
 			g->coord_held = true;
 			/* another instance may have sent from this wallet since our last send */
@@ -755,6 +761,11 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		if (r == 0)
 			return OPEN_WAIT;
 		locked = r > 0;
+		if (locked) {
+			pthread_mutex_lock(&p->mu);
+			p->st.coordinated = true;
+			pthread_mutex_unlock(&p->mu);
+		}
 		if (r < 0) {
 			pthread_mutex_lock(&p->mu);
 			p->st.coordinated = false;
@@ -1052,9 +1063,11 @@ static void release(struct rc_pool *p, struct psess *ps, bool served, bool faile
 	ps->last_used_ms = mono_ms();
 	bool leased = ps->leased;
 	ps->leased = false;
+	/* The counters are what `morgatectl sessions` shows; the maintenance thread writes them
+	 * within a tick, so the request path does no store write (state changes are saved where
+	 * they happen, before acting on them). */
+	ps->dirty = true;
 	pthread_mutex_unlock(&p->mu);
-	/* the request count is what `morgatectl sessions` shows: one store write per request */
-	save(p, ps);
 	if (leased) {
 		char ln[80];
 		lock_name(ln, sizeof ln, "sess:", ps->s.id, 32);
@@ -1866,13 +1879,31 @@ static void warm_up(struct rc_pool *p)
 	}
 }
 
+/* Write the records whose request counters moved. */
+static void flush_dirty(struct rc_pool *p)
+{
+	for (int guard = 0; guard < 1024; guard++) {
+		struct psess *todo = NULL;
+		pthread_mutex_lock(&p->mu);
+		for (struct psess *ps = p->sessions; ps && !todo; ps = ps->next)
+			if (ps->dirty)
+				todo = ps;
+		if (todo)
+			todo->dirty = false;
+		pthread_mutex_unlock(&p->mu);
+		if (!todo)
+			return;
+		save(p, todo);
+	}
+}
+
 static void prune(struct rc_pool *p)
 {
 	int64_t now = wall_ms();
 	pthread_mutex_lock(&p->mu);
 	for (struct psess **pp = &p->sessions; *pp;) {
 		struct psess *ps = *pp;
-		if (!ps->busy &&
+		if (!ps->busy && !ps->dirty &&
 		    (ps->s.state == RC_POOL_S_CLOSED || ps->s.state == RC_POOL_S_FAILED) &&
 		    now - ps->s.updated_ms > KEEP_ENDED_MS) {
 			*pp = ps->next;
@@ -1921,6 +1952,7 @@ static void *maint_main(void *arg)
 			lifecycle(p);
 			warm_up(p);
 		}
+		flush_dirty(p);
 		prune(p);
 		pthread_mutex_lock(&p->mu);
 		int64_t until = t0 + p->o.maintenance_ms;
@@ -1961,6 +1993,7 @@ void rc_pool_free(struct rc_pool *p)
 	while (p->active)
 		cv_wait_until(p, mono_ms() + 100);
 	pthread_mutex_unlock(&p->mu);
+	flush_dirty(p);
 	while (p->sessions) {
 		struct psess *n = p->sessions->next;
 		free(p->sessions);

@@ -7,12 +7,14 @@
 # dispute close once that provider is gone, restart recovery (same store; empty store: adopted
 # from getUserSessions with a fresh handshake; an "opening" record whose openSession never
 # happened -> failed), and the close after endsAt with the provider's receipt once the chain is
-# moved past it.
+# moved past it. Two faults through tests/support/bin_tcp_fault.c: a provider whose signatures are
+# wrong (abandoned, the request goes to the next one) and the RPC going away (warm sessions keep
+# serving, opening a session fails with a chain error).
 source "$(dirname "$0")/../support/lib.sh"
 source "$(dirname "$0")/../support/market.sh"
 
 POOL=$T_BUILD/tests/rc_pool
-for b in "$POOL" "$MK_PROV" "$MK_CTL" "$MK_MOCK" "$MK_PVLINK"; do
+for b in "$POOL" "$MK_PROV" "$MK_CTL" "$MK_MOCK" "$MK_PVLINK" "$MK_FAULT"; do
   [[ -x $b ]] || { t_skip "rc_pool end to end" "$b not built"; t_done; exit 0; }
 done
 chain_start || { t_fail "devnet starts"; t_done; exit 1; }
@@ -23,14 +25,22 @@ M=pool-m
 mk_backend b || { t_fail "mock backend starts"; t_done; exit 1; }
 mk_provider_port pa
 mk_provider_port pb
-# pa (account 1) is cheaper, so it ranks first (§3.8 divides by the price)
-if mk_offer 1 "${MK_EP[pa]}" $M 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M 20000000000000; then
-  t_pass "two providers bid on one model"
+mk_provider_port pc
+LIAR_PORT=$(mk_free_port)
+# pa (account 1) is cheaper, so it ranks first (§3.8 divides by the price). On model $M2, C
+# (account 0) is the cheapest but is reached through a proxy that corrupts its signatures.
+M2=pool-liar
+if mk_offer 1 "${MK_EP[pa]}" $M 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M 20000000000000 &&
+  mk_offer 0 "127.0.0.1:$LIAR_PORT" $M2 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M2 20000000000000; then
+  t_pass "two providers bid on each of two models"
 else
   t_fail "offers"; t_done; exit 1
 fi
 t_ok "provider A starts" mk_provider_start pa 1 b "$M=mock-echo"
-t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo"
+t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo $M2=mock-echo"
+t_ok "provider C starts" mk_provider_start pc 0 b "$M2=mock-echo"
+t_bg liar "$MK_FAULT" "$LIAR_PORT" "${MK_EP[pc]}" corrupt-sig
+mk_poll 5 grep -q listening "$T_DIR/liar.err"
 PA=${CHAIN_ADDR1,,}
 PB=${CHAIN_ADDR3,,}
 
@@ -109,6 +119,23 @@ if [[ $R == "OK distinct=2 opened=1"* ]] && grep -q charlie-0 "$T_DIR/c.0.out" &
 else t_fail "concurrent" "$R"; fi
 S2=$(sed -nE 's/.*sessions=([^ ]*).*/\1/p' <<<"$R" | tr ',' '\n' | grep -v "$S1" | head -1)
 
+# ---- a provider whose signatures are wrong is abandoned -------------------------------------------
+req "$T_DIR/l1" hotel-1
+pool_cmd prompt $M2 "$T_DIR/l1" "$T_DIR/ol1" 20000
+if [[ $R == OK* && $(field provider) == "$PB" && $(field attempts) == 1 && $(field opened) == 1 ]] &&
+  grep -q hotel-1 "$T_DIR/ol1" && grep -q "tcp_fault: corrupted" "$T_DIR/liar.err" &&
+  grep -q "abandoned" "$T_DIR/p1.err"; then
+  t_pass "bad signatures from the first-ranked provider: abandoned, session opened with the next one"
+else t_fail "liar" "$R" "$(tail -3 "$T_DIR/p1.err")"; fi
+NC=$(grep -c "tcp_fault: corrupted" "$T_DIR/liar.err")
+req "$T_DIR/l.0" india-0
+req "$T_DIR/l.1" juliet-1
+pool_cmd concurrent 2 $M2 "$T_DIR/l" 500
+if [[ $R == "OK distinct=2 opened=1"* && $(grep -c "tcp_fault: corrupted" "$T_DIR/liar.err") == "$NC" ]] &&
+  grep -q india-0 "$T_DIR/l.0.out" && grep -q juliet-1 "$T_DIR/l.1.out"; then
+  t_pass "the abandoned provider is not tried again"
+else t_fail "liar not retried" "$R"; fi
+
 # ---- failover: provider A's node dies -----------------------------------------------------------
 mk_provider_kill pa
 req "$T_DIR/r3" echo-789
@@ -128,7 +155,7 @@ else t_fail "dispute on chain" "closedAt=$(mk_session closedAt "$S1") type=$(mk_
 [[ -n $S2 ]] && pool_cmd wait-state "$S2" closed 30
 if [[ -n $S2 && $R == "OK dispute=1"* ]]; then t_pass "the other session on A closed too"; else t_fail "second A session" "$R"; fi
 pool_cmd stats
-if [[ $(field opened) == 3 && $(field disputes) == 2 && $(field failovers) -ge 1 ]]; then
+if [[ $(field opened) == 5 && $(field disputes) == 2 && $(field failovers) -ge 2 ]]; then
   t_pass "stats: $R"
 else t_fail "stats" "$R"; fi
 pool_stop
@@ -168,10 +195,41 @@ CA=$(mk_session closedAt "$S3")
 if [[ $CA != 0 && $CA -ge $ENDS && $(mk_session closeoutType "$S3") == 0 ]]; then
   t_pass "on chain: closedAt ($CA) >= endsAt ($ENDS), closeoutType 0 (no dispute, no stake on hold)"
 else t_fail "expiry on chain" "closedAt=$CA endsAt=$ENDS type=$(mk_session closeoutType "$S3")"; fi
+pool_stop
+
+# ---- the RPC goes away ------------------------------------------------------------------------------
+RPC_PORT=$(mk_free_port)
+t_bg rpcproxy "$MK_FAULT" "$RPC_PORT" "${CHAIN_RPC#http://}" pass
+RPC_PROXY=$T_LAST_PID
+mk_poll 5 grep -q listening "$T_DIR/rpcproxy.err"
+SAVED_RPC=$CHAIN_RPC
+CHAIN_RPC=http://127.0.0.1:$RPC_PORT
+pool_start p4 "$T_DIR/store4" --session-s 360
+CHAIN_RPC=$SAVED_RPC
+pool_cmd wait-model $M 20
+req "$T_DIR/r6" kilo-1
+pool_cmd prompt $M "$T_DIR/r6" "$T_DIR/o6"
+S6=$(field session)
+kill "$RPC_PROXY"
+wait "$RPC_PROXY" 2>/dev/null
+req "$T_DIR/r7" lima-2
+pool_cmd prompt $M "$T_DIR/r7" "$T_DIR/o7"
+if [[ $R == OK* && $(field session) == "$S6" ]] && grep -q lima-2 "$T_DIR/o7"; then
+  t_pass "RPC down: a warm session keeps serving"
+else t_fail "warm without RPC" "$R"; fi
+req "$T_DIR/d.0" mike-0
+req "$T_DIR/d.1" november-1
+pool_cmd concurrent 2 $M "$T_DIR/d" 1500
+if [[ $R == *"reason=chain"* ]] && cat "$T_DIR/d.0.out" "$T_DIR/d.1.out" | grep -qE 'mike-0|november-1'; then
+  t_pass "RPC down: the request that needs a new session fails with a chain error, the other is served"
+else t_fail "open without RPC" "$R"; fi
+pool_cmd stats
+if [[ $(field chain_ok) == 0 ]]; then t_pass "stats say the chain is down"; else t_fail "chain_ok" "$R"; fi
+pool_stop
+
 if cat "$T_DIR"/p*.err | grep -qi "${CHAIN_KEY2#0x}"; then
   t_fail "logs carry no key material"
 else t_pass "logs carry no key material"; fi
-pool_stop
 
 echo "# figures: cold request (open on chain + prompt) ${COLD_MS} ms, warm request ${WARM_MS} ms"
 t_done

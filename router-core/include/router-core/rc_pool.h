@@ -15,8 +15,8 @@
  * allowance is topped up only when short (rc_market_ensure_allowance).
  *
  * Closing (§3.7): a session is retired (no new requests) retire_before_end_s before its endsAt,
- * and closed with the provider's receipt from session.report once endsAt has passed, so no
- * stake is put on hold for a day. It is closed early only when the provider is gone (dead for
+ * and closed with the provider's receipt from session.report once endsAt has passed (re-read
+ * from chain first), so no stake is put on hold for a day. It is closed early only when the provider is gone (dead for
  * bench time, or bad signatures): then with the provider's receipt if it still answers
  * session.report, else with a user-signed receipt (a dispute). Time is the chain's clock
  * (max of the wall clock and the latest block's timestamp), so a test chain that jumps forward
@@ -94,8 +94,10 @@ struct rc_pool_session {
 };
 
 /* Persistence: the pool calls save on every state change (before acting on it) and load once
- * in rc_pool_start(). save returns 0 or non-zero (the pool then refuses to send a write it
- * could not record). */
+ * in rc_pool_start() (from the maintenance thread). save returns 0 or non-zero (the pool then
+ * refuses to send a write it could not record). The request counters are saved by the
+ * maintenance thread within a tick, not on the request path. save is called from any pool
+ * thread, one call at a time, in the order the changes happened. */
 struct rc_pool_store_ops {
 	int (*save)(void *ud, const struct rc_pool_session *s);
 	int (*load)(void *ud, int (*cb)(void *cbud, const struct rc_pool_session *s), void *cbud);
@@ -206,7 +208,12 @@ struct rc_pool_err {
 struct rc_pool_request {
 	const char *model;     /* on-chain model name */
 	struct rc_str message; /* the request JSON text for session.prompt (valid UTF-8) */
-	rc_link_chunk_fn on_chunk; /* each verified, decrypted chunk, in order */
+	/* each verified, decrypted chunk, in order (RC_LINK_CHUNK_DATA), and, before an
+	 * RC_POOL_PROVIDER_ERROR, the decrypted plaintext of the provider's signed backend error
+	 * (RC_LINK_CHUNK_ERROR). Called from the calling thread; non-zero stops the request
+	 * (RC_POOL_CANCELLED). Chunks only ever come from the attempt that is returned: failover
+	 * happens before the first chunk. */
+	rc_link_chunk_fn on_chunk;
 	void *ud;
 	int64_t deadline_ms;   /* absolute CLOCK_MONOTONIC ms by which the first chunk must come
 	                          (getting a session, failover included); 0: 120 s from now */
@@ -226,7 +233,16 @@ struct rc_pool_result {
 	int64_t session_wait_ms; /* time spent getting a session */
 };
 
-/* Run one request (blocking). RC_OK or an RC_E* code with err filled. */
+/*
+ * Run one request (blocking). RC_OK or an RC_E* code with err filled. Before the first
+ * successful catalogue refresh every model is RC_POOL_CHAIN ("catalogue not loaded yet"), after
+ * it a name not in the catalogue is RC_POOL_UNKNOWN_MODEL. An unknown model, an empty catalogue
+ * or a warm session never cause a chain read here; a cold start does (discovery within
+ * discovery_ttl_ms is cached, then handshake and openSession). Failures of a provider before
+ * the first chunk (dial, refusal, timeout, early close, unsigned errors) bench it and fail over;
+ * bad signatures abandon it (its sessions are retired and closed early). A chain failure while
+ * opening ends the request (RC_POOL_CHAIN / RC_POOL_FUNDS) as the reference does.
+ */
 int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct rc_pool_result *res,
                    struct rc_pool_err *err);
 
@@ -235,7 +251,10 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 /* Snapshot of the sessions this process knows (owned out, free()). */
 int rc_pool_sessions(struct rc_pool *p, struct rc_pool_session **out, size_t *n);
 
-/* Close one session now (report receipt, else dispute if allow_dispute). Blocking. */
+/* Close one session now (report receipt, else dispute if allow_dispute), even before its endsAt
+ * (an operator's decision: §3.7 stake on hold). New requests stop using it at once; a request
+ * in flight is waited for up to 30 s. Blocking. RC_OK, RC_ENOTFOUND (not in this pool), or the
+ * close's error. */
 int rc_pool_close(struct rc_pool *p, const uint8_t id[32], bool allow_dispute,
                   struct rc_pool_err *err);
 
