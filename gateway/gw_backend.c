@@ -68,12 +68,15 @@ struct gw_engine {
 	atomic_long keepalive_ms;
 	pthread_mutex_t cmd_mu;
 	struct vec starts, cancels, tmp_starts, tmp_cancels;
+	struct vec dones, tmp_dones; /* gw_engine_post_done() from other threads */
 	int cancel_all;
 	struct vec active; /* in-flight calls; call->in_engine is index + 1 */
 	CURL *pool[256];
 	size_t n_pool;
 	struct gw_engine_stats stats;
 };
+
+static void poke(struct gw_engine *e);
 
 /* --- calls ---------------------------------------------------------------------------------- */
 
@@ -131,6 +134,10 @@ void gw_engine_on_head(struct gw_engine *e, struct gw_call *c, int status, const
 {
 	(void)e;
 	pthread_mutex_lock(&c->mu);
+	if (c->done) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
 	c->t_head_ns = gw_now_ns();
 	if (!c->committed) {
 		c->status = status;
@@ -156,11 +163,16 @@ void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, si
 {
 	(void)e;
 	int64_t now = gw_now_ns();
+	pthread_mutex_lock(&c->mu);
+	if (c->done) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
 	if (!c->t_first_byte_ns)
 		c->t_first_byte_ns = now;
 	c->bytes_in += (int64_t)n;
+	c->fast_ka_ns = 0;
 	int ok = c->status >= 200 && c->status < 300;
-	pthread_mutex_lock(&c->mu);
 	if (c->streaming) {
 		if (ok) {
 			/* under mu: the front end reads the usage counts when the client leaves */
@@ -228,7 +240,7 @@ void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const ch
 	}
 	c->err = err;
 	snprintf(c->errmsg, sizeof c->errmsg, "%s", msg ? msg : "");
-	if (c->committed && err != GW_BE_ECANCELLED) {
+	if (c->committed && err != GW_BE_ECANCELLED && !c->error_event_sent) {
 		if (err != GW_BE_OK)
 			append_error_event(c, err,
 					   err == GW_BE_ETIMEOUT ? "the upstream timed out"
@@ -248,6 +260,55 @@ void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const ch
 	if (err != GW_BE_OK && err != GW_BE_ECANCELLED)
 		atomic_fetch_add(&e->stats.errors, 1);
 	gw_call_unref(c); /* the engine's reference */
+}
+
+void gw_call_start_stream(struct gw_call *c, const char *comment, long keepalive_ms)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->done && !c->committed) {
+		int64_t now = gw_now_ns();
+		c->committed = 1;
+		c->streaming = 1;
+		c->head_ready = 1;
+		c->status = 200;
+		c->t_head_ns = now;
+		snprintf(c->content_type, sizeof c->content_type, "text/event-stream");
+		if (comment && comment[0])
+			out_append(c, comment, strlen(comment));
+		c->last_out_ns = now;
+		c->fast_ka_ns = (int64_t)keepalive_ms * 1000000;
+		wake(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+int gw_call_stream_error(struct gw_call *c, const char *ev, size_t n)
+{
+	int sent = 0;
+	pthread_mutex_lock(&c->mu);
+	if (!c->done && c->committed && c->streaming) {
+		out_append(c, ev, n);
+		out_append(c, "data: [DONE]\n\n", 14);
+		c->error_event_sent = 1;
+		c->last_out_ns = gw_now_ns();
+		wake(c);
+		sent = 1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return sent;
+}
+
+void gw_engine_post_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->post_err = err;
+	snprintf(c->post_msg, sizeof c->post_msg, "%s", msg ? msg : "");
+	pthread_mutex_unlock(&c->mu);
+	atomic_fetch_add(&c->refs, 1); /* released by the engine once it has looked at the call */
+	pthread_mutex_lock(&e->cmd_mu);
+	vec_push(&e->dones, c);
+	pthread_mutex_unlock(&e->cmd_mu);
+	poke(e);
 }
 
 void *gw_engine_curl_multi(struct gw_engine *e)
@@ -406,7 +467,7 @@ static void direct_cancel(struct gw_engine *e, struct gw_call *c)
 }
 
 static const struct gw_backend_ops direct_ops = {"direct", direct_start, direct_cancel, NULL};
-struct gw_backend gw_backend_direct = {&direct_ops};
+struct gw_backend gw_backend_direct = {&direct_ops, NULL};
 
 /* --- the demo backend --------------------------------------------------------------------------- */
 
@@ -529,7 +590,7 @@ static void demo_cancel(struct gw_engine *e, struct gw_call *c)
 }
 
 static const struct gw_backend_ops demo_ops = {"demo", demo_start, demo_cancel, demo_tick};
-struct gw_backend gw_backend_demo = {&demo_ops};
+struct gw_backend gw_backend_demo = {&demo_ops, NULL};
 
 struct gw_backend *gw_backend_for(const struct gw_backend_cfg *b)
 {
@@ -619,7 +680,7 @@ static void scan(struct gw_engine *e, int64_t now)
 		}
 		if (c->info.stream) {
 			pthread_mutex_lock(&c->mu);
-			if (now - c->last_out_ns >= ka) {
+			if (now - c->last_out_ns >= (c->fast_ka_ns ? c->fast_ka_ns : ka)) {
 				if (!c->committed) {
 					c->committed = 1;
 					c->streaming = 1;
@@ -672,10 +733,11 @@ static void check_done(struct gw_engine *e)
 static void take_commands(struct gw_engine *e)
 {
 	pthread_mutex_lock(&e->cmd_mu);
-	struct vec s = e->starts, k = e->cancels;
+	struct vec s = e->starts, k = e->cancels, d = e->dones;
 	e->starts = e->tmp_starts;
 	e->cancels = e->tmp_cancels;
-	e->starts.n = e->cancels.n = 0;
+	e->dones = e->tmp_dones;
+	e->starts.n = e->cancels.n = e->dones.n = 0;
 	int all = e->cancel_all;
 	e->cancel_all = 0;
 	pthread_mutex_unlock(&e->cmd_mu);
@@ -685,12 +747,25 @@ static void take_commands(struct gw_engine *e)
 		cancel_call(e, k.v[i], GW_BE_ECANCELLED, "cancelled");
 		gw_call_unref(k.v[i]); /* the reference the cancel command held */
 	}
+	for (size_t i = 0; i < d.n; i++) {
+		struct gw_call *c = d.v[i];
+		if (c->in_engine) {
+			pthread_mutex_lock(&c->mu);
+			int err = c->post_err;
+			char msg[sizeof c->post_msg];
+			memcpy(msg, c->post_msg, sizeof msg);
+			pthread_mutex_unlock(&c->mu);
+			gw_engine_on_done(e, c, err, msg);
+		}
+		gw_call_unref(c); /* the reference gw_engine_post_done took */
+	}
 	if (all)
 		while (e->active.n)
 			cancel_call(e, e->active.v[0], GW_BE_ECANCELLED, "shutting down");
-	s.n = k.n = 0;
+	s.n = k.n = d.n = 0;
 	e->tmp_starts = s;
 	e->tmp_cancels = k;
+	e->tmp_dones = d;
 }
 
 static void *engine_main(void *arg)
@@ -822,6 +897,10 @@ void gw_engine_free(struct gw_engine *e)
 	free(e->cancels.v);
 	free(e->tmp_starts.v);
 	free(e->tmp_cancels.v);
+	for (size_t i = 0; i < e->dones.n; i++)
+		gw_call_unref(e->dones.v[i]); /* posted after the thread stopped */
+	free(e->dones.v);
+	free(e->tmp_dones.v);
 	free(e->active.v);
 	pthread_mutex_destroy(&e->cmd_mu);
 	free(e);

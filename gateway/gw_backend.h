@@ -18,7 +18,9 @@
  * completes with GW_BE_ECANCELLED.
  *
  * The direct backend (an OpenAI-compatible HTTP endpoint) and the built-in demo backend are
- * implemented here; the marketplace backend will add another struct gw_backend_ops.
+ * implemented here; the marketplace backend (gw_market.c) runs its requests on worker threads of
+ * its own and delivers their results through the thread-safe calls at the end of this header
+ * (gw_engine_on_head/on_data, gw_call_start_stream, gw_call_stream_error, gw_engine_post_done).
  */
 #ifndef GW_BACKEND_H
 #define GW_BACKEND_H
@@ -61,6 +63,17 @@ enum gw_be_err {
 struct gw_engine;
 struct gw_backend;
 
+/* A backend's own words for a failed call (e.g. the marketplace's 503 "no provider offers model
+ * X right now"): when status is non-zero the front end answers with it instead of the generic
+ * message of the call's err. Printable ASCII, no secrets. */
+struct gw_call_error {
+	int status;          /* HTTP status; 0: use the generic mapping of err */
+	int retry_after_s;   /* > 0: a Retry-After header */
+	char type[32];       /* OpenAI error type, e.g. "server_error" */
+	char code[40];       /* e.g. "no_provider" */
+	char message[480];
+};
+
 struct gw_call {
 	pthread_mutex_t mu;
 	atomic_int refs;
@@ -72,7 +85,9 @@ struct gw_call {
 	struct MHD_Connection *conn;
 	int client_fd;             /* watched for disconnects (-1: cannot be) */
 	int watched;               /* engine: client_fd is in the engine's epoll set */
-	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below */
+	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below (or from
+	                                      the backend itself, which outlives its calls) */
+	char market_model[GW_MODEL_MAX + 1]; /* marketplace calls: the on-chain model name */
 	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
 	struct gw_backend *backend;
 	/* a concurrency slot to keep alive while the call runs (a copy of the admission ticket):
@@ -92,6 +107,11 @@ struct gw_call {
 	int done;           /* no more bytes will come */
 	int err;            /* enum gw_be_err when done */
 	char errmsg[160];   /* for logs only (no secrets, no upstream URL with credentials) */
+	struct gw_call_error be_err; /* optional precise error for the client (see above) */
+	int64_t fast_ka_ns; /* non-zero: keep-alive interval until the next data (a cold start) */
+	int error_event_sent; /* the backend wrote its own SSE error event and [DONE] */
+	int post_err;       /* gw_engine_post_done() hand-over */
+	char post_msg[160];
 	/* accounting (engine-owned until done, then read-only) */
 	struct gw_sse sse;
 	int64_t t_start_ns, t_head_ns, t_first_byte_ns, t_done_ns;
@@ -117,6 +137,7 @@ struct gw_backend_ops {
 
 struct gw_backend {
 	const struct gw_backend_ops *ops;
+	void *ud; /* the backend's own state (marketplace); NULL for direct and demo */
 };
 
 extern struct gw_backend gw_backend_direct;
@@ -152,14 +173,32 @@ void gw_engine_cancel(struct gw_engine *e, struct gw_call *c);
 void gw_engine_cancel_all(struct gw_engine *e);
 struct gw_engine_stats *gw_engine_stats(struct gw_engine *e);
 
-/* --- used by backends (engine thread only) --------------------------------------------------- */
+/* --- used by backends ------------------------------------------------------------------------ */
 
-/* The upstream answered with status and content type. */
+/* The upstream answered with status and content type. Any thread (under c->mu); ignored once
+ * the call is done (e.g. cancelled while a worker thread was still producing). */
 void gw_engine_on_head(struct gw_engine *e, struct gw_call *c, int status, const char *ctype);
-/* Bytes of the upstream body. */
+/* Bytes of the upstream body. Any thread, as gw_engine_on_head. */
 void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, size_t n);
-/* The upstream request ended (GW_BE_OK or an error); the engine finishes the call. */
+/* Engine thread only: the upstream request ended (GW_BE_OK or an error); the engine finishes
+ * the call. */
 void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg);
+
+/* Any thread: the request ended. The engine finishes the call on its thread (as
+ * gw_engine_on_done) unless it was finished already (cancelled); a reference is held until
+ * then. The backend must have detached itself from the call (c->priv) before. */
+void gw_engine_post_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg);
+
+/* Any thread: start a streaming response now (200, text/event-stream) with the SSE comment
+ * text (e.g. ": opening a marketplace session\n\n"), then send ": keep-alive" comments every
+ * keepalive_ms until the next data. No-op when the call is done or its response has started. */
+void gw_call_start_stream(struct gw_call *c, const char *comment, long keepalive_ms);
+
+/* Any thread: when the streaming response has started, append the SSE error event ev (n bytes,
+ * complete "data: ...\n\n") and "data: [DONE]", so the engine adds no generic one; returns 1.
+ * Returns 0 (nothing appended) when the response has not started or the call is done: the
+ * caller then sets c->be_err for a plain HTTP error. */
+int gw_call_stream_error(struct gw_call *c, const char *ev, size_t n);
 /* The engine's curl multi handle (direct backend). */
 void *gw_engine_curl_multi(struct gw_engine *e);
 

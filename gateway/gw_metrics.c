@@ -6,10 +6,12 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "gw_backend.h"
+#include "gw_market.h"
 
 static const char *const route_names[GW_ROUTE_COUNT] = {
 	"chat_completions", "completions", "embeddings", "models", "model",
@@ -145,6 +147,55 @@ static void render_hist(struct rc_buf *b, const char *name, const char *help, st
 	}
 }
 
+/* The marketplace pool: gauges and counters with bounded labels (session states, the fixed
+ * set of request outcomes). */
+static void render_market(struct rc_buf *b, const struct gw_market_status *m)
+{
+	const struct rc_pool_stats *p = &m->pool;
+	printfb(b, "# HELP morgate_market_sessions Marketplace sessions known to this process, by state.\n"
+		   "# TYPE morgate_market_sessions gauge\n"
+		   "morgate_market_sessions{state=\"open\"} %u\nmorgate_market_sessions{state=\"busy\"} %u\n"
+		   "morgate_market_sessions{state=\"opening\"} %u\n",
+		p->sessions_open, p->sessions_busy, p->sessions_opening);
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} ctr[] = {
+		{"morgate_market_sessions_opened_total", "Sessions opened on chain.", offsetof(struct rc_pool_stats, opened)},
+		{"morgate_market_session_open_failures_total", "Session openings that failed.", offsetof(struct rc_pool_stats, open_failed)},
+		{"morgate_market_sessions_closed_total", "Sessions closed on chain.", offsetof(struct rc_pool_stats, closed)},
+		{"morgate_market_disputes_total", "Sessions closed with a user-signed receipt (provider gone).", offsetof(struct rc_pool_stats, disputes)},
+		{"morgate_market_sessions_reused_total", "Requests served by a session that was already open.", offsetof(struct rc_pool_stats, reused)},
+		{"morgate_market_failovers_total", "Requests moved to another session or provider before the first chunk.", offsetof(struct rc_pool_stats, failovers)},
+		{"morgate_market_prompts_total", "Prompts sent to providers.", offsetof(struct rc_pool_stats, prompts)},
+		{"morgate_market_prompt_errors_total", "Prompts that failed.", offsetof(struct rc_pool_stats, prompt_errors)},
+		{"morgate_market_catalog_refreshes_total", "Successful catalogue refreshes.", offsetof(struct rc_pool_stats, catalog_refreshes)},
+		{"morgate_market_catalog_errors_total", "Failed catalogue refreshes.", offsetof(struct rc_pool_stats, catalog_errors)},
+	};
+	for (size_t i = 0; i < sizeof ctr / sizeof ctr[0]; i++)
+		printfb(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", ctr[i].name, ctr[i].help, ctr[i].name,
+			ctr[i].name, (unsigned long long)*(const uint64_t *)((const char *)p + ctr[i].off));
+	printfb(b, "# HELP morgate_market_requests_total Marketplace requests by outcome.\n"
+		   "# TYPE morgate_market_requests_total counter\n");
+	for (int r = 0; r <= RC_POOL_INTERNAL; r++)
+		printfb(b, "morgate_market_requests_total{outcome=\"%s\"} %llu\n",
+			rc_pool_reason_name((enum rc_pool_reason)r), m->errors[r]);
+	printfb(b, "# HELP morgate_market_catalog_age_seconds Time since the last successful catalogue refresh (-1: none yet).\n"
+		   "# TYPE morgate_market_catalog_age_seconds gauge\nmorgate_market_catalog_age_seconds %.3f\n",
+		m->catalog_age_ms < 0 ? -1.0 : (double)m->catalog_age_ms / 1000.0);
+	printfb(b, "# HELP morgate_market_chain_ok 1 when the last chain call succeeded and the node is on the configured chain.\n"
+		   "# TYPE morgate_market_chain_ok gauge\nmorgate_market_chain_ok %d\n",
+		p->chain_ok && m->chain_id_state >= 0);
+	printfb(b, "# HELP morgate_market_coordinated 1 while sessions are coordinated through Redis.\n"
+		   "# TYPE morgate_market_coordinated gauge\nmorgate_market_coordinated %d\n",
+		m->coordinated && p->coordinated);
+	printfb(b, "# HELP morgate_market_queued Marketplace requests waiting for a worker.\n"
+		   "# TYPE morgate_market_queued gauge\nmorgate_market_queued %ld\n"
+		   "# HELP morgate_market_running Marketplace requests on a worker.\n"
+		   "# TYPE morgate_market_running gauge\nmorgate_market_running %ld\n",
+		m->queued, m->running);
+}
+
 void gw_metrics_render(struct rc_buf *b, const struct gw_metrics_gauges *g)
 {
 	static const char *const cls_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -197,4 +248,6 @@ void gw_metrics_render(struct rc_buf *b, const struct gw_metrics_gauges *g)
 	printfb(b, "# HELP morgate_client_disconnects_total Backend requests cancelled because the client left.\n"
 		   "# TYPE morgate_client_disconnects_total counter\nmorgate_client_disconnects_total %ld\n",
 		g->client_cancels);
+	if (g->market)
+		render_market(b, g->market);
 }

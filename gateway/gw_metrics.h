@@ -13,6 +13,8 @@
 
 #include <router-core/rc_buf.h>
 
+struct gw_market_status;
+
 #define GW_METRICS_MODELS 64
 
 enum gw_keycheck {
@@ -47,6 +49,7 @@ struct gw_metrics_gauges {
 	long redis_errors; /* from the limiter, when it counts them itself; -1: use ours */
 	long redis_roundtrips;
 	int redis_degraded;
+	const struct gw_market_status *market; /* NULL: no marketplace */
 };
 
 /* Append the Prometheus text exposition to b. */

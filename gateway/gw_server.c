@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "gw_backend.h"
+#include "gw_market.h"
 #include "gw_ratelimit.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
@@ -43,6 +44,7 @@ struct gw_server {
 	struct ks_store *ks;
 	struct gw_engine *engine;
 	struct gw_rl *rl;
+	struct gw_market *market; /* borrowed; NULL: no marketplace */
 	atomic_int connections, in_flight, draining;
 	long created;
 };
@@ -66,6 +68,9 @@ struct req {
 	struct gw_body_info info;
 	const struct gw_model_cfg *model;
 	int model_idx;
+	int is_market;               /* model is a marketplace model: mkt_cfg below */
+	char mkt_name[GW_MODEL_MAX + 1]; /* its on-chain name */
+	struct gw_model_cfg mkt_cfg; /* name -> mkt_name */
 	struct gw_call *call;
 	int status;
 	uint64_t bytes;
@@ -236,22 +241,51 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 	if (r->route == GW_ROUTE_HEALTH)
 		return respond(r, conn, 200, "application/json", "{\"status\":\"ok\"}", 15);
 	if (r->route == GW_ROUTE_READY) {
-		char buf[512];
+		char buf[1024];
 		int degraded = gw_rl_degraded(s->rl);
 		const char *redis = !gw_rl_has_redis(s->rl) ? "none" : degraded ? "degraded" : "ok";
 		int draining = atomic_load(&s->draining);
 		int usable = !(degraded && r->cfg->rl_fail_closed);
-		int ready = !draining && r->cfg->n_models > 0 && s->ks && usable;
+		/* the marketplace: "ok", "degraded" (chain unreachable, warm sessions serve), "down"
+		 * (chain unreachable or on the wrong chain, no warm session), "loading" (no catalogue
+		 * yet), "none" (not configured) */
+		const char *market = "none", *chain = "none", *coord = "none";
+		unsigned open_sessions = 0;
+		long long cat_age = -1;
+		if (s->market) {
+			struct gw_market_status ms;
+			gw_market_status(s->market, &ms);
+			int chain_ok = ms.pool.chain_ok && ms.chain_id_state >= 0;
+			open_sessions = ms.pool.sessions_open;
+			cat_age = ms.catalog_age_ms;
+			chain = ms.chain_id_state < 0 ? "wrong_chain" : ms.pool.chain_ok ? "ok" : "unreachable";
+			coord = !ms.coordinated ? "in-process" : ms.pool.coordinated ? "redis" : "unavailable";
+			market = ms.chain_id_state < 0 ? "down"
+				 : !ms.catalog_loaded ? "loading"
+				 : chain_ok ? "ok"
+				 : open_sessions ? "degraded" : "down";
+		}
+		int market_usable = !strcmp(market, "ok") || !strcmp(market, "degraded");
+		/* a gateway that serves only the marketplace (the demo model aside) is ready once the
+		 * marketplace can serve; one with other backends is ready regardless, degraded */
+		int market_only = s->market && r->cfg->n_models == 1 &&
+				  r->cfg->backends[r->cfg->models[0].backend].kind == GW_BACKEND_DEMO;
+		int ready = !draining && r->cfg->n_models > 0 && s->ks && usable && (!market_only || market_usable);
 		const char *reason = draining ? "draining"
 				     : !s->ks ? "key store not open"
 				     : r->cfg->n_models == 0 ? "no backends configured"
 				     : !usable ? "redis unavailable and ratelimit.fail_closed is set"
+				     : !strcmp(market, "loading") ? "marketplace catalogue is loading"
+				     : !strcmp(chain, "wrong_chain") ? "the marketplace RPC node is on another chain"
+				     : !strcmp(market, "down") ? "the marketplace chain is unreachable"
+				     : !strcmp(market, "degraded") ? "marketplace chain unreachable: warm sessions only (degraded)"
 				     : degraded ? "redis unreachable: in-process limits (degraded)" : "";
 		int n = snprintf(buf, sizeof buf,
 				 "{\"status\":\"%s\",\"reason\":\"%s\",\"keystore\":\"%s\",\"redis\":\"%s\","
-				 "\"backends\":%zu,\"models\":%zu}",
+				 "\"backends\":%zu,\"models\":%zu,\"marketplace\":\"%s\",\"chain\":\"%s\","
+				 "\"coordination\":\"%s\",\"sessions_open\":%u,\"catalog_age_ms\":%lld}",
 				 ready ? "ready" : "not_ready", reason, s->ks ? "ok" : "closed", redis,
-				 r->cfg->n_backends, r->cfg->n_models);
+				 r->cfg->n_backends, r->cfg->n_models, market, chain, coord, open_sessions, cat_age);
 		return respond(r, conn, ready ? 200 : 503, "application/json", buf, (size_t)n);
 	}
 	/* metrics */
@@ -269,6 +303,11 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 		.redis_roundtrips = (long)rs.redis_roundtrips,
 		.redis_degraded = rs.degraded,
 	};
+	struct gw_market_status mst;
+	if (s->market) {
+		gw_market_status(s->market, &mst);
+		g.market = &mst;
+	}
 	gw_metrics_render(&b, &g);
 	enum MHD_Result rc = respond(r, conn, 200, "text/plain; version=0.0.4", b.ptr ? b.ptr : "", b.len);
 	rc_buf_release(&b);
@@ -291,19 +330,84 @@ static void model_json(struct rc_buf *b, const struct gw_model_cfg *m, long crea
 	rc_buf_append(b, buf, (size_t)n);
 }
 
+static int market_allowed(const struct req *r, const char *name, const char *alias_of)
+{
+	if (r->ki.models_len == 0)
+		return 1;
+	return ks_info_allows_model(&r->ki, name, strlen(name)) ||
+	       (alias_of && ks_info_allows_model(&r->ki, alias_of, strlen(alias_of)));
+}
+
+static const struct rc_pool_model *catalog_find(const struct rc_pool_model *cat, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strncmp(cat[i].name, name, sizeof cat[i].name) && strlen(name) < sizeof cat[i].name)
+			return &cat[i];
+	return NULL;
+}
+
+/* The marketplace's part of /v1/models: catalogue entries not shadowed by a configured model,
+ * then one entry per alias whose model is in the catalogue. */
+static void market_models_json(struct req *r, struct rc_buf *b, const struct rc_pool_model *cat, size_t n,
+			       int *first)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct rc_pool_model *m = &cat[i];
+		char name[sizeof m->name];
+		snprintf(name, sizeof name, "%s", m->name);
+		if (gw_config_find_model(r->cfg, name, strlen(name)) || !market_allowed(r, name, NULL))
+			continue;
+		if (!*first)
+			rc_buf_putc(b, ',');
+		*first = 0;
+		if (gw_market_model_json(b, m, NULL))
+			abort();
+	}
+	const struct gw_market_cfg *mc = &r->cfg->market;
+	for (size_t i = 0; i < mc->n_aliases; i++) {
+		const struct rc_pool_model *m = catalog_find(cat, n, mc->aliases[i].target);
+		if (!m || !market_allowed(r, mc->aliases[i].alias, mc->aliases[i].target))
+			continue;
+		if (!*first)
+			rc_buf_putc(b, ',');
+		*first = 0;
+		if (gw_market_model_json(b, m, mc->aliases[i].alias))
+			abort();
+	}
+}
+
 static enum MHD_Result serve_models(struct req *r, struct MHD_Connection *conn)
 {
 	struct rc_buf b = RC_BUF_INIT;
 	enum MHD_Result rc;
+	struct gw_market *mk = r->cfg->market.enabled ? r->s->market : NULL;
+	struct rc_pool_model *cat = NULL;
+	size_t ncat = 0;
+	int loaded = mk && gw_market_catalog(mk, &cat, &ncat) == GW_MARKET_FOUND;
 	if (r->route == GW_ROUTE_MODEL) {
-		const struct gw_model_cfg *m = gw_config_find_model(r->cfg, r->model_param, strlen(r->model_param));
-		if (!m || !model_allowed(r, m, r->model_param, strlen(r->model_param))) {
+		const char *id = r->model_param;
+		const struct gw_model_cfg *m = gw_config_find_model(r->cfg, id, strlen(id));
+		if (m && model_allowed(r, m, id, strlen(id))) {
+			model_json(&b, m, r->s->created);
+		} else if (!m && mk) {
+			const char *target = gw_config_market_alias(r->cfg, id, strlen(id));
+			const struct rc_pool_model *pm = catalog_find(cat, ncat, target ? target : id);
+			if (pm && market_allowed(r, id, target)) {
+				if (gw_market_model_json(&b, pm, target ? id : NULL))
+					abort();
+			} else if (!loaded) {
+				free(cat);
+				return respond_error(r, conn, 503, "server_error", "catalog_loading", NULL, "Retry-After",
+						     "2", "marketplace catalogue is loading; retry shortly");
+			}
+		}
+		if (!b.len) {
 			char shown[80];
-			copy_printable(shown, sizeof shown, r->model_param);
+			free(cat);
+			copy_printable(shown, sizeof shown, id);
 			return respond_error(r, conn, 404, "invalid_request_error", "model_not_found", "model",
 					     NULL, NULL, "the model '%s' does not exist", shown);
 		}
-		model_json(&b, m, r->s->created);
 	} else {
 		rc_buf_append(&b, "{\"object\":\"list\",\"data\":[", 25);
 		int first = 1;
@@ -316,8 +420,11 @@ static enum MHD_Result serve_models(struct req *r, struct MHD_Connection *conn)
 			first = 0;
 			model_json(&b, m, r->s->created);
 		}
+		if (loaded)
+			market_models_json(r, &b, cat, ncat, &first);
 		rc_buf_append(&b, "]}", 2);
 	}
+	free(cat);
 	rc = respond(r, conn, 200, "application/json", b.ptr, b.len);
 	rc_buf_release(&b);
 	return rc;
@@ -411,6 +518,14 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 /* Under c->mu, the call done and not streaming: answer with the upstream's result. */
 static enum MHD_Result respond_backend(struct req *r, struct MHD_Connection *conn, struct gw_call *c)
 {
+	if (c->err != GW_BE_OK && c->err != GW_BE_ECANCELLED && c->be_err.status) {
+		/* the backend's own words (the marketplace's reasons) */
+		const struct gw_call_error *be = &c->be_err;
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", be->retry_after_s);
+		return respond_error(r, conn, be->status, be->type, be->code, NULL,
+				     be->retry_after_s > 0 ? "Retry-After" : NULL, ra, "%s", be->message);
+	}
 	switch (c->err) {
 	case GW_BE_OK:
 		break;
@@ -498,6 +613,56 @@ static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 	pthread_mutex_unlock(&r->amu);
 }
 
+/*
+ * A model that is not configured: a marketplace alias or an on-chain model of the catalogue.
+ * Returns 1 with *rc when it answered (503 while the catalogue loads, or for an alias whose model
+ * has no bids now); 0 otherwise, with r->model set when the marketplace serves the name.
+ */
+static int resolve_market(struct req *r, struct MHD_Connection *conn, const char *name, size_t len,
+			  enum MHD_Result *rc)
+{
+	struct gw_server *s = r->s;
+	const char *target = gw_config_market_alias(r->cfg, name, len);
+	char asked[GW_MODEL_MAX + 1];
+	if (!target) {
+		if (len >= sizeof asked || memchr(name, '\0', len))
+			return 0;
+		memcpy(asked, name, len);
+		asked[len] = '\0';
+	}
+	const char *chain_name = target ? target : asked;
+	struct gw_market_status st;
+	int lk = gw_market_lookup(s->market, chain_name, NULL);
+	char shown[80];
+	copy_printable(shown, sizeof shown, chain_name);
+	if (lk == GW_MARKET_LOADING) {
+		*rc = respond_error(r, conn, 503, "server_error", "catalog_loading", NULL, "Retry-After", "2",
+				    "marketplace catalogue is loading; retry shortly");
+		return 1;
+	}
+	if (lk == GW_MARKET_UNKNOWN && !target)
+		return 0; /* 404 */
+	if (lk == GW_MARKET_UNKNOWN) {
+		*rc = respond_error(r, conn, 503, "server_error", "no_bids", NULL, "Retry-After", "5",
+				    "no provider offers model %s right now", shown);
+		return 1;
+	}
+	gw_market_status(s->market, &st);
+	if (st.chain_id_state < 0) {
+		*rc = respond_error(r, conn, 503, "server_error", "chain_mismatch", NULL, "Retry-After", "30",
+				    "the marketplace RPC node is on chain %llu, not the configured chain %llu",
+				    (unsigned long long)st.chain_id_actual,
+				    (unsigned long long)r->cfg->market.chain_id);
+		return 1;
+	}
+	snprintf(r->mkt_name, sizeof r->mkt_name, "%s", chain_name);
+	r->mkt_cfg.name = r->mkt_name;
+	r->mkt_cfg.owned_by = (char *)"morpheus";
+	r->model = &r->mkt_cfg;
+	r->is_market = 1;
+	return 0;
+}
+
 static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *conn)
 {
 	struct gw_server *s = r->s;
@@ -515,6 +680,11 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 	if (r->route == GW_ROUTE_EMBEDDINGS)
 		r->info.stream = 0;
 	r->model = gw_config_find_model(r->cfg, r->info.model, r->info.model_len);
+	if (!r->model && s->market && r->cfg->market.enabled) {
+		enum MHD_Result mrc;
+		if (resolve_market(r, conn, r->info.model, r->info.model_len, &mrc))
+			return mrc;
+	}
 	if (!r->model) {
 		char shown[80];
 		copy_printable(shown, sizeof shown, r->info.model);
@@ -595,9 +765,15 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	c->conn = conn;
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	c->client_fd = ci ? ci->connect_fd : -1;
-	c->bcfg = &r->cfg->backends[r->model->backend];
 	c->cfg = gw_config_ref(r->cfg);
-	c->backend = gw_backend_for(c->bcfg);
+	if (r->is_market) {
+		c->bcfg = gw_market_backend_cfg(s->market);
+		c->backend = gw_market_backend(s->market);
+		memcpy(c->market_model, r->mkt_name, sizeof c->market_model);
+	} else {
+		c->bcfg = &r->cfg->backends[r->model->backend];
+		c->backend = gw_backend_for(c->bcfg);
+	}
 	if (r->ticket.flags & (GW_RL_T_KEY_SLOT | GW_RL_T_TEN_SLOT)) {
 		c->rl = s->rl;
 		c->ticket = r->ticket;
@@ -831,8 +1007,8 @@ static void rl_log(void *ctx, int level, const char *msg)
 	GW_LOG_AT(level, "ratelimit", "%s", msg);
 }
 
-int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server **out, char *errbuf,
-		  size_t errlen)
+int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *market,
+		  struct gw_server **out, char *errbuf, size_t errlen)
 {
 	*out = NULL;
 	struct gw_server *s = calloc(1, sizeof *s);
@@ -841,6 +1017,7 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server *
 	pthread_mutex_init(&s->cfg_mu, NULL);
 	s->cfg = gw_config_ref(cfg);
 	s->ks = ks;
+	s->market = market;
 	s->created = (long)time(NULL);
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
@@ -938,6 +1115,9 @@ void gw_server_free(struct gw_server *s)
 		while (atomic_load(&gw_engine_stats(s->engine)->in_flight) > 0 && gw_now_ns() < end)
 			usleep(2000);
 	}
+	/* marketplace workers post to the engine: they stop (their calls were cancelled above, so
+	 * they return at once) before the engine goes */
+	gw_market_stop(s->market);
 	if (s->admin)
 		MHD_stop_daemon(s->admin);
 	if (s->d)

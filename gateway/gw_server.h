@@ -16,13 +16,19 @@
 #include "gw_config.h"
 
 struct gw_server;
+struct gw_market;
 
 /*
- * Start listening with cfg (a reference is taken) and the key store ks (borrowed; it must
- * outlive the server). Returns 0, or -1 with a message in errbuf (e.g. the address is in use).
+ * Start listening with cfg (a reference is taken), the key store ks and the marketplace backend
+ * market (NULL: none). ks and market are borrowed and must outlive the server; the server stops
+ * the market's workers (gw_market_stop) when it is freed, before its engine goes. Returns 0, or
+ * -1 with a message in errbuf (e.g. the address is in use).
+ *
+ * Models: a request names a configured model (or alias), else, with a market, a marketplace
+ * alias or an on-chain model of the catalogue; anything else is a 404. /v1/models lists both.
  */
-int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_server **out, char *errbuf,
-		  size_t errlen);
+int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *market,
+		  struct gw_server **out, char *errbuf, size_t errlen);
 
 /* Swap in a new config snapshot (takes a reference). Listen addresses and thread counts keep
  * their old values until a restart; everything else applies to requests that start after. */
