@@ -179,6 +179,15 @@ static bool funds_error(int rc, const struct rc_rpc_error *e)
 	return false;
 }
 
+static bool retryable_open_revert(const struct rc_rpc_error *e)
+{
+	if (e->revert_name && (strstr(e->revert_name, "DuplicateApproval") ||
+	                       strstr(e->revert_name, "InsufficientAllowance")))
+		return true;
+	return strcasestr(e->revert_text, "insufficient allowance") != NULL ||
+	       strcasestr(e->message, "insufficient allowance") != NULL;
+}
+
 static const char *rpc_text(const struct rc_rpc_error *e, int rc)
 {
 	if (e->has_revert && e->revert_text[0])
@@ -190,6 +199,7 @@ static const char *rpc_text(const struct rc_rpc_error *e, int rc)
 
 /* ---- the close procedure (shared with morgatectl) ---------------------------------------------- */
 
+static bool lying(enum rc_link_reason r);
 struct tx_guard; /* the pool's "tx" lock around writes, NULL when closing without a pool */
 static int tx_lock(struct tx_guard *g);
 static void tx_unlock(struct tx_guard *g);
@@ -211,13 +221,13 @@ static bool receipt_ok(const struct rc_link_receipt *r, const uint8_t sid[32], u
 static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_secp_privkey *key,
                       const struct rc_link_opts *link, struct rc_pool_session *s,
                       bool allow_dispute, bool early_ok, uint64_t now_s, struct tx_guard *g,
-                      struct rc_pool_err *err, bool *provider_failed)
+                      struct rc_pool_err *err, int *no_receipt)
 {
 	struct rc_rpc_error re = {0};
 	struct rc_session_info info;
 	char sid[16];
 	short_hex(s->id, 32, sid);
-	*provider_failed = false;
+	*no_receipt = 0; /* 1: provider unreachable, 2: it answered without a good receipt */
 	int rc = rc_market_get_session(m, s->id, &info, &re);
 	if (rc != RC_OK) {
 		set_err(err, RC_POOL_CHAIN, rc, "cannot read session %s: %s", sid, rpc_text(&re, rc));
@@ -243,6 +253,7 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 	struct rc_link_err le = {0};
 	bool have = false;
 	char why[320] = "";
+	int kind = 1;
 	struct rc_link *l = s->endpoint[0] ? rc_link_new(s->endpoint, key, link) : NULL;
 	if (!l) {
 		snprintf(why, sizeof why, "no link to the provider");
@@ -267,6 +278,8 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 			snprintf(why, sizeof why, "receipt not for this session or not signed by the provider");
 		else
 			snprintf(why, sizeof why, "%s: %s", rc_link_reason_name(le.reason), le.text);
+		if (rc == RC_OK || le.reason == RC_LINK_PROVIDER_ERROR || lying(le.reason))
+			kind = 2;
 		rc_link_free(l);
 	}
 	uint8_t blob[RC_MORPHEUS_RECEIPT_LEN], sig[RC_SECP_SIG_LEN];
@@ -274,7 +287,7 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 		memcpy(blob, rcpt.receipt, sizeof blob);
 		memcpy(sig, rcpt.signed_report, sizeof sig);
 	} else {
-		*provider_failed = true;
+		*no_receipt = kind;
 		if (!allow_dispute) {
 			set_err(err, RC_POOL_PROVIDER, RC_EPROTO, "no receipt for session %s: %s", sid,
 			        why);
@@ -334,9 +347,9 @@ int rc_session_close(struct rc_market *m, struct rc_txm *txm, const struct rc_se
 		set_err(err, RC_POOL_INTERNAL, RC_EINVAL, "bad arguments");
 		return RC_EINVAL;
 	}
-	bool pf;
+	int nr;
 	uint64_t now = (uint64_t)(wall_ms() / 1000);
-	return close_impl(m, txm, key, link, s, allow_dispute, true, now, NULL, err, &pf);
+	return close_impl(m, txm, key, link, s, allow_dispute, true, now, NULL, err, &nr);
 }
 
 /* ---- the pool ------------------------------------------------------------------------------------ */
@@ -348,6 +361,7 @@ struct psess {
 	bool keyless;   /* the maintenance thread failed to learn the provider key */
 	bool visited;   /* reconcile's mark */
 	bool dirty;     /* request counters changed since the last save */
+	int64_t no_receipt_since_ms; /* first close after endsAt that got no receipt; 0: none */
 	int64_t last_used_ms;
 	struct psess *next;
 };
@@ -818,6 +832,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			goto out_d;
 		}
 		tried = true;
+		unsigned retries = 0;
+	again:;
 		struct rc_u256 stake;
 		rc = rc_market_stake_amount(&d.total_supply, &d.todays_budget, &of->bid.price_per_second,
 		                            p->o.session_s, p->o.direct_payment, &stake);
@@ -949,7 +965,19 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 				        "openSession failed: %s", rpc_text(&re, rc));
 				goto out_d;
 			}
-			/* a revert about this bid (deleted meanwhile, approval reused): next one */
+			/*
+			 * Two races worth a second try with the same provider: a provider stamps its
+			 * approval with its clock in ms, so two handshakes in one ms give the same bytes
+			 * and the second openSession reverts SessionDuplicateApproval (approvals are
+			 * single-use, trap 14); and an allowance taken meanwhile by another instance on
+			 * the same wallet without coordination ("insufficient allowance": the retry
+			 * approves again). A fresh handshake gives a fresh approval.
+			 */
+			if (retryable_open_revert(&re) && retries++ < 2) {
+				usleep(3000);
+				goto again;
+			}
+			/* a revert about this bid (deleted meanwhile): next one */
 			append_reason(reasons, rcap, "%s: openSession reverted: %s", who,
 			              rpc_text(&re, rc));
 			avoid_add(av, of->bid.provider);
@@ -1258,6 +1286,17 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 				rq->on_wait(rq->ud);
 			}
 			waited = true;
+			/* until the start-up reconcile is done, sessions of ours on chain may not be
+			 * known yet: wait for it (10 s at most) rather than open a duplicate */
+			pthread_mutex_lock(&p->mu);
+			bool wait_recovery = p->started && !p->recovered && mono_ms() - start < 10000;
+			if (wait_recovery) {
+				int64_t until = mono_ms() + 100;
+				cv_wait_until(p, until < deadline ? until : deadline);
+			}
+			pthread_mutex_unlock(&p->mu);
+			if (wait_recovery)
+				continue;
 			enum open_res orr = open_session(p, model_id, rq->model, deadline, rq->cancel_fd,
 			                                 &av, &ps, err, reasons, sizeof reasons);
 			if (orr == OPEN_WAIT) {
@@ -1409,10 +1448,12 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 	struct rc_link_opts lo = link_opts(p, 0, p->stop_fd);
 	lo.first_timeout_ms = lo.first_timeout_ms > 15000 ? 15000 : lo.first_timeout_ms;
 	struct tx_guard g = {p, false};
-	bool pf = false;
+	int nr = 0;
 	int rc = close_impl(p->o.market, p->o.txm, &p->key, &lo, &s, allow_dispute, early_ok,
-	                    chain_now(p), &g, err, &pf);
-	if (pf)
+	                    chain_now(p), &g, err, &nr);
+	/* only an unreachable provider counts against its health; a refusal (e.g. "session not
+	 * found" for a session it never served) says nothing about its serving */
+	if (nr == 1)
 		rc_health_failure(&p->health, s.provider, mono_ms());
 	char sh[16];
 	short_hex(s.id, 32, sh);
@@ -1431,6 +1472,8 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 		if (s.dispute)
 			p->st.disputes++;
 	} else {
+		if (nr && !ps->no_receipt_since_ms)
+			ps->no_receipt_since_ms = mono_ms();
 		/* keep what we learnt (endsAt, provider key), go back to retired: retried later */
 		s.state = before == RC_POOL_S_CLOSING ? RC_POOL_S_RETIRED : before;
 		if (s.state == RC_POOL_S_OPEN)
@@ -1798,9 +1841,14 @@ static void lifecycle(struct rc_pool *p)
 				continue;
 			bool gone = rc_health_gone(&p->health, ps->s.provider, p->o.gone_after_ms,
 			                           now_mono);
+			/* after endsAt, a provider that has not given a receipt for gone_after_ms (down, or
+			 * refusing: e.g. it has no record of a session it never served) gets a dispute
+			 * close, or the stake would never come back (§1.2 (f) 2) */
+			bool stuck = ps->no_receipt_since_ms &&
+			             now_mono - ps->no_receipt_since_ms >= p->o.gone_after_ms;
 			if (now_s > ps->s.ends_at || gone || ps->s.state == RC_POOL_S_CLOSING) {
 				todo = ps;
-				dispute = gone;
+				dispute = gone || stuck;
 			} else if (ps->s.state == RC_POOL_S_OPEN &&
 			           is_zero(ps->s.provider_key, sizeof ps->s.provider_key) && !ps->keyless) {
 				todo = ps;
@@ -1938,7 +1986,10 @@ static void *maint_main(void *arg)
 		if (!p->recovered) {
 			int rc = reconcile(p, true);
 			if (rc == RC_OK) {
+				pthread_mutex_lock(&p->mu);
 				p->recovered = true;
+				pthread_cond_broadcast(&p->cv);
+				pthread_mutex_unlock(&p->mu);
 				p->reconcile_mono_ms = mono_ms();
 				plog(p, 0, "pool: recovery done");
 			} else {

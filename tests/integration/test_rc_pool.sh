@@ -36,8 +36,15 @@ if mk_offer 1 "${MK_EP[pa]}" $M 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M 2
 else
   t_fail "offers"; t_done; exit 1
 fi
+# B also sells a model whose backend stalls after its first chunk and one whose backend answers 503
+M3=pool-hold
+M4=pool-err
+if mk_offer 3 "${MK_EP[pb]}" $M3 10000000000000 && mk_offer 3 "${MK_EP[pb]}" $M4 10000000000000; then
+  t_pass "B also offers a stalling model and a failing one"
+else t_fail "offers 3/4"; fi
+
 t_ok "provider A starts" mk_provider_start pa 1 b "$M=mock-echo"
-t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo $M2=mock-echo"
+t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo $M2=mock-echo $M3=mock-hold $M4=mock-status-503"
 t_ok "provider C starts" mk_provider_start pc 0 b "$M2=mock-echo"
 t_bg liar "$MK_FAULT" "$LIAR_PORT" "${MK_EP[pc]}" corrupt-sig
 mk_poll 5 grep -q listening "$T_DIR/liar.err"
@@ -45,23 +52,29 @@ PA=${CHAIN_ADDR1,,}
 PB=${CHAIN_ADDR3,,}
 
 # ---- the pool process: commands on a FIFO, one answer line each -----------------------------
-POUT=""
+# Several pools may run at once: pool_use NAME picks the one the next commands go to.
+declare -A P_OUT P_IN P_PID P_N
 pool_start() { # NAME STORE ARGS...
-  local name=$1 store=$2
+  local name=$1 store=$2 fd
   shift 2
   mkdir -p "$store"
   mkfifo "$T_DIR/$name.in"
-  POUT=$T_DIR/$name.out
-  : >"$POUT"
-  "$POOL" "$CHAIN_RPC" "$CHAIN_ID" "$DIAMOND" "$MOR" "$store" "$@" <"$T_DIR/$name.in" >"$POUT" 2>"$T_DIR/$name.err" &
+  P_OUT[$name]=$T_DIR/$name.out
+  : >"${P_OUT[$name]}"
+  "$POOL" "$CHAIN_RPC" "$CHAIN_ID" "$DIAMOND" "$MOR" "$store" "$@" <"$T_DIR/$name.in" >"${P_OUT[$name]}" 2>"$T_DIR/$name.err" &
   T_PIDS+=($!)
-  POOL_PID=$!
-  exec {PIN}>"$T_DIR/$name.in"
+  P_PID[$name]=$!
+  exec {fd}>"$T_DIR/$name.in"
+  P_IN[$name]=$fd
+  pool_use "$name"
 }
-pool_cmd() { # CMD... -> R (the answer line); 90 s at most
-  local n i
-  n=$(wc -l <"$POUT")
+pool_use() { CUR=$1 POUT=${P_OUT[$1]} PIN=${P_IN[$1]} POOL_PID=${P_PID[$1]}; }
+pool_send() { # CMD...: send without waiting for the answer
+  P_N[$CUR]=$(wc -l <"$POUT")
   echo "$*" >&"$PIN"
+}
+pool_recv() { # -> R (the answer to the last pool_send); 90 s at most
+  local i n=${P_N[$CUR]}
   for ((i = 0; i < 1800; i++)); do
     if (($(wc -l <"$POUT") > n)); then
       R=$(sed -n "$((n + 1))p" "$POUT")
@@ -72,6 +85,7 @@ pool_cmd() { # CMD... -> R (the answer line); 90 s at most
   R="ERR no answer"
   return 1
 }
+pool_cmd() { pool_send "$@" && pool_recv; }
 pool_stop() {
   pool_cmd quit
   exec {PIN}>&-
@@ -80,7 +94,7 @@ pool_stop() {
 field() { sed -nE "s/.*(^| )$1=([^ ]*).*/\2/p" <<<"$R"; }
 req() { printf '{"model":"x","messages":[{"role":"user","content":"%s"}]}' "$2" >"$1"; }
 
-pool_start p1 "$T_DIR/store" --session-s 360 --gone-after-ms 3000 --bench-ms 2000
+pool_start p1 "$T_DIR/store" --session-s 360 --gone-after-ms 3000 --bench-ms 500 --idle-timeout-ms 600
 pool_cmd wait-model $M 20
 if [[ $R == "OK bids=2" ]]; then t_pass "catalogue lists the model with its 2 active bids"; else t_fail "catalogue" "$R"; fi
 
@@ -93,7 +107,7 @@ req "$T_DIR/r1" alpha-123
 pool_cmd prompt $M "$T_DIR/r1" "$T_DIR/o1"
 S1=$(field session)
 COLD_MS=$(field total_ms)
-if [[ $R == OK* && $(field opened) == 1 && $(field provider) == "$PA" && $(field attempts) == 1 ]] &&
+if [[ $R == OK* && $(field opened) == 1 && $(field waited) == 1 && $(field provider) == "$PA" && $(field attempts) == 1 ]] &&
   grep -q alpha-123 "$T_DIR/o1"; then
   t_pass "cold request: session opened on chain with the first-ranked provider, answer streamed (${COLD_MS} ms)"
 else t_fail "cold request" "$R" "$(tail -5 "$T_DIR/p1.err")"; fi
@@ -104,7 +118,7 @@ else t_fail "session on chain" "$(mk_session isActive "$S1")"; fi
 req "$T_DIR/r2" bravo-456
 pool_cmd prompt $M "$T_DIR/r2" "$T_DIR/o2"
 WARM_MS=$(field total_ms)
-if [[ $R == OK* && $(field opened) == 0 && $(field session) == "$S1" ]] && grep -q bravo-456 "$T_DIR/o2" &&
+if [[ $R == OK* && $(field opened) == 0 && $(field waited) == 0 && $(field session) == "$S1" ]] && grep -q bravo-456 "$T_DIR/o2" &&
   ! grep -q alpha-123 "$T_DIR/o2"; then
   t_pass "second request reuses the session (${WARM_MS} ms, first chunk $(field first_ms) ms)"
 else t_fail "reuse" "$R"; fi
@@ -154,8 +168,21 @@ if [[ $(mk_session closedAt "$S1") != 0 && $(mk_session closeoutType "$S1") == 1
 else t_fail "dispute on chain" "closedAt=$(mk_session closedAt "$S1") type=$(mk_session closeoutType "$S1")"; fi
 [[ -n $S2 ]] && pool_cmd wait-state "$S2" closed 30
 if [[ -n $S2 && $R == "OK dispute=1"* ]]; then t_pass "the other session on A closed too"; else t_fail "second A session" "$R"; fi
+# a signed backend error is the request's answer: no failover, the provider is not blamed
+req "$T_DIR/r9" whiskey
+pool_cmd prompt $M4 "$T_DIR/r9" "$T_DIR/o9"
+if [[ $R == "ERR reason=provider_error first_chunk=0 attempts=1"* ]] && grep -q '^ERROR .*providerModelError' "$T_DIR/o9"; then
+  t_pass "signed backend error: provider_error, the decrypted error passed on, no failover"
+else t_fail "provider error" "$R" "$(cat "$T_DIR/o9")"; fi
+# a stall after the first chunk: the error is returned (the caller ends its stream), no failover
+printf '{"model":"x","stream":true,"messages":[{"role":"user","content":"x"}]}' >"$T_DIR/r10"
+pool_cmd prompt $M3 "$T_DIR/r10" "$T_DIR/o10"
+if [[ $R == "ERR reason=provider first_chunk=1 attempts=1"* && $R == *idle_timeout* ]] && [[ $(grep -c . "$T_DIR/o10") -ge 1 ]]; then
+  t_pass "provider stalls after the first chunk: provider error, no failover"
+else t_fail "mid-stream failure" "$R"; fi
+
 pool_cmd stats
-if [[ $(field opened) == 5 && $(field disputes) == 2 && $(field failovers) -ge 2 ]]; then
+if [[ $(field opened) == 7 && $(field disputes) == 2 && $(field failovers) -ge 2 && $(field prompt_errors) == 3 ]]; then
   t_pass "stats: $R"
 else t_fail "stats" "$R"; fi
 pool_stop
@@ -204,9 +231,16 @@ RPC_PROXY=$T_LAST_PID
 mk_poll 5 grep -q listening "$T_DIR/rpcproxy.err"
 SAVED_RPC=$CHAIN_RPC
 CHAIN_RPC=http://127.0.0.1:$RPC_PORT
-pool_start p4 "$T_DIR/store4" --session-s 360
+pool_start p4 "$T_DIR/store4" --session-s 360 --min-idle $M2=1
 CHAIN_RPC=$SAVED_RPC
 pool_cmd wait-model $M 20
+pool_cmd wait-idle $M2 1 20
+if [[ $R == OK* ]]; then t_pass "min_idle: a session is opened for the hot model before any request"; else t_fail "min_idle" "$R"; fi
+req "$T_DIR/r11" xray
+pool_cmd prompt $M2 "$T_DIR/r11" "$T_DIR/o11"
+if [[ $R == OK* && $(field opened) == 0 && $(field waited) == 0 ]] && grep -q xray "$T_DIR/o11"; then
+  t_pass "the first request on the hot model finds a warm session ($(field total_ms) ms)"
+else t_fail "pre-warmed" "$R"; fi
 req "$T_DIR/r6" kilo-1
 pool_cmd prompt $M "$T_DIR/r6" "$T_DIR/o6"
 S6=$(field session)
@@ -227,7 +261,54 @@ pool_cmd stats
 if [[ $(field chain_ok) == 0 ]]; then t_pass "stats say the chain is down"; else t_fail "chain_ok" "$R"; fi
 pool_stop
 
-if cat "$T_DIR"/p*.err | grep -qi "${CHAIN_KEY2#0x}"; then
+# ---- two processes, one wallet, coordinated (file-backed ops: what Redis does for the gateway) --
+pool_start q1 "$T_DIR/store-q1" --session-s 360 --coord "$T_DIR/coord"
+pool_start q2 "$T_DIR/store-q2" --session-s 360 --coord "$T_DIR/coord"
+pool_use q1
+pool_cmd wait-model $M 20
+pool_use q2
+pool_cmd wait-model $M 20
+# q1 holds the one open session (adopted from chain by both) while q2 asks: q2 must not share it
+req "$T_DIR/e.0" oscar-0
+pool_use q1
+pool_send concurrent 1 $M "$T_DIR/e" 2000
+sleep 0.5
+req "$T_DIR/r8" papa-1
+pool_use q2
+pool_cmd prompt $M "$T_DIR/r8" "$T_DIR/o8"
+Q2=$(field session)
+if [[ $R == OK* && $(field opened) == 1 && $Q2 != "$S6" ]] && grep -q papa-1 "$T_DIR/o8"; then
+  t_pass "coordinated: a session leased by the other process is not shared, a new one is opened"
+else t_fail "lease" "$R"; fi
+pool_use q1
+pool_recv
+if [[ $R == "OK distinct=1 opened=0 sessions=$S6" ]]; then t_pass "the other process served on its session meanwhile"; else t_fail "q1 held request" "$R"; fi
+# q1 needs two sessions at once: the one q2 opened comes from the shared table, none is opened
+req "$T_DIR/f.0" quebec-0
+req "$T_DIR/f.1" romeo-1
+pool_cmd concurrent 2 $M "$T_DIR/f" 800
+if [[ $R == "OK distinct=2 opened=0"* && $R == *"$Q2"* ]] && grep -q quebec-0 "$T_DIR/f.0.out" && grep -q romeo-1 "$T_DIR/f.1.out"; then
+  t_pass "coordinated: a session opened by the other process serves this one's demand"
+else t_fail "shared table" "$R" "$(tail -3 "$T_DIR/q1.err")"; fi
+# both open sessions at once from one wallet (different models): no nonce collision
+for i in 0 1 2; do req "$T_DIR/g.$i" sierra-$i; req "$T_DIR/h.$i" tango-$i; done
+pool_use q1
+pool_send concurrent 3 $M2 "$T_DIR/g" 1000
+pool_use q2
+pool_cmd concurrent 3 $M "$T_DIR/h" 1000
+RQ2=$R
+pool_use q1
+pool_recv
+if [[ $R == "OK distinct=3"* && $RQ2 == "OK distinct=3"* ]]; then
+  t_pass "two processes opening sessions at once from one wallet: every transaction went through"
+else t_fail "concurrent opens" "$R" "$RQ2" "$(grep -i 'fail\|nonce' "$T_DIR"/q*.err | tail -3)"; fi
+pool_cmd stats
+if [[ $(field coordinated) == 1 ]]; then t_pass "stats: coordinated"; else t_fail "coordinated" "$R"; fi
+pool_stop
+pool_use q2
+pool_stop
+
+if cat "$T_DIR"/p*.err "$T_DIR"/q*.err | grep -qi "${CHAIN_KEY2#0x}"; then
   t_fail "logs carry no key material"
 else t_pass "logs carry no key material"; fi
 

@@ -5,8 +5,12 @@
  *
  *   rc_pool RPC_URL CHAIN_ID DIAMOND MOR STORE_DIR [--session-s N] [--min-idle MODEL=N]
  *           [--bench-ms N] [--gone-after-ms N] [--retire-s N] [--first-timeout-ms N]
- *           [--inject-opening BIDID]
+ *           [--idle-timeout-ms N]
+ *           [--inject-opening BIDID] [--coord DIR]
  *
+ * --coord DIR gives the pool coordination ops backed by files in DIR (what the gateway does with
+ * Redis), so two rc_pool processes on one wallet coordinate: a lock is a file created with
+ * O_EXCL holding its expiry (taken over once expired), the shared table one file per session.
  * --inject-opening writes an "opening" record for BIDID (no session id: as if the process had
  * died between saving it and openSession) into STORE_DIR before the pool starts.
  * STORE_DIR holds one file per session record (the raw struct, written with rename), so a
@@ -16,12 +20,14 @@
  *   wait-model NAME SECS          the catalogue lists NAME            OK bids=N
  *   prompt MODEL IN OUT [MS]      one request (IN: request JSON; OUT gets every chunk, one a
  *                                 line; MS: deadline from now)       OK session=0x.. provider=0x..
- *                                 opened=0|1 attempts=N chunks=N first_ms=N wait_ms=N total_ms=N
+ *                                 opened=0|1 waited=0|1 attempts=N chunks=N done=0|1 first_ms=N
+ *                                 wait_ms=N total_ms=N  (waited: on_wait was called)
  *                                 / ERR reason=NAME first_chunk=0|1 attempts=N text=...
  *   concurrent N MODEL PREFIX HOLD_MS   N requests at once (PREFIX.I in, PREFIX.I.out out; each
  *                                 holds its session HOLD_MS after its first chunk)
  *                                 OK distinct=K opened=J sessions=0x..,0x..
- *   sessions                      OK 0x..:state:dispute:requests:provider,...
+ *   sessions                      OK 0x..:state:dispute:requests:provider:model,...
+ *   wait-idle MODEL N SECS        OK when the pool has N open sessions of MODEL
  *   wait-state SID STATE SECS     OK when the pool's record of SID has STATE (else ERR state=..)
  *   close SID                     rc_pool_close with disputes allowed
  *   stats                         OK opened=.. reused=.. failovers=.. closed=.. disputes=..
@@ -36,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +104,142 @@ static int st_load(void *ud, int (*cb)(void *, const struct rc_pool_session *), 
 
 static const struct rc_pool_store_ops store_ops = {st_save, st_load};
 
+/* ---- file-backed coordination ops ---------------------------------------------------------- */
+
+static const char *coord_dir;
+
+static int64_t wall_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lock_path(char *out, size_t cap, const char *name)
+{
+	int n = snprintf(out, cap, "%s/lock-", coord_dir);
+	for (const char *c = name; *c && (size_t)n + 1 < cap; c++)
+		out[n++] = *c == ':' || *c == '/' ? '_' : *c;
+	out[n] = 0;
+}
+
+static int co_trylock(void *ud, const char *name, int64_t ttl_ms)
+{
+	(void)ud;
+	char path[512];
+	lock_path(path, sizeof path, name);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd >= 0) {
+			char buf[64];
+			int n = snprintf(buf, sizeof buf, "%" PRId64 " %d\n", wall_now_ms() + ttl_ms,
+			                 (int)getpid());
+			ssize_t w = write(fd, buf, (size_t)n);
+			close(fd);
+			return w == n ? 1 : -1;
+		}
+		if (errno != EEXIST)
+			return -1;
+		FILE *f = fopen(path, "r");
+		long long until = 0;
+		if (f) {
+			if (fscanf(f, "%lld", &until) != 1)
+				until = 0;
+			fclose(f);
+		}
+		if (until > wall_now_ms())
+			return 0;
+		unlink(path); /* expired: take it over */
+	}
+	return 0;
+}
+
+static void co_unlock(void *ud, const char *name)
+{
+	(void)ud;
+	char path[512];
+	lock_path(path, sizeof path, name);
+	FILE *f = fopen(path, "r");
+	long long until;
+	int pid = 0;
+	if (f) {
+		if (fscanf(f, "%lld %d", &until, &pid) != 2)
+			pid = 0;
+		fclose(f);
+	}
+	if (pid == (int)getpid())
+		unlink(path);
+}
+
+static void table_path(char *out, size_t cap, const uint8_t id[32])
+{
+	char hex[67];
+	rc_hex_encode_0x(id, 32, hex, sizeof hex);
+	snprintf(out, cap, "%s/sess-%s.rec", coord_dir, hex);
+}
+
+static int co_put(void *ud, const struct rc_pool_session *s)
+{
+	(void)ud;
+	char path[512], tmp[520];
+	table_path(path, sizeof path, s->id);
+	snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return -1;
+	size_t w = fwrite(s, sizeof *s, 1, f);
+	if (fclose(f) != 0 || w != 1 || rename(tmp, path) != 0)
+		return -1;
+	return 0;
+}
+
+static int co_list(void *ud, struct rc_pool_session **out, size_t *n)
+{
+	(void)ud;
+	*out = NULL;
+	*n = 0;
+	DIR *d = opendir(coord_dir);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	size_t cap = 0;
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (strncmp(e->d_name, "sess-", 5) != 0 || l < 5 || strcmp(e->d_name + l - 4, ".rec"))
+			continue;
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", coord_dir, e->d_name);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct rc_pool_session *nb = realloc(*out, cap * sizeof **out);
+			if (!nb) {
+				fclose(f);
+				break;
+			}
+			*out = nb;
+		}
+		if (fread(&(*out)[*n], sizeof **out, 1, f) == 1)
+			(*n)++;
+		fclose(f);
+	}
+	closedir(d);
+	return 0;
+}
+
+static int co_del(void *ud, const uint8_t id[32])
+{
+	(void)ud;
+	char path[512];
+	table_path(path, sizeof path, id);
+	unlink(path);
+	return 0;
+}
+
+static const struct rc_pool_coord_ops coord_ops = {co_trylock, co_unlock, co_put, co_list, co_del};
+
 static void log_cb(void *ud, int level, const char *msg)
 {
 	(void)ud;
@@ -147,7 +290,14 @@ struct req_ctx {
 	FILE *out;
 	int hold_ms;
 	bool held;
+	int waited;
 };
+
+static void on_wait(void *ud)
+{
+	struct req_ctx *c = ud;
+	c->waited++;
+}
 
 static int chunk_cb(void *ud, enum rc_link_chunk kind, const uint8_t *data, size_t len)
 {
@@ -182,7 +332,8 @@ static void do_prompt(const char *model, const char *in, const char *outp, int64
 	                             .on_chunk = chunk_cb,
 	                             .ud = &c,
 	                             .deadline_ms = ms ? now_ms() + ms : 0,
-	                             .cancel_fd = -1};
+	                             .cancel_fd = -1,
+	                             .on_wait = on_wait};
 	struct rc_pool_result res;
 	struct rc_pool_err err;
 	int64_t t0 = now_ms();
@@ -194,18 +345,19 @@ static void do_prompt(const char *model, const char *in, const char *outp, int64
 	if (resout)
 		*resout = res;
 	if (rc != RC_OK) {
-		snprintf(line, cap, "ERR reason=%s first_chunk=%d attempts=%u text=%s",
-		         rc_pool_reason_name(err.reason), res.first_chunk, res.attempts, err.text);
+		snprintf(line, cap, "ERR reason=%s first_chunk=%d attempts=%u waited=%d text=%s",
+		         rc_pool_reason_name(err.reason), res.first_chunk, res.attempts, c.waited,
+		         err.text);
 		return;
 	}
 	char sid[67], prov[43];
 	hex0x(res.session_id, 32, sid, sizeof sid);
 	hex0x(res.provider, 20, prov, sizeof prov);
 	snprintf(line, cap,
-	         "OK session=%s provider=%s opened=%d attempts=%u chunks=%" PRIu64
-	         " first_ms=%" PRIu64 " wait_ms=%" PRId64 " total_ms=%" PRId64,
-	         sid, prov, res.opened, res.attempts, res.stream.chunks, res.stream.first_ms,
-	         res.session_wait_ms, took);
+	         "OK session=%s provider=%s opened=%d waited=%d attempts=%u chunks=%" PRIu64
+	         " done=%d first_ms=%" PRIu64 " wait_ms=%" PRId64 " total_ms=%" PRId64,
+	         sid, prov, res.opened, c.waited, res.attempts, res.stream.chunks, res.stream.done,
+	         res.stream.first_ms, res.session_wait_ms, took);
 }
 
 struct conc {
@@ -280,7 +432,14 @@ int main(int argc, char **argv)
 			o.retire_before_end_s = strtoull(v, NULL, 10);
 		else if (!strcmp(a, "--first-timeout-ms"))
 			o.link.first_timeout_ms = atoi(v);
-		else if (!strcmp(a, "--inject-opening")) {
+		else if (!strcmp(a, "--idle-timeout-ms"))
+			o.link.idle_timeout_ms = atoi(v);
+		else if (!strcmp(a, "--coord")) {
+			coord_dir = v;
+			o.coord = &coord_ops;
+			if (mkdir(v, 0700) != 0 && errno != EEXIST)
+				usage();
+		} else if (!strcmp(a, "--inject-opening")) {
 			struct rc_pool_session s = {0};
 			s.local_id = 0x1badc0de;
 			s.state = RC_POOL_S_OPENING;
@@ -313,7 +472,8 @@ int main(int argc, char **argv)
 	struct rc_rpc *rpc;
 	struct rc_market *m;
 	struct rc_txm *txm;
-	struct rc_txm_options to = {.chain_id = chain_id, .receipt_timeout_ms = 20000};
+	struct rc_txm_options to = {.chain_id = chain_id, .receipt_timeout_ms = 20000,
+	                            .poll_interval_ms = 50};
 	if (rc_rpc_new(&ro, &rpc) || rc_market_new(rpc, diamond, mor, &m) ||
 	    rc_txm_new(rpc, &key, &to, &txm)) {
 		fprintf(stderr, "rc_pool: setup failed\n");
@@ -407,11 +567,28 @@ int main(int argc, char **argv)
 				char sid[67], prov[43];
 				hex0x(s[i].id, 32, sid, sizeof sid);
 				hex0x(s[i].provider, 20, prov, sizeof prov);
-				l += (size_t)snprintf(line + l, sizeof line - l, "%s%s:%s:%d:%" PRIu64 ":%s",
+				l += (size_t)snprintf(line + l, sizeof line - l, "%s%s:%s:%d:%" PRIu64 ":%s:%s",
 				                      i ? "," : " ", sid, rc_pool_state_name(s[i].state),
-				                      s[i].dispute, s[i].requests, prov);
+				                      s[i].dispute, s[i].requests, prov, s[i].model);
 			}
 			free(s);
+		} else if (!strcmp(c, "wait-idle") && ac == 4) {
+			int64_t until = now_ms() + atoi(argvv[3]) * 1000;
+			unsigned want = (unsigned)atoi(argvv[2]), have = 0;
+			for (;;) {
+				struct rc_pool_session *s;
+				size_t n;
+				have = 0;
+				if (rc_pool_sessions(pool, &s, &n) == RC_OK) {
+					for (size_t i = 0; i < n; i++)
+						have += s[i].state == RC_POOL_S_OPEN && !strcmp(s[i].model, argvv[1]);
+					free(s);
+				}
+				if (have >= want || now_ms() >= until)
+					break;
+				usleep(100000);
+			}
+			snprintf(line, sizeof line, "%s open=%u", have >= want ? "OK" : "ERR", have);
 		} else if (!strcmp(c, "wait-state") && ac == 4) {
 			int64_t until = now_ms() + atoi(argvv[3]) * 1000;
 			struct rc_pool_session s = {0};
@@ -445,9 +622,10 @@ int main(int argc, char **argv)
 			snprintf(line, sizeof line,
 			         "OK opened=%" PRIu64 " open_failed=%" PRIu64 " reused=%" PRIu64
 			         " failovers=%" PRIu64 " closed=%" PRIu64 " disputes=%" PRIu64
-			         " prompts=%" PRIu64 " prompt_errors=%" PRIu64 " sessions_open=%u chain_ok=%d",
+			         " prompts=%" PRIu64 " prompt_errors=%" PRIu64
+			         " sessions_open=%u chain_ok=%d coordinated=%d",
 			         st.opened, st.open_failed, st.reused, st.failovers, st.closed, st.disputes,
-			         st.prompts, st.prompt_errors, st.sessions_open, st.chain_ok);
+			         st.prompts, st.prompt_errors, st.sessions_open, st.chain_ok, st.coordinated);
 		} else {
 			snprintf(line, sizeof line, "ERR unknown command");
 		}
