@@ -136,6 +136,7 @@ static int parse_entry(const json_t *e, const char *idtext, const char *path, st
 		            bad ? "not a string" : "missing");
 	if (!s) { /* the demo generator needs no URL */
 		s = "";
+		n = 0;
 	} else if (memchr(s, '\0', n) || (strncmp(s, "http://", 7) && strncmp(s, "https://", 8)) ||
 	    n <= 8 || strpbrk(s, " \t\r\n"))
 		return fail(err, RC_EPROTO, "%s.apiUrl: not an http:// or https:// URL", path);
