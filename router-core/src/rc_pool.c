@@ -1810,13 +1810,26 @@ static void refresh_catalog(struct rc_pool *p)
 
 /* One pass over the sessions: retire, close after endsAt, close early when the provider is
  * gone, learn missing provider keys. One chain write at a time. */
+/* network.ping to the session's provider, its pong signed by the provider's address. */
+static bool ping_ok(struct rc_pool *p, const struct psess *ps)
+{
+	struct rc_link_opts lo = link_opts(p, mono_ms() + 5000, p->stop_fd);
+	struct rc_link *l = rc_link_new(ps->s.endpoint, &p->key, &lo);
+	if (!l)
+		return false;
+	struct rc_link_err le = {0};
+	int rc = rc_link_ping(l, ps->s.provider, NULL, 0, &le);
+	rc_link_free(l);
+	return rc == RC_OK;
+}
+
 static void lifecycle(struct rc_pool *p)
 {
 	struct psess *tried[64];
 	size_t ntried = 0;
 	for (int guard = 0; guard < 64 && !p->stopping; guard++) {
 		struct psess *todo = NULL;
-		bool dispute = false, key_only = false;
+		bool dispute = false, key_only = false, probe = false;
 		struct psess *retired[32];
 		size_t nret = 0;
 		pthread_mutex_lock(&p->mu);
@@ -1849,6 +1862,10 @@ static void lifecycle(struct rc_pool *p)
 			if (now_s > ps->s.ends_at || gone || ps->s.state == RC_POOL_S_CLOSING) {
 				todo = ps;
 				dispute = gone || stuck;
+				struct rc_health_entry he;
+				/* closing early puts the stake on hold (§3.7): be sure the provider is gone */
+				probe = gone && now_s <= ps->s.ends_at &&
+				        !(rc_health_get(&p->health, ps->s.provider, &he) && he.abandoned);
 			} else if (ps->s.state == RC_POOL_S_OPEN &&
 			           is_zero(ps->s.provider_key, sizeof ps->s.provider_key) && !ps->keyless) {
 				todo = ps;
@@ -1871,6 +1888,9 @@ static void lifecycle(struct rc_pool *p)
 				todo->keyless = true; /* requests will try again */
 				pthread_mutex_unlock(&p->mu);
 			}
+		} else if (probe && ping_ok(p, todo)) {
+			/* it answers after all (it was only not tried since it failed) */
+			rc_health_success(&p->health, todo->s.provider, -1, -1, mono_ms());
 		} else {
 			struct rc_pool_err e = {0};
 			pool_close(p, todo, dispute, dispute, &e); /* on failure: retried next tick */

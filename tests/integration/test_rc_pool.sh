@@ -181,6 +181,8 @@ if [[ $R == "ERR reason=provider first_chunk=1 attempts=1"* && $R == *idle_timeo
   t_pass "provider stalls after the first chunk: provider error, no failover"
 else t_fail "mid-stream failure" "$R"; fi
 
+pool_cmd sessions
+S_ERR=$(tr ', ' '\n\n' <<<"$R" | grep ":$M4\$" | cut -d: -f1 | head -1)
 pool_cmd stats
 if [[ $(field opened) == 7 && $(field disputes) == 2 && $(field failovers) -ge 2 && $(field prompt_errors) == 3 ]]; then
   t_pass "stats: $R"
@@ -204,7 +206,7 @@ else t_fail "opening -> failed" "$R"; fi
 pool_stop
 
 # Empty store: the session is found with getUserSessions and adopted (handshake for the key).
-pool_start p3 "$T_DIR/store-empty" --session-s 360
+pool_start p3 "$T_DIR/store-empty" --session-s 360 --gone-after-ms 2000
 pool_cmd wait-model $M 20
 req "$T_DIR/r5" golf-2
 pool_cmd prompt $M "$T_DIR/r5" "$T_DIR/o5"
@@ -222,6 +224,12 @@ CA=$(mk_session closedAt "$S3")
 if [[ $CA != 0 && $CA -ge $ENDS && $(mk_session closeoutType "$S3") == 0 ]]; then
   t_pass "on chain: closedAt ($CA) >= endsAt ($ENDS), closeoutType 0 (no dispute, no stake on hold)"
 else t_fail "expiry on chain" "closedAt=$CA endsAt=$ENDS type=$(mk_session closeoutType "$S3")"; fi
+# the session on which every prompt failed: the provider has no record of it and refuses the
+# report; after gone_after_ms (2 s here) it is closed as a dispute rather than left stranded
+pool_cmd wait-state "$S_ERR" closed 20
+if [[ -n $S_ERR && $R == "OK dispute=1"* && $(mk_session closedAt "$S_ERR") != 0 ]]; then
+  t_pass "a session the provider will not report on is closed as a dispute after endsAt"
+else t_fail "stuck session" "$S_ERR $R"; fi
 pool_stop
 
 # ---- the RPC goes away ------------------------------------------------------------------------------
