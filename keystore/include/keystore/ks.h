@@ -299,12 +299,24 @@ struct ks_session {
 	int64_t updated_at;     /* unix ms */
 };
 
-/* Insert or replace the row for s->local_id (one transaction). */
+/*
+ * Insert or replace the row for s->local_id (one statement, one transaction). A row of another
+ * local id with the same session id is replaced too: one row per session. Every field is checked
+ * first (KS_EINVAL, the message names the field): local_id non-zero; hex fields "0x" and exactly
+ * their digits (64; provider 40; provider_key 130, starting 0x04) or "", either case, stored
+ * lowercase; model 1..128 bytes and endpoint 0..256 bytes, NUL-terminated in their arrays, without
+ * C0 controls or DEL (other bytes are kept: chain strings may be cut mid-UTF-8); stake and price
+ * "" or 1..78 decimal digits; state one of the six names; times and counters >= 0; updated_at
+ * 0 means now. Never bumps the verify cache's change counter (no key verdict depends on it).
+ */
 int ks_session_put(struct ks_store *ks, const struct ks_session *s, struct ks_err *err);
-/* By session id ("0x...", a unique prefix of at least 6 hex digits is enough) or local id
- * (decimal). KS_ENOTFOUND, or KS_ECONFLICT for an ambiguous prefix. */
+/* By session id ("0x...", a unique prefix of at least 6 hex digits is enough, either case) or
+ * local id (decimal: the uint64 the pool draws, or the same bits as a negative int64).
+ * KS_ENOTFOUND, KS_ECONFLICT for an ambiguous prefix, KS_EINVAL for anything else. */
 int ks_session_get(struct ks_store *ks, const char *id, struct ks_session *out, struct ks_err *err);
-/* All rows, newest first; state NULL = every state, else only that one. */
+/* All rows, newest first (by opened_at; a row still opening by updated_at); state NULL = every
+ * state, else only that one (an unknown state is KS_EINVAL). cb as for ks_tenant_list, called
+ * with the store's admin lock held: it must not call back into the store. */
 int ks_session_list(struct ks_store *ks, const char *state,
 		    int (*cb)(void *ctx, const struct ks_session *s), void *ctx, struct ks_err *err);
 
