@@ -391,7 +391,8 @@ struct rc_pool {
 	pthread_mutex_t mu, save_mu, tx_mu;
 	pthread_cond_t cv;
 	pthread_t thread;
-	bool started, stopping;
+	bool started;
+	atomic_bool stopping; /* read without the mutex by loops that must end on shutdown */
 	int stop_fd;
 	unsigned active; /* rc_pool_prompt calls in progress */
 	struct inflight *links;

@@ -18,7 +18,10 @@
  * and closed with the provider's receipt from session.report once endsAt has passed (re-read
  * from chain first), so no stake is put on hold for a day. It is closed early only when the provider is gone (dead for
  * bench time, or bad signatures): then with the provider's receipt if it still answers
- * session.report, else with a user-signed receipt (a dispute). Time is the chain's clock
+ * session.report, else with a user-signed receipt (a dispute); a provider thought gone is
+ * pinged first. After endsAt, a provider that gives no receipt for gone_after_ms (down, or
+ * refusing: e.g. it keeps no record of a session it never served) gets a dispute close too, so
+ * no stake stays locked. Time is the chain's clock
  * (max of the wall clock and the latest block's timestamp), so a test chain that jumps forward
  * is obeyed.
  *
@@ -32,6 +35,8 @@
  * the wallet's sessions on chain (getUserSessions, newest first) with the store: open sessions
  * with time left are reused (a fresh handshake gets the provider key when the store has none),
  * expired or orphaned ones are closed. Nonces come from the node's pending count (rc_txm).
+ * Until that reconcile is done, a request with no idle session waits for it (10 s at most)
+ * rather than open a session that may already exist on chain.
  *
  * Several processes, one wallet: with coordination ops (the gateway's Redis), every on-chain
  * write takes the "tx" lock and re-reads the pending nonce, so no nonce is reused; opening a
@@ -223,6 +228,9 @@ struct rc_pool_request {
 	void (*on_wait)(void *ud);
 };
 
+/* On RC_OK, stream.done == 0 means the provider closed the connection without "[DONE]", which
+ * the protocol allows (a non-streaming answer ends that way); for a streaming request the
+ * caller should treat it as a truncated stream. */
 struct rc_pool_result {
 	uint8_t session_id[32];
 	uint8_t provider[20];
@@ -265,7 +273,13 @@ int rc_pool_close(struct rc_pool *p, const uint8_t id[32], bool allow_dispute,
  * answer or its receipt does not verify, and allow_dispute, a receipt built from our own figures
  * and signed with key (EIP-191) closes it as a dispute (§1.2 (f), §3.7). A session already
  * closed on chain is RC_OK with s->closed_at filled. s is updated (state, closed_at, dispute,
- * close_tx). key is the wallet's (the session's user).
+ * ends_at, provider_key when learnt; close_tx stays zero: rc_market_close_session does not
+ * return the hash). It closes even before endsAt (the caller's decision; §3.7: the unused stake
+ * is then on hold until the next day). A receipt is used only if it names this session and
+ * chain and is signed by the bid's provider (EIP-191; delegated signers are not looked up).
+ * Errors: RC_POOL_CHAIN / RC_POOL_FUNDS (chain), RC_POOL_PROVIDER (no receipt and
+ * !allow_dispute), RC_POOL_INTERNAL (RC_EINVAL, RC_ENOTFOUND: not on chain). link may be NULL
+ * (defaults). Thread-safe; blocking.
  */
 int rc_session_close(struct rc_market *m, struct rc_txm *txm, const struct rc_secp_privkey *key,
                      const struct rc_link_opts *link, struct rc_pool_session *s, bool allow_dispute,
