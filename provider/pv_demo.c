@@ -13,10 +13,10 @@
 
 /* The fixed part of the answer, one chunk per word (leading space included, as models stream). */
 static const char *const tail_words[] = {
-	" This",    " answer",   " came",  " from",     " the",     " morgate-provider", " demo",
-	" backend", " through",  " a",     " paid",     " Morpheus", " session",        " and",
-	" the",     " encrypted", " MOR-RPC", " link,", " with",    " no",              " network",
-	" access."};
+        " This",    " answer",  " came",    " from",      " the",     " morgate-provider",
+        " demo",    " backend", " through", " a",         " paid",    " Morpheus",
+        " session", " and",     " the",     " encrypted", " MOR-RPC", " link,",
+        " with",    " no",      " network", " access."};
 #define TAIL_WORDS (sizeof tail_words / sizeof tail_words[0])
 
 static int fail(struct rc_errinfo *err, int rc, const char *text)
@@ -100,8 +100,8 @@ static int add_echo(struct pv_demo *d, const char *text)
 	return RC_OK;
 }
 
-int pv_demo_start(struct pv_demo *d, const char *req, size_t len, const char *model,
-                  const char *id, int64_t created, struct rc_errinfo *err)
+int pv_demo_start(struct pv_demo *d, const char *req, size_t len, const char *model, const char *id,
+                  int64_t created, struct rc_errinfo *err)
 {
 	memset(d, 0, sizeof *d);
 	json_t *v = json_loadb(req, len, 0, NULL);
@@ -122,8 +122,9 @@ int pv_demo_start(struct pv_demo *d, const char *req, size_t len, const char *mo
 		if (!m || json_is_null(m))
 			continue;
 		if (!json_is_integer(m) || json_integer_value(m) < 1) {
-			rc = fail(err, RC_EPROTO, i ? "'max_tokens' must be a positive integer"
-			                            : "'max_completion_tokens' must be a positive integer");
+			rc = fail(err, RC_EPROTO,
+			          i ? "'max_tokens' must be a positive integer"
+			            : "'max_completion_tokens' must be a positive integer");
 			goto out;
 		}
 		max = json_integer_value(m);
@@ -191,19 +192,19 @@ int pv_demo_next(struct pv_demo *d, struct rc_buf *out)
 			n += l;
 		}
 		text[n] = '\0';
-		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s},s:s}],s:o}", "id", d->id,
-		                      "object", "chat.completion", "created", (json_int_t)d->created,
-		                      "model", d->model, "choices", "index", 0, "message", "role",
-		                      "assistant", "content", text, "finish_reason", finish, "usage",
-		                      usage(d));
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s},s:s}],s:o}", "id",
+		                      d->id, "object", "chat.completion", "created",
+		                      (json_int_t)d->created, "model", d->model, "choices", "index",
+		                      0, "message", "role", "assistant", "content", text,
+		                      "finish_reason", finish, "usage", usage(d));
 		free(text);
 		d->next = d->nwords + 1;
 		return emit(o, out);
 	}
 	json_t *o;
 	if (d->next < d->nwords) {
-		json_t *delta = d->next == 0 ? json_pack("{s:s,s:s}", "role", "assistant", "content",
-		                                         d->words[0])
+		json_t *delta = d->next == 0 ? json_pack("{s:s,s:s}", "role", "assistant",
+		                                         "content", d->words[0])
 		                             : json_pack("{s:s}", "content", d->words[d->next]);
 		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n}]}", "id", d->id, "object",
 		              "chat.completion.chunk", "created", (json_int_t)d->created, "model",

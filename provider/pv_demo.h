@@ -32,14 +32,14 @@
 struct pv_demo {
 	bool stream;
 	char id[64];
-	char *model;   /* owned */
+	char *model; /* owned */
 	int64_t created;
 	uint64_t prompt_tokens;
 	char *echo;    /* owned: the echoed words, NUL-separated */
 	size_t nwords; /* words to send (after max_tokens) */
 	size_t total;  /* words available */
 	const char *words[PV_DEMO_WORDS_MAX];
-	size_t next;   /* next word to send; nwords + 1 = finished */
+	size_t next; /* next word to send; nwords + 1 = finished */
 };
 
 /*
@@ -49,8 +49,8 @@ struct pv_demo {
  * valid chat request (no "messages" array, a bad max_tokens); err->text says what, in the words
  * an OpenAI backend would use, for a 400 answer. RC_ENOMEM.
  */
-int pv_demo_start(struct pv_demo *d, const char *req, size_t len, const char *model,
-                  const char *id, int64_t created, struct rc_errinfo *err);
+int pv_demo_start(struct pv_demo *d, const char *req, size_t len, const char *model, const char *id,
+                  int64_t created, struct rc_errinfo *err);
 
 /*
  * Append the next object (compact JSON, no newline) to out. Returns 1 when an object was

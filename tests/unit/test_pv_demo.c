@@ -29,12 +29,14 @@ static json_t *load(const struct rc_buf *b)
 static void test_pv_demo__stream_chunks_then_usage(void **state)
 {
 	(void)state;
-	static const char req[] = "{\"model\":\"x\",\"stream\":true,\"messages\":["
-	                          "{\"role\":\"system\",\"content\":\"be nice\"},"
-	                          "{\"role\":\"user\",\"content\":\"  what is\\tthe \\\"answer\\\"?\"}]}";
+	static const char req[] =
+	        "{\"model\":\"x\",\"stream\":true,\"messages\":["
+	        "{\"role\":\"system\",\"content\":\"be nice\"},"
+	        "{\"role\":\"user\",\"content\":\"  what is\\tthe \\\"answer\\\"?\"}]}";
 	struct pv_demo d;
 	struct rc_errinfo e;
-	assert_int_equal(pv_demo_start(&d, req, sizeof req - 1, "morpheus-demo", "chatcmpl-1", 1700000000, &e),
+	assert_int_equal(pv_demo_start(&d, req, sizeof req - 1, "morpheus-demo", "chatcmpl-1",
+	                               1700000000, &e),
 	                 RC_OK);
 	struct rc_buf b = RC_BUF_INIT, text = RC_BUF_INIT;
 	size_t n = 0;
@@ -47,9 +49,11 @@ static void test_pv_demo__stream_chunks_then_usage(void **state)
 			break;
 		assert_int_equal(r, 1);
 		json_t *v = load(&b);
-		assert_string_equal(json_string_value(json_object_get(v, "object")), "chat.completion.chunk");
+		assert_string_equal(json_string_value(json_object_get(v, "object")),
+		                    "chat.completion.chunk");
 		assert_string_equal(json_string_value(json_object_get(v, "id")), "chatcmpl-1");
-		assert_string_equal(json_string_value(json_object_get(v, "model")), "morpheus-demo");
+		assert_string_equal(json_string_value(json_object_get(v, "model")),
+		                    "morpheus-demo");
 		assert_int_equal(json_integer_value(json_object_get(v, "created")), 1700000000);
 		json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
 		json_t *delta = json_object_get(ch, "delta");
@@ -65,9 +69,11 @@ static void test_pv_demo__stream_chunks_then_usage(void **state)
 			n++;
 		} else {
 			assert_int_equal(json_object_size(delta), 0);
-			assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "stop");
+			assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")),
+			                    "stop");
 			json_t *u = json_object_get(v, "usage");
-			assert_int_equal(json_integer_value(json_object_get(u, "completion_tokens")), n);
+			assert_int_equal(
+			        json_integer_value(json_object_get(u, "completion_tokens")), n);
 			assert_int_equal(json_integer_value(json_object_get(u, "prompt_tokens")),
 			                 (sizeof req - 1) / 4 + 1);
 			assert_int_equal(json_integer_value(json_object_get(u, "total_tokens")),
@@ -92,9 +98,10 @@ static void test_pv_demo__stream_chunks_then_usage(void **state)
 static void test_pv_demo__whole_answer_and_max_tokens(void **state)
 {
 	(void)state;
-	static const char req[] = "{\"messages\":[{\"role\":\"user\",\"content\":["
-	                          "{\"type\":\"text\",\"text\":\"one two three four five six seven eight "
-	                          "nine ten eleven twelve thirteen\"}]}],\"max_tokens\":5}";
+	static const char req[] =
+	        "{\"messages\":[{\"role\":\"user\",\"content\":["
+	        "{\"type\":\"text\",\"text\":\"one two three four five six seven eight "
+	        "nine ten eleven twelve thirteen\"}]}],\"max_tokens\":5}";
 	struct pv_demo d;
 	struct rc_buf b = RC_BUF_INIT;
 	assert_int_equal(pv_demo_start(&d, req, sizeof req - 1, "m", "id1", 1, NULL), RC_OK);
@@ -106,8 +113,11 @@ static void test_pv_demo__whole_answer_and_max_tokens(void **state)
 	assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "length");
 	json_t *msg = json_object_get(ch, "message");
 	assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
-	assert_string_equal(json_string_value(json_object_get(msg, "content")), "You said: one two three");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "usage"), "completion_tokens")), 5);
+	assert_string_equal(json_string_value(json_object_get(msg, "content")),
+	                    "You said: one two three");
+	assert_int_equal(json_integer_value(
+	                         json_object_get(json_object_get(v, "usage"), "completion_tokens")),
+	                 5);
 	json_decref(v);
 	rc_buf_reset(&b);
 	assert_int_equal(pv_demo_next(&d, &b), 0);
@@ -115,20 +125,23 @@ static void test_pv_demo__whole_answer_and_max_tokens(void **state)
 	pv_demo_release(&d);
 
 	/* the echo stops after 12 words; max_completion_tokens wins over max_tokens */
-	static const char req2[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a b c d e f g h i j k l m n\"}],"
-	                           "\"max_completion_tokens\":14,\"max_tokens\":2}";
+	static const char req2[] =
+	        "{\"messages\":[{\"role\":\"user\",\"content\":\"a b c d e f g h i j k l m n\"}],"
+	        "\"max_completion_tokens\":14,\"max_tokens\":2}";
 	assert_int_equal(pv_demo_start(&d, req2, sizeof req2 - 1, "m", "id2", 1, NULL), RC_OK);
 	rc_buf_reset(&b);
 	assert_int_equal(pv_demo_next(&d, &b), 1);
 	v = load(&b);
 	ch = json_array_get(json_object_get(v, "choices"), 0);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(ch, "message"), "content")),
-	                    "You said: a b c d e f g h i j k l.");
+	assert_string_equal(
+	        json_string_value(json_object_get(json_object_get(ch, "message"), "content")),
+	        "You said: a b c d e f g h i j k l.");
 	json_decref(v);
 	pv_demo_release(&d);
 
 	/* no user text: still an answer */
-	static const char req3[] = "{\"messages\":[{\"role\":\"system\",\"content\":\"x\"}],\"max_tokens\":3}";
+	static const char req3[] =
+	        "{\"messages\":[{\"role\":\"system\",\"content\":\"x\"}],\"max_tokens\":3}";
 	assert_int_equal(pv_demo_start(&d, req3, sizeof req3 - 1, "m", "id3", 1, NULL), RC_OK);
 	rc_buf_reset(&b);
 	assert_int_equal(pv_demo_next(&d, &b), 1);
@@ -145,21 +158,24 @@ static void test_pv_demo__bad_requests(void **state)
 		int rc;
 		const char *text;
 	} cases[] = {
-		{"[]", RC_EPARSE, "not a JSON object"},
-		{"{\"messages\":", RC_EPARSE, "not a JSON object"},
-		{"{}", RC_EPROTO, "'messages' must be a non-empty array"},
-		{"{\"messages\":[]}", RC_EPROTO, "'messages' must be a non-empty array"},
-		{"{\"messages\":{}}", RC_EPROTO, "'messages' must be a non-empty array"},
-		{"{\"messages\":[{}],\"max_tokens\":0}", RC_EPROTO, "'max_tokens' must be a positive integer"},
-		{"{\"messages\":[{}],\"max_tokens\":\"5\"}", RC_EPROTO, "'max_tokens'"},
-		{"{\"messages\":[{}],\"max_completion_tokens\":-3}", RC_EPROTO, "'max_completion_tokens'"},
+	        {"[]", RC_EPARSE, "not a JSON object"},
+	        {"{\"messages\":", RC_EPARSE, "not a JSON object"},
+	        {"{}", RC_EPROTO, "'messages' must be a non-empty array"},
+	        {"{\"messages\":[]}", RC_EPROTO, "'messages' must be a non-empty array"},
+	        {"{\"messages\":{}}", RC_EPROTO, "'messages' must be a non-empty array"},
+	        {"{\"messages\":[{}],\"max_tokens\":0}", RC_EPROTO,
+	         "'max_tokens' must be a positive integer"},
+	        {"{\"messages\":[{}],\"max_tokens\":\"5\"}", RC_EPROTO, "'max_tokens'"},
+	        {"{\"messages\":[{}],\"max_completion_tokens\":-3}", RC_EPROTO,
+	         "'max_completion_tokens'"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct pv_demo d;
 		struct rc_errinfo e;
 		memset(&e, 0, sizeof e);
-		assert_int_equal(pv_demo_start(&d, cases[i].req, strlen(cases[i].req), "m", "i", 1, &e),
-		                 cases[i].rc);
+		assert_int_equal(
+		        pv_demo_start(&d, cases[i].req, strlen(cases[i].req), "m", "i", 1, &e),
+		        cases[i].rc);
 		if (!strstr(e.text, cases[i].text))
 			fail_msg("case %zu: '%s' lacks '%s'", i, e.text, cases[i].text);
 		assert_null(d.model);
@@ -207,8 +223,8 @@ static struct pv_model demo_model(unsigned chunk_ms)
 	return m;
 }
 
-static const char stream_req[] =
-        "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi there\"}]}";
+static const char stream_req[] = "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":"
+                                 "\"user\",\"content\":\"hi there\"}]}";
 
 static void test_pv_demo__backend_streams_paced_with_usage_from_provider(void **state)
 {
@@ -230,7 +246,8 @@ static void test_pv_demo__backend_streams_paced_with_usage_from_provider(void **
 	assert_true(took >= (int64_t)words * 10);
 	assert_true(s.first_ms - t0 < 200);
 	rc_buf_putc(&s.all, '\0');
-	assert_non_null(strstr(s.all.ptr, "\"delta\":{\"role\":\"assistant\",\"content\":\"You\"}"));
+	assert_non_null(
+	        strstr(s.all.ptr, "\"delta\":{\"role\":\"assistant\",\"content\":\"You\"}"));
 	assert_non_null(strstr(s.all.ptr, "\"content\":\" there.\""));
 	/* the final chunk gets usage_from_provider as every backend's does (§2.5.3) */
 	char want[128];
