@@ -258,7 +258,6 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 	if (!l) {
 		snprintf(why, sizeof why, "no link to the provider");
 	} else {
-		rc = RC_OK;
 		if (is_zero(s->provider_key, sizeof s->provider_key)) {
 			struct rc_link_session hs;
 			rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, s->bid_id, &s->stake, 0, &hs,
