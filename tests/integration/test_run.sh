@@ -13,7 +13,8 @@ RD=$T_DIR/var
 LP=$(free_port)
 export MORGATE_RUN_DIR=$RD MORGATE_LISTEN=127.0.0.1:$LP
 unset MORGATE_DB MORGATE_PEPPER_FILE
-# settings for a real chain in the caller's environment must not leak into the local run
+# settings for a real chain in the caller's environment must not leak into the local run (if
+# they did, the gateway would reach no chain and the streams below would fail)
 export MORGATE_RPC=http://127.0.0.1:9 MORGATE_WALLET_PASSPHRASE=wrong
 
 # The run's live processes: those whose command line names the scratch directory (gateway,
@@ -44,10 +45,10 @@ start_run() { # LOG_NAME [ARGS]: start scripts/run in its own session; RUN_PID i
   RUN_PID=$!
   T_PIDS+=("$RUN_PID")
 }
-wait_grep() { # FILE PATTERN SECONDS
+wait_up() { # OUT_FILE SECONDS: the key is printed and the gateway is ready (/readyz: the catalogue is in)
   local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
+  for ((i = 0; i < $2 * 10; i++)); do
+    grep -q "^demo key:" "$1" 2>/dev/null && curl -sf "http://127.0.0.1:$LP/readyz" >/dev/null && return 0
     kill -0 "$RUN_PID" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -55,7 +56,7 @@ wait_grep() { # FILE PATTERN SECONDS
 }
 
 start_run market
-if ! wait_grep "$T_DIR/market.err" "listening on" 60; then
+if ! wait_up "$T_DIR/market.out" 60; then
   t_fail "make run brings the marketplace up" "$(cat "$T_DIR/market.out" "$T_DIR/market.err")"
   t_done
   exit 1
@@ -75,7 +76,6 @@ t_ok "the config has the marketplace section" node -e '
   const m = c.marketplace;
   if (!(m.chain_id === 31337 && m.rpc[0].startsWith("http://127.0.0.1:") && m.aliases.demo === "morpheus-demo" &&
         m.models["morpheus-demo"].min_idle === 1 && m.wallet.endsWith("/wallet.json"))) process.exit(1)' "$RD/morgate.json"
-t_ok "the environment did not override the local chain" grep -q "chain id 31337 confirmed" "$T_DIR/market.err"
 
 # the printed curl command, as printed (the stream)
 CURL=$(sed -n '/^  curl -N/,/-d /p' <<<"$OUT")
@@ -112,7 +112,7 @@ t_ok "the gateway drained and exited 0" test $? = 0
 
 # --demo: the gateway alone, its own demo model, no chain
 start_run demo --demo
-if wait_grep "$T_DIR/demo.err" "listening on" 20; then
+if wait_up "$T_DIR/demo.out" 20; then
   KEY=$(sed -n 's/^demo key:   //p' "$T_DIR/demo.out")
   t_run curl -s --max-time 20 "http://127.0.0.1:$LP/v1/chat/completions" -H "Authorization: Bearer $KEY" \
     -H 'Content-Type: application/json' -d '{"model":"demo","messages":[{"role":"user","content":"hi"}]}'
