@@ -46,8 +46,10 @@ else t_fail "offers 3/4"; fi
 t_ok "provider A starts" mk_provider_start pa 1 b "$M=mock-echo"
 t_ok "provider B starts" mk_provider_start pb 3 b "$M=mock-echo $M2=mock-echo $M3=mock-hold $M4=mock-status-503"
 t_ok "provider C starts" mk_provider_start pc 0 b "$M2=mock-echo"
-t_bg liar "$MK_FAULT" "$LIAR_PORT" "${MK_EP[pc]}" corrupt-sig
-mk_poll 5 grep -q listening "$T_DIR/liar.err"
+t_bg honest "$MK_FAULT" "$LIAR_PORT" "${MK_EP[pc]}" pass
+HONEST_PID=$T_LAST_PID
+mk_poll 5 grep -q listening "$T_DIR/honest.err"
+PC=${CHAIN_ADDR0,,}
 PA=${CHAIN_ADDR1,,}
 PB=${CHAIN_ADDR3,,}
 
@@ -133,14 +135,29 @@ if [[ $R == "OK distinct=2 opened=1"* ]] && grep -q charlie-0 "$T_DIR/c.0.out" &
 else t_fail "concurrent" "$R"; fi
 S2=$(sed -nE 's/.*sessions=([^ ]*).*/\1/p' <<<"$R" | tr ',' '\n' | grep -v "$S1" | head -1)
 
-# ---- a provider whose signatures are wrong is abandoned -------------------------------------------
+# ---- a provider whose signatures go wrong is abandoned ---------------------------------------------
+req "$T_DIR/l0" golf-0
+pool_cmd prompt $M2 "$T_DIR/l0" "$T_DIR/ol0" 20000
+SC=$(field session)
+if [[ $R == OK* && $(field provider) == "$PC" && $(field opened) == 1 ]]; then
+  t_pass "C (cheapest on $M2) serves a first request"
+else t_fail "C honest" "$R"; fi
+# from now on C's answers come with corrupted signatures
+kill "$HONEST_PID"
+wait "$HONEST_PID" 2>/dev/null
+t_bg liar "$MK_FAULT" "$LIAR_PORT" "${MK_EP[pc]}" corrupt-sig
+mk_poll 5 grep -q listening "$T_DIR/liar.err"
 req "$T_DIR/l1" hotel-1
 pool_cmd prompt $M2 "$T_DIR/l1" "$T_DIR/ol1" 20000
-if [[ $R == OK* && $(field provider) == "$PB" && $(field attempts) == 1 && $(field opened) == 1 ]] &&
-  grep -q hotel-1 "$T_DIR/ol1" && grep -q "tcp_fault: corrupted" "$T_DIR/liar.err" &&
+if [[ $R == OK* && $(field provider) == "$PB" && $(field attempts) == 2 && $(field opened) == 1 ]] &&
+  grep -q hotel-1 "$T_DIR/ol1" && ! grep -q golf "$T_DIR/ol1" && grep -q "tcp_fault: corrupted" "$T_DIR/liar.err" &&
   grep -q "abandoned" "$T_DIR/p1.err"; then
-  t_pass "bad signatures from the first-ranked provider: abandoned, session opened with the next one"
+  t_pass "bad signatures on C's session: C abandoned, the request fails over to B"
 else t_fail "liar" "$R" "$(tail -3 "$T_DIR/p1.err")"; fi
+pool_cmd wait-state "$SC" closed 20
+if [[ $R == "OK dispute=1"* && $(mk_session closedAt "$SC") != 0 ]]; then
+  t_pass "the abandoned provider's session is retired and closed (its report does not verify: dispute)"
+else t_fail "abandoned session closed" "$R"; fi
 NC=$(grep -c "tcp_fault: corrupted" "$T_DIR/liar.err")
 req "$T_DIR/l.0" india-0
 req "$T_DIR/l.1" juliet-1
@@ -184,7 +201,7 @@ else t_fail "mid-stream failure" "$R"; fi
 pool_cmd sessions
 S_ERR=$(tr ', ' '\n\n' <<<"$R" | grep ":$M4\$" | cut -d: -f1 | head -1)
 pool_cmd stats
-if [[ $(field opened) == 7 && $(field disputes) == 2 && $(field failovers) -ge 2 && $(field prompt_errors) == 3 ]]; then
+if [[ $(field opened) == 8 && $(field disputes) == 3 && $(field failovers) -ge 2 && $(field prompt_errors) == 3 ]]; then
   t_pass "stats: $R"
 else t_fail "stats" "$R"; fi
 pool_stop
