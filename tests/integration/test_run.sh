@@ -110,6 +110,28 @@ if ((gone)); then t_pass "SIGINT to the gateway stops every process of the run";
 wait "$RUN_PID" 2>/dev/null
 t_ok "the gateway drained and exited 0" test $? = 0
 
+# a key file in var/wallet.json that is not make run's account is never replaced: the run stops,
+# says so, and leaves nothing running
+mv "$RD/wallet.json" "$T_DIR/wallet.anvil"
+printf '%s\n' 0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6 |
+  MORGATE_WALLET_PASSPHRASE=pw "$CTL" wallet import --wallet "$RD/wallet.json" --weak-kdf >/dev/null
+sum=$(sha256sum "$RD/wallet.json")
+start_run foreign
+wait "$RUN_PID" 2>/dev/null
+rc=$?
+t_ok "a foreign wallet stops the run" test "$rc" != 0
+t_ok "and says why" grep -q "wallet.json holds another key (0x90F79bf6EB2c4f870365E785982E1f101E93b906)" "$T_DIR/foreign.err"
+t_ok "the foreign wallet is untouched" test "$(sha256sum "$RD/wallet.json")" = "$sum"
+RURL=$(sed -n 's/^redis: *\(redis:[^ ]*\).*/\1/p' "$T_DIR/foreign.out")
+t_ok "it had started redis" test -n "$RURL"
+gone=0
+for _ in $(seq 1 100); do
+  [[ -z $(ours) ]] && gone=1 && break
+  sleep 0.1
+done
+t_ok "a failed start leaves nothing running" test $gone = 1
+mv "$T_DIR/wallet.anvil" "$RD/wallet.json"
+
 # --demo: the gateway alone, its own demo model, no chain
 start_run demo --demo
 if wait_up "$T_DIR/demo.out" 20; then
