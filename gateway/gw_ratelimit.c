@@ -52,112 +52,145 @@
 
 /* clang-format off */
 /*
- * The script.
- * op 'A' (admit):
- *   KEYS  1 key rpm, 2 key tpm, 3 key conc, 4 tenant rpm, 5 tenant tpm, 6 tenant conc, 7 month
- *   ARGV  1 'A', 2..8 the limits of dimensions 1..7 (0 = none), 9 token cost, 10 slot id,
- *         11 lease ms, 12 ms until the month ends
- *   returns {outcome, refusing dimension (1..7, 0 none), wait us,
- *            then per dimension: remaining, reset us}
- *   Every dimension is evaluated before anything is written: a refusal writes nothing and
- *   reports every dimension as it stands (an admission: as it stands after it).
- *   GCRA states are stored as "<debt> <ts>" (gw_gcra.h; %.17g, an exact round trip) with a TTL
- *   of the time to refill, so idle keys vanish. Concurrency is a ZSET of slot ids scored by
- *   lease expiry (ms): live ones counted with ZCOUNT, stale ones dropped when a slot is added,
- *   the key expiring with its longest lease. The month counter expires 71 days after its month.
- *   About 15 Redis calls with every dimension limited (MGET reads all GCRA states and the
- *   month); measured inside Redis: ~32 us without concurrency limits, ~47 us with them.
- * op 'S' (settle/release):
- *   KEYS  1 key tpm, 2 tenant tpm, 3 month, 4 key conc, 5 tenant conc
- *   ARGV  1 'S', 2 delta tokens, 3 key tpm, 4 tenant tpm, 5 monthly, 6 slot,
- *         7 release mask (1 key slot, 2 tenant slot)
- * op 'R' (renew): KEYS 1 key conc, 2 tenant conc; ARGV 1 'R', 2 slot, 3 lease ms.
- * The arithmetic mirrors gw_gcra.c operation for operation.
+ * The script: one run decides a whole batch (every admission and settlement the I/O thread had
+ * queued), atomically, so N gateways sharing one Redis still enforce one exact limit: within a
+ * run the items are applied one after the other, exactly as N single-item runs would be.
+ *   KEYS  the distinct Redis keys the batch touches (each once)
+ *   ARGV  1 'B', 2 lease ms, 3 the type of each KEYS entry, one character per key:
+ *         'g' GCRA state, 'c' concurrency set, 'm' month counter; 4 the number of groups G;
+ *         then G groups of 15: the KEYS index of each dimension (0: not involved), the seven
+ *         limits, ms until the month ends. A group is one key of one tenant under one set of
+ *         limits: its items below name it instead of repeating 15 numbers each.
+ *         then the items, settlements and renewals first, admissions last:
+ *     'A' g cost slot         admit, with that token cost and slot id
+ *     'S' g delta mask slot   settle the tpm and monthly dimensions of group g by delta tokens,
+ *                             release the slot from the key's (mask 1) and tenant's (2) set
+ *     'R' g slot              renew the slot (never taken again once its lease ran out)
+ *   returns, per admission in order: outcome, refusing dimension (1..7, 0 none), wait us, then
+ *   per dimension remaining and reset us (17 integers).
+ * Every state is read once (one MGET for every GCRA state and month counter, one ZCOUNT per slot
+ * set), decided on in Lua, and written once at the end (SET .. PX per changed GCRA state, one
+ * INCRBY per month counter, one ZADD of every new slot per set), so a batch of N costs about the
+ * Redis calls of one single admission plus a few microseconds of Lua per item.
+ * A refused admission takes nothing and reports every dimension as it stands; an admitted one
+ * as it stands after it. GCRA states are "<debt> <ts>" (gw_gcra.h; %.17g round-trips exactly)
+ * with a TTL of the time to refill; slot sets are ZSETs of slot ids scored by lease expiry (ms),
+ * live ones counted with ZCOUNT, stale ones dropped when slots are added, the key expiring with
+ * its longest lease; a month counter expires 71 days after its month. The arithmetic mirrors
+ * gw_gcra.c operation for operation.
  */
 static const char LUA_SCRIPT[] =
 	"local P=60000000 local EPS=1e-6\n"
-	"local floor,ceil,find,sub,fmt,call=math.floor,math.ceil,string.find,string.sub,string.format,redis.call\n"
+	"local floor,ceil,find,sub,fmt,call,num=math.floor,math.ceil,string.find,string.sub,string.format,redis.call,tonumber\n"
+	"local A,K=ARGV,KEYS\n"
+	"if A[1]~='B' then return redis.error_reply('morgate rate limiter: unknown op') end\n"
 	"local t=call('TIME')\n"
-	"local now=(tonumber(t[1])-1735689600)*1000000+tonumber(t[2])\n"
+	"local now=(num(t[1])-1735689600)*1000000+num(t[2])\n"
 	"local now_ms=floor(now/1000)\n"
+	"local live='('..now_ms\n"
 	"local function cl(x) if x<=0 then return 0 end return ceil(x) end\n"
-	"local function parse(v) if v then local p=find(v,' ',1,true)\n"
-	" if p then return tonumber(sub(v,1,p-1)),tonumber(sub(v,p+1)) end end return 0,now end\n"
-	"local function setst(k,debt,ts,T) if debt>0 then\n"
-	" call('SET',k,fmt('%.17g %.17g',debt,ts),'PX',ceil(debt*T/1000)+1000)\n"
-	" else call('DEL',k) end end\n"
 	"local function drain(debt,ts,T) local d=debt if now>ts then d=d-(now-ts)/T end\n"
 	" if d>0 then return d end return 0 end\n"
-	"local op=ARGV[1]\n"
-	"if op=='A' then\n"
-	" local cost=tonumber(ARGV[9]) local lease=tonumber(ARGV[11]) local me=tonumber(ARGV[12])\n"
-	" local outcome,refused,wait=0,0,-1\n"
-	" local ar,at,br,bt={0,0,0,0,0,0,0},{0,0,0,0,0,0,0},{0,0,0,0,0,0,0},{0,0,0,0,0,0,0}\n"
-	" local nd,ns,nT={},{},{}\n"
-	" local mg=call('MGET',KEYS[1],KEYS[2],KEYS[4],KEYS[5],KEYS[7])\n"
-	" local cur={mg[1],mg[2],false,mg[3],mg[4],false,mg[5]}\n"
-	" for i=1,7 do\n"
-	"  local L=tonumber(ARGV[i+1])\n"
-	"  if L>0 then\n"
-	"   local code,w=0,0\n"
-	"   if i==3 or i==6 then\n"
-	"    local n=call('ZCOUNT',KEYS[i],'('..now_ms,'+inf')\n"
-	"    br[i]=L-n if br[i]<0 then br[i]=0 end\n"
-	"    if n<L then ar[i]=L-n-1 else code=1 w=1000000 end\n"
-	"   elseif i==7 then\n"
-	"    local used=tonumber(cur[7] or '0')\n"
-	"    br[i]=L-used if br[i]<0 then br[i]=0 end bt[i]=me*1000 at[i]=me*1000\n"
-	"    if cost>L then code=3\n"
-	"    elseif used<=L-cost then ar[i]=L-used-cost\n"
-	"    else code=2 w=me*1000 end\n"
-	"   else\n"
-	"    local c=1 if i==2 or i==5 then c=cost end\n"
-	"    local T=P/L local debt,ts=parse(cur[i]) local d0=drain(debt,ts,T)\n"
-	"    local used=d0+c if now>ts then ts=now end\n"
-	"    local r0=floor(L-d0+EPS) if r0<0 then r0=0 end br[i]=r0 bt[i]=cl(d0*T)\n"
-	"    if c<=L and used<=L+EPS then nd[i]=used ns[i]=ts nT[i]=T\n"
-	"     ar[i]=floor(L-used+EPS) at[i]=cl(used*T)\n"
-	"    elseif c>L then code=3 else code=1 w=cl((used-L)*T) end\n"
+	"local lease,ty=num(A[2]),A[3]\n"
+	"local until_ms=now_ms+lease local ttl=lease+1000\n"
+	"local D,S,TT,M,M0,ME,dirty,C,zadd,rel={},{},{},{},{},{},{},{},{},{}\n"
+	"local gk,gi={},{}\n"
+	"for i=1,#K do if sub(ty,i,i)~='c' then gk[#gk+1]=K[i] gi[#gi+1]=i end end\n"
+	"if #gk>0 then local mg=call('MGET',unpack(gk))\n"
+	" for j=1,#gi do local i,v=gi[j],mg[j]\n"
+	"  if sub(ty,i,i)=='m' then M[i]=num(v or '0') M0[i]=M[i] if not v then ME[i]=0 end\n"
+	"  else local p=v and find(v,' ',1,true)\n"
+	"   if p then D[i]=num(sub(v,1,p-1)) S[i]=num(sub(v,p+1)) else D[i]=0 S[i]=now end end end end\n"
+	"local G,GL={},{}\n"
+	"local p=5\n"
+	"for g=1,num(A[4]) do local ix,l={},{}\n"
+	" for d=1,7 do ix[d]=num(A[p+d-1]) l[d]=num(A[p+6+d]) end l[8]=num(A[p+14])\n"
+	" G[g]=ix GL[g]=l p=p+15 end\n"
+	"local reldone=false\n"
+	"local function flushrel() for i,r in pairs(rel) do call('ZREM',K[i],unpack(r)) C[i]=nil end\n"
+	" rel={} end\n"
+	"local out,no={},0\n"
+	"local ar,at,br,bt,nd,ns,nT={},{},{},{},{},{},{}\n"
+	"local n=#A\n"
+	"while p<=n do local op=A[p]\n"
+	" if op=='A' then\n"
+	"  if not reldone then flushrel() reldone=true end\n"
+	"  local g=num(A[p+1]) local ki,L,cost,slot=G[g],GL[g],num(A[p+2]),A[p+3]\n"
+	"  local me=L[8]\n"
+	"  local outcome,refused,wait=0,0,-1\n"
+	"  for d=1,7 do\n"
+	"   ar[d]=0 at[d]=0 br[d]=0 bt[d]=0\n"
+	"   local k=ki[d]\n"
+	"   if k>0 then\n"
+	"    local Ld,code,w=L[d],0,0\n"
+	"    if d==3 or d==6 then\n"
+	"     local c=C[k] if not c then c=call('ZCOUNT',K[k],live,'+inf') C[k]=c end\n"
+	"     br[d]=Ld-c if br[d]<0 then br[d]=0 end\n"
+	"     if c<Ld then ar[d]=Ld-c-1 else code=1 w=1000000 end\n"
+	"    elseif d==7 then\n"
+	"     local used=M[k]\n"
+	"     br[d]=Ld-used if br[d]<0 then br[d]=0 end bt[d]=me*1000 at[d]=me*1000\n"
+	"     if cost>Ld then code=3\n"
+	"     elseif used<=Ld-cost then ar[d]=Ld-used-cost\n"
+	"     else code=2 w=me*1000 end\n"
+	"    else\n"
+	"     local c=1 if d==2 or d==5 then c=cost end\n"
+	"     local T=P/Ld local ts=S[k] local d0=drain(D[k],ts,T)\n"
+	"     local used=d0+c if now>ts then ts=now end\n"
+	"     local r0=floor(Ld-d0+EPS) if r0<0 then r0=0 end br[d]=r0 bt[d]=cl(d0*T)\n"
+	"     if c<=Ld and used<=Ld+EPS then nd[d]=used ns[d]=ts nT[d]=T\n"
+	"      ar[d]=floor(Ld-used+EPS) at[d]=cl(used*T)\n"
+	"     elseif c>Ld then code=3 else code=1 w=cl((used-Ld)*T) end\n"
+	"    end\n"
+	"    if code>outcome or (code>0 and code==outcome and w>wait) then\n"
+	"     outcome=code refused=d wait=w end\n"
 	"   end\n"
-	"   if code>outcome or (code>0 and code==outcome and w>wait) then\n"
-	"    outcome=code refused=i wait=w end\n"
 	"  end\n"
-	" end\n"
-	" if outcome==0 then\n"
-	"  for i,d in pairs(nd) do setst(KEYS[i],d,ns[i],nT[i]) end\n"
-	"  for i=3,6,3 do if tonumber(ARGV[i+1])>0 then\n"
-	"   call('ZADD',KEYS[i],now_ms+lease,ARGV[10])\n"
-	"   call('ZREMRANGEBYSCORE',KEYS[i],'-inf',now_ms)\n"
-	"   call('PEXPIRE',KEYS[i],lease+1000) end end\n"
-	"  if tonumber(ARGV[8])>0 and cost>0 then call('INCRBY',KEYS[7],cost)\n"
-	"   if not cur[7] then call('PEXPIRE',KEYS[7],me+71*86400000) end end\n"
-	" else ar=br at=bt end\n"
-	" if wait<0 then wait=0 end\n"
-	" return {outcome,refused,wait,ar[1],at[1],ar[2],at[2],ar[3],at[3],ar[4],at[4],ar[5],at[5],\n"
-	"  ar[6],at[6],ar[7],at[7]}\n"
-	"elseif op=='S' then\n"
-	" local delta=tonumber(ARGV[2])\n"
-	" if delta~=0 then\n"
-	"  local mg=call('MGET',KEYS[1],KEYS[2])\n"
-	"  for j=1,2 do local L=tonumber(ARGV[j+2]) if L>0 then\n"
-	"   local T=P/L local debt,ts=parse(mg[j]) local d=drain(debt,ts,T)+delta\n"
-	"   if d<0 then d=0 end if now>ts then ts=now end setst(KEYS[j],d,ts,T) end end\n"
-	"  if tonumber(ARGV[5])>0 then\n"
-	"   if call('INCRBY',KEYS[3],delta)==delta and call('PTTL',KEYS[3])<0 then\n"
-	"    call('PEXPIRE',KEYS[3],71*86400000) end end\n"
-	" end\n"
-	" local m=tonumber(ARGV[7])\n"
-	" if m%2==1 then call('ZREM',KEYS[4],ARGV[6]) end\n"
-	" if m>=2 then call('ZREM',KEYS[5],ARGV[6]) end\n"
-	" return 1\n"
-	"elseif op=='R' then\n"
-	" local lease=tonumber(ARGV[3]) local n=0\n"
-	" for j=1,2 do local sc=call('ZSCORE',KEYS[j],ARGV[2])\n"
-	"  if sc and tonumber(sc)>now_ms then call('ZADD',KEYS[j],'XX',now_ms+lease,ARGV[2])\n"
-	"   call('PEXPIRE',KEYS[j],lease+1000) n=n+1 end end\n"
-	" return n\n"
+	"  local rr,rt=ar,at\n"
+	"  if outcome==0 then\n"
+	"   for d=1,7 do local k=ki[d] if k>0 then\n"
+	"    if d==3 or d==6 then C[k]=C[k]+1 local z=zadd[k] if not z then z={} zadd[k]=z end\n"
+	"     z[#z+1]=until_ms z[#z+1]=slot\n"
+	"    elseif d==7 then if cost>0 then M[k]=M[k]+cost dirty[k]=true\n"
+	"     if ME[k] and ME[k]<me+71*86400000 then ME[k]=me+71*86400000 end end\n"
+	"    else D[k]=nd[d] S[k]=ns[d] TT[k]=nT[d] dirty[k]=true end end end\n"
+	"  else rr,rt=br,bt end\n"
+	"  if wait<0 then wait=0 end\n"
+	"  out[no+1]=outcome out[no+2]=refused out[no+3]=wait no=no+3\n"
+	"  for d=1,7 do out[no+1]=rr[d] out[no+2]=rt[d] no=no+2 end\n"
+	"  p=p+4\n"
+	" elseif op=='S' then\n"
+	"  local g=num(A[p+1]) local ki,L,delta,mask=G[g],GL[g],num(A[p+2]),num(A[p+3])\n"
+	"  if delta~=0 then\n"
+	"   for d=2,5,3 do local i=ki[d] if i>0 then local T=P/L[d]\n"
+	"    local x=drain(D[i],S[i],T)+delta if x<0 then x=0 end\n"
+	"    D[i]=x if now>S[i] then S[i]=now end TT[i]=T dirty[i]=true end end\n"
+	"   local i=ki[7] if i>0 then M[i]=M[i]+delta dirty[i]=true\n"
+	"    if ME[i] and ME[i]<71*86400000 then ME[i]=71*86400000 end end\n"
+	"  end\n"
+	"  for d=3,6,3 do local i=ki[d] if i>0 and (mask==3 or mask==d/3) then\n"
+	"   local r=rel[i] if not r then r={} rel[i]=r end r[#r+1]=A[p+4] end end\n"
+	"  if reldone then flushrel() end\n"
+	"  p=p+5\n"
+	" elseif op=='R' then\n"
+	"  local ki,slot=G[num(A[p+1])],A[p+2]\n"
+	"  for d=3,6,3 do local i=ki[d] if i>0 then local sc=call('ZSCORE',K[i],slot)\n"
+	"   if sc and num(sc)>now_ms then call('ZADD',K[i],'XX',until_ms,slot)\n"
+	"    call('PEXPIRE',K[i],ttl) end end end\n"
+	"  p=p+3\n"
+	" else return redis.error_reply('morgate rate limiter: bad item') end\n"
 	"end\n"
-	"return redis.error_reply('morgate rate limiter: unknown op')\n";
+	"flushrel()\n"
+	"for i in pairs(dirty) do\n"
+	" if sub(ty,i,i)=='g' then local d=D[i]\n"
+	"  if d>0 then call('SET',K[i],fmt('%.17g %.17g',d,S[i]),'PX',ceil(d*TT[i]/1000)+1000)\n"
+	"  else call('DEL',K[i]) end\n"
+	" else local net=M[i]-M0[i]\n"
+	"  if net~=0 then call('INCRBY',K[i],net) if ME[i] then call('PEXPIRE',K[i],ME[i]) end end end\n"
+	"end\n"
+	"for i,z in pairs(zadd) do call('ZADD',K[i],unpack(z))\n"
+	" call('ZREMRANGEBYSCORE',K[i],'-inf',now_ms) call('PEXPIRE',K[i],ttl) end\n"
+	"return out\n";
 /* clang-format on */
 
 /* ---- the in-process limiter ------------------------------------------------------------------ */
@@ -192,6 +225,16 @@ struct admit_in {
 /* ---- the limiter ---------------------------------------------------------------------------- */
 
 enum job_kind { JOB_ADMIT, JOB_SETTLE, JOB_RENEW };
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+struct khent {
+	uint32_t gen, idx;
+};
 
 struct job {
 	struct job *next;          /* submission queue */
@@ -243,11 +286,23 @@ struct gw_rl {
 	uint64_t connect_deadline_us, next_connect_us;
 	int backoff_ms;
 	struct job *fhead, *ftail; /* admissions in flight, oldest first */
+	struct job *pa_head, *pa_tail; /* admissions waiting for the next batch, oldest first */
+	struct job *pf_head, *pf_tail; /* settlements/renewals waiting for the next batch */
+	int inflight;                  /* batches sent, not answered */
+	/* batch building (see build_batch): key names (RESP), items (RESP), the command */
+	struct sbuf kb, gb, ab, cmd;
+	int nkeys, ngroups, nargs;
+	uint32_t kgen;
+	struct khent *kh; /* KHASH_SIZE entries: name -> KEYS index, valid when gen == kgen */
+	struct khent *gh; /* GHASH_SIZE entries: group key -> group number */
+	struct gkey *groups; /* by group number */
+	uint32_t *koff, *klen; /* per KEYS index: where the name is in kb, its length */
+	char *ktype;           /* per KEYS index: 'g', 'c' or 'm' */
 
 	/* counters */
 	_Atomic uint64_t c_allowed, c_limited[GW_RL_NDIM], c_quota, c_too_large, c_unavailable,
 	        c_local, c_timeouts, c_roundtrips, c_commands, c_errors, c_reconnects, c_dropped,
-	        c_pending, c_cached;
+	        c_pending, c_cached, c_remote;
 };
 
 static const char *const DIM_NAMES[GW_RL_NDIM] = {"key_rpm",         "key_tpm",
@@ -874,121 +929,322 @@ static int redis_usable(const struct gw_rl *rl)
 	return conn_alive(rl) && rl->conn_ready;
 }
 
-static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void on_fire_reply(redisAsyncContext *ac, void *reply, void *priv);
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv);
 
-/* Argument storage for one command: at most 21 arguments. */
-struct argv_buf {
-	const char *argv[24];
-	size_t len[24];
-	int argc;
-	char keys[GW_RL_NDIM][KEYNAME_MAX];
-	char nums[16][24];
-	int nn;
+/* ---- batches ----------------------------------------------------------------------------------
+ * The I/O thread sends everything queued since its last send as one script run (LUA_SCRIPT):
+ * settlements and renewals first, then admissions, at most INFLIGHT_MAX runs outstanding. While
+ * a run is out, new work waits for its reply, so the batch size follows the load by itself: one
+ * admission alone is sent at once (no added latency), 50 concurrent ones share a few runs.
+ * Redis's cost per run (command parsing, script setup, the TIME/MGET/SET calls) is then paid
+ * once per batch instead of once per request.
+ */
+#define BATCH_ADMIT_MAX 128
+#define BATCH_FIRE_MAX 256
+#define BATCH_KEYS_MAX (BATCH_ADMIT_MAX * GW_RL_NDIM + BATCH_FIRE_MAX * 5)
+#define KHASH_SIZE 8192 /* power of two, > 2 * BATCH_KEYS_MAX */
+#define GROUPS_MAX (BATCH_ADMIT_MAX + BATCH_FIRE_MAX)
+#define GHASH_SIZE 1024 /* power of two, > 2 * GROUPS_MAX */
+#define INFLIGHT_MAX 1
+#define ADMIT_REPLY_LEN (3 + 2 * GW_RL_NDIM)
+
+struct batch {
+	int nadmit, nfire;
+	struct job *adm[BATCH_ADMIT_MAX];
+	struct job *fire[BATCH_FIRE_MAX];
 };
 
-static void arg(struct argv_buf *a, const char *s)
+static int sb_reserve(struct sbuf *b, size_t n)
 {
-	a->argv[a->argc] = s;
-	a->len[a->argc] = strlen(s);
-	a->argc++;
-}
-
-static void arg_i(struct argv_buf *a, int64_t v)
-{
-	char *p = a->nums[a->nn++];
-	snprintf(p, 24, "%" PRId64, v);
-	arg(a, p);
-}
-
-static void arg_head(struct gw_rl *rl, struct argv_buf *a, int use_eval, int nkeys)
-{
-	a->argc = 0;
-	a->nn = 0;
-	arg(a, use_eval ? "EVAL" : "EVALSHA");
-	if (use_eval) {
-		a->argv[a->argc] = LUA_SCRIPT;
-		a->len[a->argc] = sizeof LUA_SCRIPT - 1;
-		a->argc++;
-	} else {
-		arg(a, rl->sha);
-	}
-	arg_i(a, nkeys);
-}
-
-static void build_admit(struct gw_rl *rl, const struct admit_in *in, int use_eval,
-                        struct argv_buf *a)
-{
-	int64_t sec, usec;
-	wall_now(&sec, &usec);
-	int64_t me_ms = (in->month_end_s - sec) * 1000 - usec / 1000;
-	arg_head(rl, a, use_eval, GW_RL_NDIM);
-	for (int d = 0; d < GW_RL_NDIM; d++) {
-		key_name(rl, a->keys[d], d, in->tenant_id, in->key_id, in->month);
-		arg(a, a->keys[d]);
-	}
-	arg(a, "A");
-	for (int d = 0; d < GW_RL_NDIM; d++)
-		arg_i(a, in->lim[d] > 0 ? in->lim[d] : 0);
-	arg_i(a, in->cost);
-	arg(a, in->slot[0] ? in->slot : "-");
-	arg_i(a, rl->cfg.lease_ms);
-	arg_i(a, me_ms > 0 ? me_ms : 0);
-}
-
-static void build_settle(struct gw_rl *rl, const struct gw_rl_ticket *t, int64_t delta, int mask,
-                         int use_eval, struct argv_buf *a)
-{
-	static const int dims[5] = {GW_RL_KEY_TPM, GW_RL_TENANT_TPM, GW_RL_TENANT_MONTHLY,
-	                            GW_RL_KEY_CONC, GW_RL_TENANT_CONC};
-	arg_head(rl, a, use_eval, 5);
-	for (int i = 0; i < 5; i++) {
-		key_name(rl, a->keys[i], dims[i], t->tenant_id, t->key_id, t->month);
-		arg(a, a->keys[i]);
-	}
-	arg(a, "S");
-	arg_i(a, delta);
-	arg_i(a, t->key_tpm);
-	arg_i(a, t->tenant_tpm);
-	arg_i(a, t->monthly);
-	arg(a, t->slot[0] ? t->slot : "-");
-	arg_i(a, mask);
-}
-
-static void build_renew(struct gw_rl *rl, const struct gw_rl_ticket *t, int use_eval,
-                        struct argv_buf *a)
-{
-	arg_head(rl, a, use_eval, 2);
-	key_name(rl, a->keys[0], GW_RL_KEY_CONC, t->tenant_id, t->key_id, t->month);
-	key_name(rl, a->keys[1], GW_RL_TENANT_CONC, t->tenant_id, t->key_id, t->month);
-	arg(a, a->keys[0]);
-	arg(a, a->keys[1]);
-	arg(a, "R");
-	arg(a, t->slot);
-	arg_i(a, rl->cfg.lease_ms);
-}
-
-static int send_argv(struct gw_rl *rl, struct argv_buf *a, redisCallbackFn *fn, void *priv)
-{
-	if (!conn_alive(rl))
+	if (b->oom)
 		return -1;
-	if (redisAsyncCommandArgv(rl->ac, fn, priv, a->argc, a->argv, a->len) != REDIS_OK)
+	if (b->len + n <= b->cap)
+		return 0;
+	size_t c = b->cap ? b->cap * 2 : 8192;
+	while (c < b->len + n)
+		c *= 2;
+	char *p = realloc(b->p, c);
+	if (!p) {
+		b->oom = 1;
 		return -1;
-	atomic_fetch_add(&rl->c_commands, 1);
+	}
+	b->p = p;
+	b->cap = c;
 	return 0;
 }
 
-/* Send a fire-and-forget job (JOB_SETTLE / JOB_RENEW); takes j (freed by the reply callback). */
-static void send_fire(struct gw_rl *rl, struct job *j, int use_eval)
+static void sb_raw(struct sbuf *b, const char *s, size_t n)
 {
-	struct argv_buf a;
-	if (j->kind == JOB_SETTLE)
-		build_settle(rl, &j->t, j->delta, j->release_mask, use_eval, &a);
+	if (sb_reserve(b, n) == 0) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
+}
+
+/* Decimal digits of v into out (at least 21 bytes); returns the length. */
+static size_t fmt_i64(char *out, int64_t v)
+{
+	char tmp[24];
+	size_t n = 0, k = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[k++] = '-';
+	while (n)
+		out[k++] = tmp[--n];
+	return k;
+}
+
+/* One RESP bulk string. */
+static void sb_bulk(struct sbuf *b, const char *s, size_t n)
+{
+	char h[32];
+	size_t k = 0;
+	h[k++] = '$';
+	k += fmt_i64(h + k, (int64_t)n);
+	h[k++] = '\r';
+	h[k++] = '\n';
+	if (sb_reserve(b, k + n + 2) != 0)
+		return;
+	memcpy(b->p + b->len, h, k);
+	memcpy(b->p + b->len + k, s, n);
+	memcpy(b->p + b->len + k + n, "\r\n", 2);
+	b->len += k + n + 2;
+}
+
+static void sb_int(struct sbuf *b, int64_t v)
+{
+	char d[24];
+	sb_bulk(b, d, fmt_i64(d, v));
+}
+
+/* The batch's KEYS index (1-based) of name, added with its type when new; 0 when full. */
+static int key_add(struct gw_rl *rl, const char *name, char type)
+{
+	size_t len = strlen(name);
+	uint32_t h = (uint32_t)fnv1a(name) & (KHASH_SIZE - 1);
+	for (;;) {
+		struct khent *e = &rl->kh[h];
+		if (e->gen != rl->kgen) {
+			if (rl->nkeys >= BATCH_KEYS_MAX)
+				return 0;
+			int idx = ++rl->nkeys;
+			e->gen = rl->kgen;
+			e->idx = (uint32_t)idx;
+			sb_bulk(&rl->kb, name, len);
+			rl->koff[idx] = (uint32_t)(rl->kb.len - len - 2);
+			rl->klen[idx] = (uint32_t)len;
+			rl->ktype[idx - 1] = type;
+			return idx;
+		}
+		if (rl->klen[e->idx] == len && !rl->kb.oom &&
+		    memcmp(rl->kb.p + rl->koff[e->idx], name, len) == 0)
+			return (int)e->idx;
+		h = (h + 1) & (KHASH_SIZE - 1);
+	}
+}
+
+/* What makes two items share a group: the same key of the same tenant, month and limits. */
+struct gkey {
+	int64_t tenant_id;
+	int64_t lim[GW_RL_NDIM];
+	int32_t month;
+	int32_t kind; /* 0 admission, 1 settlement/renewal (no month end) */
+	char key_id[KS_KEY_ID_LEN + 1];
+};
+
+/* The group number (1-based) of gk, described in rl->gb when new; 0 when full. */
+static int group_of(struct gw_rl *rl, const struct gkey *gk, int64_t me_ms)
+{
+	const unsigned char *p = (const unsigned char *)gk;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < sizeof *gk; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	uint32_t slot = (uint32_t)(h ^ (h >> 29)) & (GHASH_SIZE - 1);
+	for (;;) {
+		struct khent *e = &rl->gh[slot];
+		if (e->gen != rl->kgen) {
+			if (rl->ngroups >= GROUPS_MAX)
+				return 0;
+			int g = ++rl->ngroups;
+			e->gen = rl->kgen;
+			e->idx = (uint32_t)g;
+			memcpy(&rl->groups[g], gk, sizeof *gk); /* padding too */
+			static const char type[GW_RL_NDIM] = {'g', 'g', 'c', 'g', 'g', 'c', 'm'};
+			for (int d = 0; d < GW_RL_NDIM; d++) {
+				int idx = 0;
+				if (gk->lim[d] > 0) {
+					char name[KEYNAME_MAX];
+					key_name(rl, name, d, gk->tenant_id, gk->key_id, gk->month);
+					idx = key_add(rl, name, type[d]);
+				}
+				sb_int(&rl->gb, idx);
+			}
+			for (int d = 0; d < GW_RL_NDIM; d++)
+				sb_int(&rl->gb, gk->lim[d]);
+			sb_int(&rl->gb, me_ms > 0 ? me_ms : 0);
+			return g;
+		}
+		if (memcmp(&rl->groups[e->idx], gk, sizeof *gk) == 0)
+			return (int)e->idx;
+		slot = (slot + 1) & (GHASH_SIZE - 1);
+	}
+}
+
+static void gkey_init(struct gkey *gk, int64_t tenant_id, const char *key_id, int32_t month,
+                      int kind)
+{
+	memset(gk, 0, sizeof *gk); /* padding too: the key is hashed and compared as bytes */
+	gk->tenant_id = tenant_id;
+	gk->month = month;
+	gk->kind = kind;
+	memcpy(gk->key_id, key_id, KS_KEY_ID_LEN);
+}
+
+static void sb_slot(struct sbuf *a, const char *slot)
+{
+	if (slot[0])
+		sb_bulk(a, slot, strlen(slot));
 	else
-		build_renew(rl, &j->t, use_eval, &a);
-	if (send_argv(rl, &a, on_fire_reply, j) != 0) {
-		atomic_fetch_add(&rl->c_dropped, 1);
+		sb_bulk(a, "-", 1);
+}
+
+static void item_settle(struct gw_rl *rl, const struct job *j)
+{
+	const struct gw_rl_ticket *t = &j->t;
+	struct sbuf *a = &rl->ab;
+	struct gkey gk;
+	int64_t d = j->kind == JOB_SETTLE ? j->delta : 0;
+	int mask = j->kind == JOB_SETTLE ? j->release_mask
+	                                 : ((t->flags & GW_RL_T_KEY_SLOT) ? 1 : 0) |
+	                                           ((t->flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
+	gkey_init(&gk, t->tenant_id, t->key_id, t->month, 1);
+	if (d) {
+		gk.lim[GW_RL_KEY_TPM] = t->key_tpm > 0 ? t->key_tpm : 0;
+		gk.lim[GW_RL_TENANT_TPM] = t->tenant_tpm > 0 ? t->tenant_tpm : 0;
+		gk.lim[GW_RL_TENANT_MONTHLY] = t->monthly > 0 ? t->monthly : 0;
+	}
+	gk.lim[GW_RL_KEY_CONC] = mask & 1;
+	gk.lim[GW_RL_TENANT_CONC] = (mask & 2) ? 1 : 0;
+	int g = group_of(rl, &gk, 0);
+	if (j->kind == JOB_RENEW) {
+		sb_bulk(a, "R", 1);
+		sb_int(a, g);
+		sb_slot(a, t->slot);
+		rl->nargs += 3;
+	} else {
+		sb_bulk(a, "S", 1);
+		sb_int(a, g);
+		sb_int(a, d);
+		sb_int(a, mask);
+		sb_slot(a, t->slot);
+		rl->nargs += 5;
+	}
+}
+
+static void item_admit(struct gw_rl *rl, const struct admit_in *in, int64_t sec, int64_t usec)
+{
+	struct sbuf *a = &rl->ab;
+	struct gkey gk;
+	gkey_init(&gk, in->tenant_id, in->key_id, in->month, 0);
+	memcpy(gk.lim, in->lim, sizeof gk.lim);
+	int g = group_of(rl, &gk, (in->month_end_s - sec) * 1000 - usec / 1000);
+	sb_bulk(a, "A", 1);
+	sb_int(a, g);
+	sb_int(a, in->cost);
+	sb_slot(a, in->slot);
+	rl->nargs += 4;
+}
+
+/* The whole command for batch b in rl->cmd; -1 when out of memory or a table is full (a batch
+ * is sized so that they never are). */
+static int build_batch(struct gw_rl *rl, const struct batch *b, int use_eval)
+{
+	if (++rl->kgen == 0) { /* wrapped: forget every stamp */
+		memset(rl->kh, 0, sizeof *rl->kh * KHASH_SIZE);
+		memset(rl->gh, 0, sizeof *rl->gh * GHASH_SIZE);
+		rl->kgen = 1;
+	}
+	rl->nkeys = rl->ngroups = rl->nargs = 0;
+	rl->kb.len = rl->gb.len = rl->ab.len = rl->cmd.len = 0;
+	rl->kb.oom = rl->gb.oom = rl->ab.oom = rl->cmd.oom = 0;
+	for (int i = 0; i < b->nfire; i++)
+		item_settle(rl, b->fire[i]);
+	int64_t sec, usec;
+	wall_now(&sec, &usec);
+	for (int i = 0; i < b->nadmit; i++)
+		item_admit(rl, &b->adm[i]->in, sec, usec);
+	char h[32];
+	size_t k = 0;
+	h[k++] = '*';
+	k += fmt_i64(h + k, 3 + rl->nkeys + 4 + 15 * rl->ngroups + rl->nargs);
+	h[k++] = '\r';
+	h[k++] = '\n';
+	sb_raw(&rl->cmd, h, k);
+	if (use_eval) {
+		sb_bulk(&rl->cmd, "EVAL", 4);
+		sb_bulk(&rl->cmd, LUA_SCRIPT, sizeof LUA_SCRIPT - 1);
+	} else {
+		sb_bulk(&rl->cmd, "EVALSHA", 7);
+		sb_bulk(&rl->cmd, rl->sha, 40);
+	}
+	sb_int(&rl->cmd, rl->nkeys);
+	sb_raw(&rl->cmd, rl->kb.p, rl->kb.len);
+	sb_bulk(&rl->cmd, "B", 1);
+	sb_int(&rl->cmd, rl->cfg.lease_ms);
+	sb_bulk(&rl->cmd, rl->ktype, (size_t)rl->nkeys);
+	sb_int(&rl->cmd, rl->ngroups);
+	sb_raw(&rl->cmd, rl->gb.p, rl->gb.len);
+	sb_raw(&rl->cmd, rl->ab.p, rl->ab.len);
+	return rl->kb.oom || rl->gb.oom || rl->ab.oom || rl->cmd.oom ? -1 : 0;
+}
+
+/* Answer every admission of b locally and drop its settlements (b could not be sent, or its
+ * run failed). Frees b. */
+static void batch_fail(struct gw_rl *rl, struct batch *b)
+{
+	for (int i = 0; i < b->nadmit; i++) {
+		struct job *j = b->adm[i];
+		if (!j->answered) {
+			struct gw_rl_decision d;
+			fifo_remove(rl, j);
+			atomic_fetch_sub(&rl->c_pending, 1);
+			decide_local(rl, &j->in, 1, &d);
+			j->cb(j->ctx, &d);
+		}
 		free(j);
+	}
+	for (int i = 0; i < b->nfire; i++)
+		free(b->fire[i]);
+	if (b->nfire)
+		atomic_fetch_add(&rl->c_dropped, (uint64_t)b->nfire);
+	free(b);
+}
+
+static void send_batch(struct gw_rl *rl, struct batch *b, int use_eval)
+{
+	if (!conn_alive(rl) || build_batch(rl, b, use_eval) != 0 ||
+	    redisAsyncFormattedCommand(rl->ac, on_batch_reply, b, rl->cmd.p, rl->cmd.len) !=
+	            REDIS_OK) {
+		batch_fail(rl, b);
+		return;
+	}
+	rl->inflight++;
+	atomic_fetch_add(&rl->c_commands, 1);
+	if (b->nadmit) {
+		if (!use_eval)
+			atomic_fetch_add(&rl->c_roundtrips, 1);
+		atomic_fetch_add(&rl->c_remote, (uint64_t)b->nadmit);
+	}
+	uint64_t now = mono_us();
+	for (int i = 0; i < b->nadmit; i++) {
+		struct job *j = b->adm[i];
+		j->sent_us = now;
+		if (!j->answered && !j->in_fifo)
+			fifo_push(rl, j);
 	}
 }
 
@@ -997,116 +1253,148 @@ static int is_noscript(const redisReply *r)
 	return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-static void on_fire_reply(redisAsyncContext *ac, void *reply, void *priv)
+/* Parse one admission's 17 integers; -1 when they do not have the expected shape. */
+static int parse_admit(redisReply *const *e, struct raw *out)
 {
-	struct gw_rl *rl = ac->ev.data;
-	struct job *j = priv;
-	redisReply *r = reply;
-	if (is_noscript(r) && conn_alive(rl)) {
-		send_fire(rl, j, 1); /* the script cache was flushed: send the text this once */
-		return;
-	}
-	if (!r) {
-		atomic_fetch_add(&rl->c_dropped, 1);
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		atomic_fetch_add(&rl->c_errors, 1);
-		rl_log(rl, 2, "redis refused a settlement: %s", r->str ? r->str : "?");
-	}
-	free(j);
-}
-
-/* Parse the 'A' reply; -1 when it does not have the expected shape. */
-static int parse_admit(const redisReply *r, struct raw *out)
-{
-	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 + 2 * GW_RL_NDIM)
-		return -1;
-	for (size_t i = 0; i < r->elements; i++)
-		if (r->element[i]->type != REDIS_REPLY_INTEGER)
+	for (int i = 0; i < ADMIT_REPLY_LEN; i++)
+		if (e[i]->type != REDIS_REPLY_INTEGER)
 			return -1;
-	out->outcome = (int)r->element[0]->integer;
-	out->refused = (int)r->element[1]->integer;
-	out->wait_us = r->element[2]->integer;
+	out->outcome = (int)e[0]->integer;
+	out->refused = (int)e[1]->integer;
+	out->wait_us = e[2]->integer;
 	if (out->outcome < GW_RL_ALLOWED || out->outcome > GW_RL_TOO_LARGE || out->refused < 0 ||
 	    out->refused > GW_RL_NDIM)
 		return -1;
 	for (int d = 0; d < GW_RL_NDIM; d++) {
-		out->rem[d] = r->element[3 + 2 * d]->integer;
-		out->reset_us[d] = r->element[4 + 2 * d]->integer;
+		out->rem[d] = e[3 + 2 * d]->integer;
+		out->reset_us[d] = e[4 + 2 * d]->integer;
 	}
 	return 0;
 }
 
-static void send_admit(struct gw_rl *rl, struct job *j, int use_eval);
-
-static void on_admit_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void pf_push(struct gw_rl *rl, struct job *j)
 {
-	struct gw_rl *rl = ac->ev.data;
-	struct job *j = priv;
-	redisReply *r = reply;
-	struct raw raw;
-	struct gw_rl_decision d;
-
-	if (is_noscript(r) && conn_alive(rl) && !j->answered) {
-		fifo_remove(rl, j);
-		send_admit(rl, j, 1);
-		return;
-	}
-	int ok = r && parse_admit(r, &raw) == 0;
-	if (r && !ok) {
-		atomic_fetch_add(&rl->c_errors, 1);
-		rl_log(rl, 2, "redis admission failed: %s",
-		       r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
-	}
-	if (j->answered) {
-		/* Timed out and decided locally already. If Redis admitted it after all, give back
-		 * what it took: the slots and the token reservation (the request count stays). */
-		if (ok && raw.outcome == GW_RL_ALLOWED && conn_alive(rl)) {
-			fill_decision(rl, &j->in, &raw, 0, &d);
-			int mask = ((d.ticket.flags & GW_RL_T_KEY_SLOT) ? 1 : 0) |
-			           ((d.ticket.flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
-			if (mask || j->in.cost) {
-				j->kind = JOB_SETTLE;
-				j->t = d.ticket;
-				j->delta = -j->in.cost;
-				j->release_mask = mask;
-				send_fire(rl, j, 0);
-				return;
-			}
-		}
-		free(j);
-		return;
-	}
-	fifo_remove(rl, j);
-	atomic_fetch_sub(&rl->c_pending, 1);
-	if (ok) {
-		fill_decision(rl, &j->in, &raw, 0, &d);
-		count_decision(rl, &d);
-		block_learn(rl, &j->in, &d, j->sent_us, raw.wait_us);
-	} else {
-		if (!r)
-			rl->need_reset = 1; /* the connection went away under us */
-		decide_local(rl, &j->in, 1, &d);
-	}
-	j->cb(j->ctx, &d);
-	free(j);
+	j->next = NULL;
+	if (rl->pf_tail)
+		rl->pf_tail->next = j;
+	else
+		rl->pf_head = j;
+	rl->pf_tail = j;
 }
 
-static void send_admit(struct gw_rl *rl, struct job *j, int use_eval)
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct argv_buf a;
-	build_admit(rl, &j->in, use_eval, &a);
-	if (send_argv(rl, &a, on_admit_reply, j) == 0) {
-		j->sent_us = mono_us();
-		if (!use_eval)
-			atomic_fetch_add(&rl->c_roundtrips, 1);
-		fifo_push(rl, j);
+	struct gw_rl *rl = ac->ev.data;
+	struct batch *b = priv;
+	redisReply *r = reply;
+
+	if (rl->inflight > 0)
+		rl->inflight--;
+	if (is_noscript(r) && conn_alive(rl)) {
+		send_batch(rl, b, 1); /* the script cache was flushed: send the text this once */
 		return;
 	}
-	struct gw_rl_decision d;
-	atomic_fetch_sub(&rl->c_pending, 1);
-	decide_local(rl, &j->in, 1, &d);
-	j->cb(j->ctx, &d);
-	free(j);
+	int shape = r && r->type == REDIS_REPLY_ARRAY &&
+	            r->elements == (size_t)b->nadmit * ADMIT_REPLY_LEN;
+	if (!r) {
+		rl->need_reset = 1; /* the connection went away under us */
+		if (b->nfire)
+			atomic_fetch_add(&rl->c_dropped, (uint64_t)b->nfire);
+	} else if (!shape) {
+		atomic_fetch_add(&rl->c_errors, 1);
+		rl_log(rl, 2, "redis rate-limit script failed: %s",
+		       r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
+	}
+	for (int i = 0; i < b->nfire; i++)
+		free(b->fire[i]);
+	for (int i = 0; i < b->nadmit; i++) {
+		struct job *j = b->adm[i];
+		struct raw raw;
+		struct gw_rl_decision d;
+		int ok = shape && parse_admit(r->element + (size_t)i * ADMIT_REPLY_LEN, &raw) == 0;
+		if (j->answered) {
+			/* Timed out and decided locally already. If Redis admitted it after all, give
+			 * back what it took: the slots and the token reservation (the request count
+			 * stays), in the next batch. */
+			if (ok && raw.outcome == GW_RL_ALLOWED && conn_alive(rl)) {
+				fill_decision(rl, &j->in, &raw, 0, &d);
+				int mask = ((d.ticket.flags & GW_RL_T_KEY_SLOT) ? 1 : 0) |
+				           ((d.ticket.flags & GW_RL_T_TEN_SLOT) ? 2 : 0);
+				if (mask || j->in.cost) {
+					j->kind = JOB_SETTLE;
+					j->t = d.ticket;
+					j->delta = -j->in.cost;
+					j->release_mask = mask;
+					pf_push(rl, j);
+					continue;
+				}
+			}
+			free(j);
+			continue;
+		}
+		fifo_remove(rl, j);
+		atomic_fetch_sub(&rl->c_pending, 1);
+		if (ok) {
+			fill_decision(rl, &j->in, &raw, 0, &d);
+			count_decision(rl, &d);
+			block_learn(rl, &j->in, &d, j->sent_us, raw.wait_us);
+		} else {
+			if (shape) { /* one malformed item in a well-formed reply */
+				atomic_fetch_add(&rl->c_errors, 1);
+				rl_log(rl, 2, "redis rate-limit script: malformed answer");
+			}
+			decide_local(rl, &j->in, 1, &d);
+		}
+		j->cb(j->ctx, &d);
+		free(j);
+	}
+	free(b);
+}
+
+/* Send what is waiting, as batches, while fewer than INFLIGHT_MAX are out. */
+static void flush(struct gw_rl *rl)
+{
+	if (!redis_usable(rl)) {
+		while (rl->pa_head) {
+			struct job *j = rl->pa_head;
+			struct gw_rl_decision d;
+			rl->pa_head = j->next;
+			atomic_fetch_sub(&rl->c_pending, 1);
+			decide_local(rl, &j->in, 1, &d);
+			j->cb(j->ctx, &d);
+			free(j);
+		}
+		rl->pa_tail = NULL;
+	}
+	if (!conn_alive(rl)) {
+		while (rl->pf_head) {
+			struct job *j = rl->pf_head;
+			rl->pf_head = j->next;
+			atomic_fetch_add(&rl->c_dropped, 1);
+			free(j);
+		}
+		rl->pf_tail = NULL;
+		return;
+	}
+	while (rl->inflight < INFLIGHT_MAX && (rl->pa_head || rl->pf_head) && conn_alive(rl)) {
+		struct batch *b = malloc(sizeof *b);
+		if (!b)
+			return; /* retried on the next loop; admissions time out meanwhile */
+		b->nadmit = b->nfire = 0;
+		while (rl->pf_head && b->nfire < BATCH_FIRE_MAX) {
+			b->fire[b->nfire++] = rl->pf_head;
+			rl->pf_head = rl->pf_head->next;
+		}
+		if (!rl->pf_head)
+			rl->pf_tail = NULL;
+		while (rl->pa_head && b->nadmit < BATCH_ADMIT_MAX) {
+			b->adm[b->nadmit++] = rl->pa_head;
+			rl->pa_head = rl->pa_head->next;
+		}
+		if (!rl->pa_head)
+			rl->pa_tail = NULL;
+		send_batch(rl, b, 0);
+	}
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -1170,6 +1458,7 @@ static void start_connect(struct gw_rl *rl)
 		return;
 	}
 	rl->ac = ac;
+	rl->inflight = 0;
 	rl->need_reset = 0;
 	rl->conn_ready = 0;
 	rl->probing = 0;
@@ -1222,9 +1511,14 @@ static void reset_conn(struct gw_rl *rl)
 
 static void dispatch(struct gw_rl *rl, struct job *j)
 {
+	j->next = NULL;
 	if (j->kind == JOB_ADMIT) {
 		if (redis_usable(rl)) {
-			send_admit(rl, j, 0);
+			if (rl->pa_tail)
+				rl->pa_tail->next = j;
+			else
+				rl->pa_head = j;
+			rl->pa_tail = j;
 		} else {
 			struct gw_rl_decision d;
 			atomic_fetch_sub(&rl->c_pending, 1);
@@ -1233,7 +1527,7 @@ static void dispatch(struct gw_rl *rl, struct job *j)
 			free(j);
 		}
 	} else if (conn_alive(rl)) {
-		send_fire(rl, j, 0);
+		pf_push(rl, j);
 	} else {
 		atomic_fetch_add(&rl->c_dropped, 1);
 		free(j);
@@ -1243,6 +1537,20 @@ static void dispatch(struct gw_rl *rl, struct job *j)
 static void expire_admissions(struct gw_rl *rl, uint64_t now)
 {
 	int expired = 0;
+	/* waiting for a batch behind a run that has not come back: never sent, nothing to undo */
+	while (rl->pa_head && rl->pa_head->deadline_us <= now) {
+		struct job *j = rl->pa_head;
+		struct gw_rl_decision d;
+		rl->pa_head = j->next;
+		if (!rl->pa_head)
+			rl->pa_tail = NULL;
+		atomic_fetch_sub(&rl->c_pending, 1);
+		atomic_fetch_add(&rl->c_timeouts, 1);
+		decide_local(rl, &j->in, 1, &d);
+		j->cb(j->ctx, &d);
+		free(j);
+		expired++;
+	}
 	while (rl->fhead && rl->fhead->deadline_us <= now) {
 		struct job *j = rl->fhead;
 		struct gw_rl_decision d;
@@ -1294,13 +1602,17 @@ static void *io_main(void *arg)
 			n = j->next;
 			dispatch(rl, j);
 		}
+		flush(rl);
 		if (rl->ac && rl->want_write && (rl->ac->c.flags & REDIS_CONNECTED))
 			redisAsyncHandleWrite(rl->ac); /* flush the pipeline now, no poll round */
 
 		int timeout = 100;
 		now = mono_us();
-		if (rl->fhead) {
-			int64_t t = ((int64_t)rl->fhead->deadline_us - (int64_t)now + 999) / 1000;
+		for (int q = 0; q < 2; q++) {
+			struct job *h = q ? rl->pa_head : rl->fhead;
+			if (!h)
+				continue;
+			int64_t t = ((int64_t)h->deadline_us - (int64_t)now + 999) / 1000;
 			if (t < timeout)
 				timeout = t < 0 ? 0 : (int)t;
 		}
@@ -1356,8 +1668,10 @@ static void *io_main(void *arg)
 		dispatch(rl, j);
 	}
 	rl->conn_ready = 0;
+	flush(rl); /* waiting admissions: decided locally */
 	if (rl->ac)
-		redisAsyncFree(rl->ac);
+		redisAsyncFree(rl->ac); /* batches out: answered locally by their callbacks */
+	flush(rl);                  /* compensations queued by late replies: dropped */
 	return NULL;
 }
 
@@ -1428,6 +1742,16 @@ int gw_rl_new(const struct gw_rl_config *cfg, struct gw_rl **out, char *errbuf, 
 		SHA1((const unsigned char *)LUA_SCRIPT, sizeof LUA_SCRIPT - 1, md);
 		for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 			snprintf(rl->sha + 2 * i, 3, "%02x", md[i]);
+		rl->kh = calloc(KHASH_SIZE, sizeof *rl->kh);
+		rl->koff = calloc(BATCH_KEYS_MAX + 1, sizeof *rl->koff);
+		rl->klen = calloc(BATCH_KEYS_MAX + 1, sizeof *rl->klen);
+		rl->ktype = calloc(BATCH_KEYS_MAX + 1, 1);
+		rl->gh = calloc(GHASH_SIZE, sizeof *rl->gh);
+		rl->groups = calloc(GROUPS_MAX + 1, sizeof *rl->groups);
+		if (!rl->kh || !rl->koff || !rl->klen || !rl->ktype || !rl->gh || !rl->groups) {
+			rc = GW_RL_ENOMEM;
+			goto fail;
+		}
 		rl->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (rl->efd < 0) {
 			if (errbuf)
@@ -1467,6 +1791,16 @@ void gw_rl_free(struct gw_rl *rl)
 	pthread_mutex_destroy(&rl->qmu);
 	pthread_mutex_destroy(&rl->bmu);
 	free(rl->blocks);
+	free(rl->kh);
+	free(rl->koff);
+	free(rl->klen);
+	free(rl->ktype);
+	free(rl->gh);
+	free(rl->groups);
+	free(rl->kb.p);
+	free(rl->gb.p);
+	free(rl->ab.p);
+	free(rl->cmd.p);
 	memset(rl->url.password, 0, sizeof rl->url.password);
 	free(rl);
 }
@@ -1708,5 +2042,6 @@ void gw_rl_stats(const struct gw_rl *rl, struct gw_rl_stats *out)
 	out->fire_dropped = atomic_load(&m->c_dropped);
 	out->pending = atomic_load(&m->c_pending);
 	out->cached_refusals = atomic_load(&m->c_cached);
+	out->redis_admissions = atomic_load(&m->c_remote);
 	out->degraded = gw_rl_degraded(rl);
 }

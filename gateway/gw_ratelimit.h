@@ -243,8 +243,9 @@ struct gw_rl_stats {
 	uint64_t unavailable;         /* GW_RL_UNAVAILABLE refusals (fail_closed) */
 	uint64_t local_decisions;     /* decisions made by the in-process limiter (any outcome) */
 	uint64_t timeouts;            /* admissions Redis did not answer within timeout_ms */
-	uint64_t redis_roundtrips;    /* admission scripts sent to Redis (one per admission) */
-	uint64_t redis_commands;  /* every command sent (admissions, settlements, releases...) */
+	uint64_t redis_roundtrips;    /* admission scripts sent to Redis (one per batch of
+	                                 admissions, see redis_admissions) */
+	uint64_t redis_commands;  /* every script sent (with admissions, or only settlements...) */
 	uint64_t redis_errors;    /* error replies, connection failures, lost connections */
 	uint64_t reconnects;      /* successful (re)connections */
 	uint64_t fire_dropped;    /* settle/release/renew lost because Redis was unavailable */
@@ -252,6 +253,8 @@ struct gw_rl_stats {
 	int degraded;             /* as gw_rl_degraded() */
 	uint64_t cached_refusals; /* rpm refusals answered from the over-limit cache (also in
 	                             limited[]), without a Redis round trip */
+	uint64_t redis_admissions; /* admissions sent to Redis (redis_roundtrips counts the batched
+	                              scripts that carried them) */
 };
 
 /* Snapshot of the counters (each read atomically; the set is not one instant). */

@@ -31,6 +31,7 @@
 #define MAXLAT 4000000
 
 static struct ks_key_info keys[NKEYS];
+static unsigned nkeys_used = NKEYS; /* admissions cycle over this many keys */
 static double secs = 1.0;
 
 static uint64_t now_ns(void)
@@ -120,7 +121,7 @@ static void slot_cb(void *ctx, const struct gw_rl_decision *dec)
 
 static void issue(struct slot *s)
 {
-	struct gw_rl_request req = {&keys[s->i++ % NKEYS], 20};
+	struct gw_rl_request req = {&keys[(unsigned)s->i++ % nkeys_used], 20};
 	s->t0 = now_ns();
 	s->depth++; /* an inline (local) decision recurses: bounded */
 	gw_rl_admit(s->d->rl, &req, slot_cb, s);
@@ -161,7 +162,7 @@ static void *thread_main(void *arg)
 	struct tw *w = arg;
 	int i = w->seed;
 	while (now_ns() < w->stop_at) {
-		struct gw_rl_request req = {&keys[i++ % NKEYS], 20};
+		struct gw_rl_request req = {&keys[(unsigned)i++ % nkeys_used], 20};
 		struct gw_rl_decision d;
 		uint64_t t0 = now_ns();
 		gw_rl_admit_wait(w->rl, &req, &d);
@@ -273,14 +274,14 @@ static void line(const char *what, double rate, long done, struct gw_rl *rl,
 	double p50, p99;
 	struct gw_rl_stats s1;
 	percentiles(&p50, &p99);
-	printf("%-34s %10.0f adm/s  p50 %8.1f us  p99 %8.1f us", what, rate, p50, p99);
+	printf("%-36s %10.0f adm/s  p50 %8.1f us  p99 %8.1f us", what, rate, p50, p99);
 	if (rl && gw_rl_has_redis(rl)) {
 		usleep(100000); /* let the fire-and-forget settlements land before counting */
 		gw_rl_stats(rl, &s1);
 		double cpu1;
 		long long ev1 = evalsha_calls(&cpu1);
 		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f (admit+finish)  redis "
-		       "cpu/adm %.1f us"
+		       "cpu/adm %.1f us (admit+finish)"
 		       "  local %llu",
 		       (double)(s1.redis_roundtrips - s0->redis_roundtrips) / (double)done,
 		       (double)(s1.redis_commands - s0->redis_commands) / (double)done,
@@ -330,16 +331,22 @@ int main(int argc, char **argv)
 	if (gw_rl_new(&cfg, &rl, err, sizeof err) != GW_RL_OK || gw_rl_wait_ready(rl, 3000)) {
 		printf("limiter not ready: %s\n", err);
 	} else {
-		int inflight[] = {1, 8, 64};
+		/* 64 keys of 8 tenants (every admission of a batch on other keys), then one key
+		 * (what a gateway benchmark with one API key does) */
+		int inflight[] = {1, 8, 64, 8, 64};
+		unsigned nk[] = {NKEYS, NKEYS, NKEYS, 1, 1};
 		for (size_t i = 0; i < sizeof inflight / sizeof inflight[0]; i++) {
 			char what[64];
+			nkeys_used = nk[i];
 			gw_rl_stats(rl, &s0);
 			double cpu0;
 			long long ev0 = evalsha_calls(&cpu0);
 			r = run_async(rl, inflight[i], &done);
-			snprintf(what, sizeof what, "redis, %d in flight (async)", inflight[i]);
+			snprintf(what, sizeof what, "redis, %d in flight, %u key%s", inflight[i],
+			         nk[i], nk[i] > 1 ? "s" : "");
 			line(what, r, done, rl, &s0, ev0, cpu0);
 		}
+		nkeys_used = NKEYS;
 		gw_rl_stats(rl, &s0);
 		double cpu0;
 		long long ev0 = evalsha_calls(&cpu0);

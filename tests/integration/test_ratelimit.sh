@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rate limiter across processes: two gateway-like processes sharing one real redis-server enforce
 # one limit, not two; a process killed with -9 while holding concurrency slots leaks nothing
-# (the slots come back when the lease runs out); one EVALSHA per admission as Redis counts it.
+# (the slots come back when the lease runs out); at most one EVALSHA per admission as Redis
+# counts it (concurrent admissions share one).
 # redis-server runs on a free loopback port picked now and is stopped by PID at exit.
 source "$(dirname "$0")/../support/lib.sh"
 
@@ -52,14 +53,17 @@ fi
 a=$("$TOOL" admit - it1: 7 AAAAAAAAAAAA rpm=100 threads=4 count=60)
 t_ok "without redis a process enforces its own limit" test "$(field allowed "$a")" = 100
 
-# 2. One EVALSHA per admission, by Redis's own count.
+# 2. At most one EVALSHA per admission, by Redis's own count: every admission goes to Redis,
+# and concurrent ones (4 threads) share one script run.
 before=$(redis-cli -p "$port" info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
 a=$("$TOOL" admit "$URL" it2: 8 BBBBBBBBBBBB rpm=1000 tpm=100000 conc=50 tconc=50 tokens=10 threads=4 count=50)
 after=$(redis-cli -p "$port" info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
-if [[ $((after - ${before:-0})) == 200 && $(field roundtrips "$a") == 200 ]]; then
-  t_pass "one evalsha per admission (200 admissions, all dimensions)"
+calls=$((after - ${before:-0}))
+if [[ $(field sent "$a") == 200 && $calls == $(field roundtrips "$a") ]] &&
+  ((calls >= 1 && calls <= 200)); then
+  t_pass "at most one evalsha per admission ($calls scripts for 200 admissions, all dimensions)"
 else
-  t_fail "one evalsha per admission" "evalsha calls $before -> $after" "tool: $a"
+  t_fail "at most one evalsha per admission" "evalsha calls $before -> $after" "tool: $a"
 fi
 
 # 3. kill -9 a process holding both concurrency slots: refused meanwhile, free after the lease.

@@ -7,7 +7,8 @@
  *   rl_tool admit URL|- PREFIX TENANT KEYID [rpm=N] [tpm=N] [conc=N] [tconc=N] [lease=MS]
  *                 [tokens=N] [count=N] [threads=N] [hold=1] [wait=MS]
  *       make count admissions per thread (default 1 x 1) for a key with those limits; print
- *       "allowed=A limited=L local=X roundtrips=R"; with hold=1, print then keep the slots
+ *       "allowed=A limited=L local=X roundtrips=R sent=S" (R: scripts sent, S: admissions
+ *       they carried; concurrent admissions share scripts); with hold=1, print then keep the slots
  *       (never release) and sleep until killed. URL "-" means no Redis. wait: how long to wait
  *       for Redis to be ready first (default 3000).
  * Exit 0, or 2 on a usage error, 1 when Redis is not ready in time.
@@ -139,8 +140,9 @@ int main(int argc, char **argv)
 	}
 	struct gw_rl_stats st;
 	gw_rl_stats(rl, &st);
-	printf("allowed=%ld limited=%ld local=%ld roundtrips=%llu\n", allowed, limited, local,
-	       (unsigned long long)st.redis_roundtrips);
+	printf("allowed=%ld limited=%ld local=%ld roundtrips=%llu sent=%llu\n", allowed, limited,
+	       local, (unsigned long long)st.redis_roundtrips,
+	       (unsigned long long)st.redis_admissions);
 	fflush(stdout);
 	if (hold)
 		for (;;)

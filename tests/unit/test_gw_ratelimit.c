@@ -2,8 +2,9 @@
  * gateway rate limiter: the in-process limiter on its own, then the Redis path against a real
  * redis-server started here on a free loopback port (stopped by PID at the end): exact limits
  * under concurrency, two limiters sharing one Redis, token reservation and settlement, monthly
- * quota, concurrency slots and leases, one round trip per admission, NOSCRIPT, Redis killed and
- * restarted, Redis stalled, fail-closed.
+ * quota, concurrency slots and leases, batched scripts (one run answering many requests, each
+ * exactly; a run cut by Redis dying failing each request over to the local limiter), NOSCRIPT,
+ * Redis killed and restarted, Redis stalled, fail-closed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -437,11 +438,14 @@ static void test_gw_ratelimit__redis_exact_limit_under_concurrency(void **state)
 		assert_true(got >= 100 && got <= 100 + el / 600 + 1);
 	struct gw_rl_stats s1;
 	gw_rl_stats(rl, &s1);
-	/* one round trip per admission, by our count and by Redis's, except for refusals the
-	 * over-limit cache answered without one */
+	/* every admission went to Redis, except refusals the over-limit cache answered; 8
+	 * threads in flight share batched scripts: at most one script per admission, by our
+	 * count and by Redis's */
 	uint64_t rt = s1.redis_roundtrips - s0.redis_roundtrips;
-	assert_int_equal(rt + (s1.cached_refusals - s0.cached_refusals), 400);
-	assert_true(rt >= 100 + 1);
+	uint64_t sent = s1.redis_admissions - s0.redis_admissions;
+	assert_int_equal(sent + (s1.cached_refusals - s0.cached_refusals), 400);
+	assert_true(sent >= 100 + 1);
+	assert_true(rt >= 1 && rt <= sent);
 	assert_int_equal(command_calls("evalsha") - evalsha0, (long long)rt);
 	assert_int_equal(s1.allowed - s0.allowed, (uint64_t)got);
 	assert_int_equal(s1.limited[GW_RL_KEY_RPM] - s0.limited[GW_RL_KEY_RPM], 400 - got);
@@ -928,6 +932,162 @@ static void test_gw_ratelimit__async_admissions_are_pipelined(void **state)
 	gw_rl_free(rl);
 }
 
+/* Decisions collected from the I/O thread, in callback order. */
+struct collected {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+	struct gw_rl_decision d[64];
+	int tag[64];
+};
+
+struct collect_ctx {
+	struct collected *c;
+	int tag;
+};
+
+static void collect_cb(void *ctx, const struct gw_rl_decision *d)
+{
+	struct collect_ctx *x = ctx;
+	struct collected *c = x->c;
+	pthread_mutex_lock(&c->mu);
+	c->d[c->n] = *d;
+	c->tag[c->n] = x->tag;
+	c->n++;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void collect_wait(struct collected *c, int n)
+{
+	pthread_mutex_lock(&c->mu);
+	while (c->n < n)
+		pthread_cond_wait(&c->cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* One script run decides many requests: each gets its own exact answer, as if alone. */
+static void test_gw_ratelimit__a_batch_mixing_admitted_and_refused_answers_each(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t15:", 3000, 0);
+	struct ks_key_info a = key_info(26, "AAAAAAAAAAAB"), b = key_info(26, "BBBBBBBBBBBA");
+	a.limits.rpm = 5;
+	a.limits.tpm = 1000;
+	a.limits.concurrency = 4;
+	b.limits.rpm = 100;
+	b.tenant_limits.monthly_tokens = 10000;
+	static struct collected c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}},
+	                             {0}};
+	struct collect_ctx ctx[16];
+	struct gw_rl_stats s0, s1;
+	/* the first admission goes alone; Redis is paused before its reply, so the next 12 queue
+	 * up behind it and go together as one batch when it answers */
+	struct gw_rl_request first = {&b, 1};
+	ctx[0] = (struct collect_ctx){&c, 0};
+	kill(redis_pid, SIGSTOP);
+	gw_rl_stats(rl, &s0);
+	assert_int_equal(gw_rl_admit(rl, &first, collect_cb, &ctx[0]), 0);
+	sleep_ms(30);
+	for (int i = 1; i <= 12; i++) {
+		/* tags 1..9 on key a (tag 7 asks for 2000 tokens: too large), 10..12 on key b */
+		struct gw_rl_request r = {i <= 9 ? &a : &b, i == 7 ? 2000 : 10};
+		ctx[i] = (struct collect_ctx){&c, i};
+		assert_int_equal(gw_rl_admit(rl, &r, collect_cb, &ctx[i]), 0);
+	}
+	sleep_ms(30);
+	kill(redis_pid, SIGCONT);
+	collect_wait(&c, 13);
+	gw_rl_stats(rl, &s1);
+	assert_int_equal(s1.redis_admissions - s0.redis_admissions, 13);
+	assert_int_equal(s1.redis_roundtrips - s0.redis_roundtrips, 2); /* 1, then 12 at once */
+	assert_int_equal(s1.local_decisions - s0.local_decisions, 0);
+	int admitted_a = 0, slots_a = 0;
+	int64_t seen_rem = 0;
+	for (int i = 0; i < 13; i++) {
+		const struct gw_rl_decision *d = &c.d[i];
+		int tag = c.tag[i];
+		assert_int_equal(tag, i); /* answered in the order asked */
+		assert_false(d->local);
+		if (tag == 0 || tag >= 10) { /* key b: all admitted, its monthly quota counted */
+			assert_int_equal(d->outcome, GW_RL_ALLOWED);
+			assert_int_equal(d->dim[GW_RL_TENANT_MONTHLY].remaining,
+			                 10000 - 1 - 10 * (tag == 0 ? 0 : tag - 9));
+			continue;
+		}
+		if (tag == 7) { /* can never fit: refused alone, takes nothing */
+			assert_int_equal(d->outcome, GW_RL_TOO_LARGE);
+			assert_int_equal(d->refused, GW_RL_KEY_TPM);
+			continue;
+		}
+		if (d->outcome == GW_RL_ALLOWED) {
+			/* the k-th admitted request of key a sees rpm 5-k, and a fourth slot is
+			 * refused on concurrency before rpm runs out */
+			admitted_a++;
+			slots_a++;
+			assert_int_equal(d->dim[GW_RL_KEY_RPM].remaining, 5 - admitted_a);
+			assert_int_equal(d->dim[GW_RL_KEY_CONC].remaining, 4 - slots_a);
+			assert_int_equal(d->dim[GW_RL_KEY_TPM].remaining, 1000 - 10 * admitted_a);
+			seen_rem |= (int64_t)1 << d->dim[GW_RL_KEY_RPM].remaining;
+		} else {
+			assert_int_equal(d->outcome, GW_RL_LIMITED);
+			assert_true(d->retry_after_s >= 1);
+			/* a refusal reports the state as it stands: nothing taken */
+			assert_int_equal(d->dim[GW_RL_KEY_TPM].remaining, 1000 - 10 * admitted_a);
+			if (admitted_a == 4)
+				assert_int_equal(d->refused, GW_RL_KEY_CONC);
+		}
+	}
+	assert_int_equal(admitted_a, 4); /* concurrency 4 binds before rpm 5 */
+	assert_int_equal(seen_rem, 0x1e);
+	/* the same state as Redis keeps it: a fifth request of key a is still refused on slots */
+	assert_int_equal(admit(rl, &a, 10).refused, GW_RL_KEY_CONC);
+	gw_rl_free(rl);
+}
+
+/* Redis dies while a batch is out: each of its requests is decided by the local limiter at once
+ * (not after timeout_ms), exactly. */
+static void test_gw_ratelimit__a_batch_cut_by_redis_dying_fails_over_locally(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t16:", 5000, 0);
+	struct ks_key_info k = key_info(27, "CCCCCCCCCCCD");
+	k.limits.rpm = 3; /* the local limiter starts empty: 3 of the batch are admitted */
+	static struct collected c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}},
+	                             {0}};
+	struct collect_ctx ctx[10];
+	struct gw_rl_stats s0, s1;
+	gw_rl_stats(rl, &s0);
+	kill(redis_pid, SIGSTOP);
+	for (int i = 0; i < 10; i++) {
+		struct gw_rl_request r = {&k, 0};
+		ctx[i] = (struct collect_ctx){&c, i};
+		assert_int_equal(gw_rl_admit(rl, &r, collect_cb, &ctx[i]), 0);
+	}
+	sleep_ms(30);
+	int64_t t0 = now_ms();
+	stop_redis(SIGKILL);
+	collect_wait(&c, 10);
+	assert_true(now_ms() - t0 < 2000); /* the lost connection, not the 5 s timeout */
+	gw_rl_stats(rl, &s1);
+	assert_int_equal(s1.timeouts - s0.timeouts, 0);
+	int allowed = 0;
+	for (int i = 0; i < 10; i++) {
+		assert_true(c.d[i].local);
+		allowed += c.d[i].outcome == GW_RL_ALLOWED;
+		if (c.d[i].outcome != GW_RL_ALLOWED)
+			assert_int_equal(c.d[i].refused, GW_RL_KEY_RPM);
+	}
+	assert_int_equal(allowed, 3);
+	assert_true(gw_rl_degraded(rl));
+	assert_int_equal(spawn_redis(), 0);
+	assert_int_equal(gw_rl_wait_ready(rl, 3000), GW_RL_OK);
+	struct ks_key_info k2 = key_info(27, "DDDDDDDDDDDE");
+	k2.limits.rpm = 3;
+	assert_false(admit(rl, &k2, 0).local);
+	gw_rl_free(rl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest local_tests[] = {
@@ -949,6 +1109,9 @@ int main(void)
 	                test_gw_ratelimit__rpm_refusals_are_cached_until_their_retry_after),
 	        cmocka_unit_test(test_gw_ratelimit__redis_and_local_decide_alike),
 	        cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
+	        cmocka_unit_test(
+	                test_gw_ratelimit__a_batch_mixing_admitted_and_refused_answers_each),
+	        cmocka_unit_test(test_gw_ratelimit__a_batch_cut_by_redis_dying_fails_over_locally),
 	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
 	        cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
 	        cmocka_unit_test(test_gw_ratelimit__redis_killed_then_restarted),
