@@ -402,6 +402,7 @@ struct rc_pool {
 	size_t ncatalog;
 	int64_t catalog_wall_ms, catalog_mono_ms, reconcile_mono_ms;
 	bool recovered;
+	bool reconcile_soon; /* an openSession of unknown outcome: reconcile within 30 s */
 	unsigned warming; /* warm-up opens in flight */
 
 	_Atomic int64_t block_ts; /* latest block timestamp seen, seconds */
@@ -760,7 +761,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 	uint64_t now_s = chain_now(p);
 	for (struct psess *ps = p->sessions; ps; ps = ps->next)
 		if (memcmp(ps->s.model_id, model_id, 32) == 0 &&
-		    (ps->s.state == RC_POOL_S_OPENING ||
+		    ((ps->s.state == RC_POOL_S_OPENING && ps->busy) ||
 		     (ps->s.state == RC_POOL_S_OPEN && ps->s.ends_at > now_s)))
 			count++;
 	pthread_mutex_unlock(&p->mu);
@@ -951,7 +952,13 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		p->st.sessions_opening--;
 		p->st.chain_ok = rc == RC_OK || !chain_transport_error(rc);
 		if (rc != RC_OK) {
-			ps->s.state = RC_POOL_S_FAILED;
+			/* a timeout or a transport failure may come after the transaction was sent: the
+			 * record stays "opening" and the next reconcile (soon) adopts the session if it
+			 * was mined, else marks it failed */
+			bool unknown = rc == RC_ETIMEOUT || rc == RC_EIO || rc == RC_EPROTO;
+			ps->s.state = unknown ? RC_POOL_S_OPENING : RC_POOL_S_FAILED;
+			if (unknown)
+				p->reconcile_soon = true;
 			ps->busy = false;
 			p->st.open_failed++;
 			pthread_mutex_unlock(&p->mu);
@@ -1261,7 +1268,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 
 	struct avoid av = {.n = 0};
 	char reasons[400] = "";
-	bool waited = false;
+	bool waited = false, queued = false;
 	int rc = RC_ETIMEOUT;
 	for (;;) {
 		if (p->stopping || fd_readable(rq->cancel_fd)) {
@@ -1270,9 +1277,15 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			break;
 		}
 		if (mono_ms() >= deadline) {
-			set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
-			        "no answer from a provider before the deadline%s%s",
-			        reasons[0] ? ": " : "", reasons);
+			if (queued && !reasons[0])
+				set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
+				        "every session of '%s' stayed busy until the deadline (at most %u "
+				        "per model, or another instance was opening one)",
+				        rq->model, p->o.max_sessions_per_model);
+			else
+				set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
+				        "no answer from a provider before the deadline%s%s",
+				        reasons[0] ? ": " : "", reasons);
 			rc = RC_ETIMEOUT;
 			break;
 		}
@@ -1301,6 +1314,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			                                 &av, &ps, err, reasons, sizeof reasons);
 			if (orr == OPEN_WAIT) {
 				/* at max sessions, or another instance is opening: wait for a release */
+				queued = true;
 				pthread_mutex_lock(&p->mu);
 				int64_t until = mono_ms() + 200;
 				if (until > deadline)
@@ -1678,10 +1692,23 @@ static int reconcile(struct rc_pool *p, bool at_start)
 					if (rc_market_get_model(m, bid.model_id, &md, &re) == RC_OK)
 						snprintf(match->s.model, sizeof match->s.model, "%s", md.name);
 				}
+				/* re-check under the lock the opener sets ids under: a session being opened
+				 * right now by a request of ours (an in-flight OPENING record of this bid) is
+				 * not an orphan, and one whose id just got recorded is known */
 				pthread_mutex_lock(&p->mu);
-				match->next = p->sessions;
-				p->sessions = match;
+				bool ours = find_by_id(p, ids[k]) != NULL;
+				for (struct psess *ps = p->sessions; ps && !ours; ps = ps->next)
+					ours = ps->s.state == RC_POOL_S_OPENING && ps->busy &&
+					       memcmp(ps->s.bid_id, info.bid_id, 32) == 0;
+				if (!ours) {
+					match->next = p->sessions;
+					p->sessions = match;
+				}
 				pthread_mutex_unlock(&p->mu);
+				if (ours) {
+					free(match);
+					continue;
+				}
 				char sh[16];
 				short_hex(ids[k], 32, sh);
 				plog(p, 0, "pool: adopted session %s found on chain", sh);
@@ -1691,13 +1718,16 @@ static int reconcile(struct rc_pool *p, bool at_start)
 		free(ids);
 		end = off;
 	}
-	/* 3. OPENING records with no session on chain: the transaction never made it */
-	if (at_start) {
+	/* 3. OPENING records with no session on chain: the transaction never made it (at start, or
+	 * 5 minutes after an openSession of unknown outcome) */
+	{
+		int64_t old = wall_ms() - 300000;
 		for (;;) {
 			struct psess *todo = NULL;
 			pthread_mutex_lock(&p->mu);
 			for (struct psess *ps = p->sessions; ps; ps = ps->next)
-				if (ps->s.state == RC_POOL_S_OPENING && !ps->busy && is_zero(ps->s.id, 32)) {
+				if (ps->s.state == RC_POOL_S_OPENING && !ps->busy && is_zero(ps->s.id, 32) &&
+				    (at_start || ps->s.updated_ms < old)) {
 					ps->s.state = RC_POOL_S_FAILED;
 					todo = ps;
 					break;
@@ -2015,9 +2045,23 @@ static void *maint_main(void *arg)
 			} else {
 				plog(p, 1, "pool: recovery failed, retrying: %s", rc_strerror(rc));
 			}
-		} else if (mono_ms() - p->reconcile_mono_ms > RECONCILE_MS) {
-			if (reconcile(p, false) == RC_OK)
-				p->reconcile_mono_ms = mono_ms();
+		} else {
+			pthread_mutex_lock(&p->mu);
+			bool soon = p->reconcile_soon;
+			pthread_mutex_unlock(&p->mu);
+			int64_t since = mono_ms() - p->reconcile_mono_ms;
+			if (since > RECONCILE_MS || (soon && since > 30000)) {
+				pthread_mutex_lock(&p->mu);
+				p->reconcile_soon = false;
+				pthread_mutex_unlock(&p->mu);
+				if (reconcile(p, false) == RC_OK)
+					p->reconcile_mono_ms = mono_ms();
+				else if (soon) {
+					pthread_mutex_lock(&p->mu);
+					p->reconcile_soon = true;
+					pthread_mutex_unlock(&p->mu);
+				}
+			}
 		}
 		if (p->recovered) {
 			lifecycle(p);
