@@ -1665,7 +1665,31 @@ static int reconcile(struct rc_pool *p, bool at_start)
 			if (match)
 				memcpy(match->s.id, ids[k], 32);
 			pthread_mutex_unlock(&p->mu);
-			if (!match) {
+			if (match) {
+				char sh[16];
+				short_hex(ids[k], 32, sh);
+				plog(p, 0, "pool: session %s of an interrupted open found on chain", sh);
+				/* a record saved before openSession has the bid's provider and endpoint;
+				 * fill what a minimal one lacks from the chain */
+				struct rc_bid bid;
+				struct rc_provider prov;
+				if ((is_zero(match->s.provider, 20) || !match->s.endpoint[0] ||
+				     is_zero(match->s.model_id, 32)) &&
+				    rc_market_get_bid(m, info.bid_id, &bid, &re) == RC_OK &&
+				    rc_market_get_provider(m, bid.provider, &prov, &re) == RC_OK) {
+					pthread_mutex_lock(&p->mu);
+					memcpy(match->s.provider, bid.provider, 20);
+					memcpy(match->s.model_id, bid.model_id, 32);
+					snprintf(match->s.endpoint, sizeof match->s.endpoint, "%s",
+					         prov.endpoint);
+					match->s.price_per_second = bid.price_per_second;
+					for (size_t c = 0; c < p->ncatalog && !match->s.model[0]; c++)
+						if (memcmp(p->catalog[c].id, bid.model_id, 32) == 0)
+							snprintf(match->s.model, sizeof match->s.model, "%s",
+							         p->catalog[c].name);
+					pthread_mutex_unlock(&p->mu);
+				}
+			} else {
 				struct rc_bid bid;
 				struct rc_provider prov;
 				if (rc_market_get_bid(m, info.bid_id, &bid, &re) != RC_OK ||

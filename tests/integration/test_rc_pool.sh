@@ -222,14 +222,19 @@ if [[ $R == *"0x$(printf '%064d' 0):failed:"* ]]; then
 else t_fail "opening -> failed" "$R"; fi
 pool_stop
 
-# Empty store: the session is found with getUserSessions and adopted (handshake for the key).
-pool_start p3 "$T_DIR/store-empty" --session-s 360 --gone-after-ms 2000
+# Empty store but for an "opening" record of B's bid on $M (the process died before the receipt):
+# the session is found with getUserSessions, matched to that record and reused (a handshake
+# first: the record has no provider key).
+pool_start p3 "$T_DIR/store-empty" --session-s 360 --gone-after-ms 2000 --inject-opening "${MK_BID[$M/3]}"
 pool_cmd wait-model $M 20
 req "$T_DIR/r5" golf-2
 pool_cmd prompt $M "$T_DIR/r5" "$T_DIR/o5"
 if [[ $R == OK* && $(field session) == "$S3" && $(field opened) == 0 ]] && grep -q golf-2 "$T_DIR/o5"; then
-  t_pass "restart with no records: the wallet's open session is adopted from chain and reused"
+  t_pass "restart with only an 'opening' record: the session it was opening is found on chain and reused"
 else t_fail "recovery (chain)" "$R" "$(tail -5 "$T_DIR/p3.err")"; fi
+if grep -q "interrupted open" "$T_DIR/p3.err" && grep -q "adopted session" "$T_DIR/p3.err"; then
+  t_pass "the other open sessions of the wallet, unknown to the store, are adopted too"
+else t_fail "adoption" "$(cat "$T_DIR/p3.err")"; fi
 
 # ---- expiry: the chain moves past endsAt; closed with B's receipt ---------------------------------
 ENDS=$(mk_session endsAt "$S3")

@@ -11,8 +11,9 @@
  * --coord DIR gives the pool coordination ops backed by files in DIR (what the gateway does with
  * Redis), so two rc_pool processes on one wallet coordinate: a lock is a file created with
  * O_EXCL holding its expiry (taken over once expired), the shared table one file per session.
- * --inject-opening writes an "opening" record for BIDID (no session id: as if the process had
- * died between saving it and openSession) into STORE_DIR before the pool starts.
+ * --inject-opening writes a minimal "opening" record for BIDID (no session id, no provider: as
+ * if the process had died between saving it and openSession's receipt) into STORE_DIR before
+ * the pool starts.
  * STORE_DIR holds one file per session record (the raw struct, written with rename), so a
  * second process on the same directory recovers the first one's sessions. Commands are read
  * from stdin, one a line, and each is answered with ONE line on stdout, "OK ..." or "ERR ...":
@@ -443,8 +444,6 @@ int main(int argc, char **argv)
 			struct rc_pool_session s = {0};
 			s.local_id = 0x1badc0de;
 			s.state = RC_POOL_S_OPENING;
-			snprintf(s.model, sizeof s.model, "injected");
-			snprintf(s.endpoint, sizeof s.endpoint, "127.0.0.1:1");
 			if (parse_hex(v, s.bid_id, 32) != RC_OK || st_save(NULL, &s) != 0)
 				usage();
 		}

@@ -93,7 +93,8 @@ struct rc_pool_session {
 	bool dispute;          /* closed with a user-signed receipt */
 	uint64_t requests;     /* requests served */
 	uint64_t failures;     /* requests that failed on this session */
-	uint8_t open_tx[32];   /* openSession transaction hash (all zero: not sent) */
+	uint8_t open_tx[32];   /* openSession / closeSession transaction hashes: reserved, all zero
+	                          for now (rc_market's writers do not return them) */
 	uint8_t close_tx[32];
 	int64_t updated_ms;    /* wall clock of the last change */
 };
