@@ -1807,12 +1807,38 @@ static void refresh_catalog(struct rc_pool *p)
 	for (size_t i = 0; rc == RC_OK && i < n; i++) {
 		if (models[i].is_deleted || !models[i].name[0])
 			continue;
+		/*
+		 * A full discovery (3 round trips) only for models in use: configured ones and those
+		 * discovered for a request lately, which also keeps their ranking data warm. Other
+		 * models cost one call (the active bid count); their lowest price is learnt when
+		 * they are first used.
+		 */
+		bool in_use = model_cfg(p, models[i].name) != NULL;
+		pthread_mutex_lock(&p->mu);
+		for (struct dcache *c = p->dcache; c && !in_use; c = c->next)
+			in_use = memcmp(c->model_id, models[i].id, 32) == 0 &&
+			         mono_ms() - c->at_ms < 4 * p->o.catalog_refresh_ms;
+		pthread_mutex_unlock(&p->mu);
+		unsigned active = 0;
+		struct rc_u256 minp = {{0}};
+		if (!in_use) {
+			uint8_t(*ids)[32] = NULL;
+			size_t nids = 0;
+			uint64_t total = 0;
+			rc = rc_market_model_active_bids(p->o.market, models[i].id, 0, 1, &ids, &nids,
+			                                 &total, &re);
+			free(ids);
+			if (rc != RC_OK)
+				break;
+			if (total == 0)
+				continue;
+			active = total > UINT32_MAX ? UINT32_MAX : (unsigned)total;
+			goto add;
+		}
 		struct rc_market_discovery d;
 		rc = discovery_get(p, models[i].id, true, &d, &re);
 		if (rc != RC_OK)
 			break;
-		unsigned active = 0;
-		struct rc_u256 minp = {{0}};
 		for (size_t k = 0; k < d.noffers; k++) {
 			const struct rc_market_offer *of = &d.offers[k];
 			if (!of->bid.created_at || of->bid.deleted_at || of->provider.is_deleted)
@@ -1824,6 +1850,7 @@ static void refresh_catalog(struct rc_pool *p)
 		discovery_free(&d);
 		if (!active)
 			continue;
+	add:;
 		/* two models with one name: the one with more bids answers to it */
 		struct rc_pool_model *dup = NULL;
 		for (size_t k = 0; k < ncat; k++)

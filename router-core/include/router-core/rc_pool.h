@@ -174,7 +174,9 @@ struct rc_pool_model {
 	size_t ntags;
 	char tags[RC_MARKET_MAX_TAGS][64];
 	unsigned active_bids;
-	struct rc_u256 min_price_per_second;
+	struct rc_u256 min_price_per_second; /* zero until the model has been used (configured
+	                                        models and those discovered for a request get a
+	                                        full discovery per refresh, others one call) */
 	uint64_t created_at;
 };
 
