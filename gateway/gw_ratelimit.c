@@ -276,6 +276,9 @@ struct gw_rl {
 	pthread_t thread;
 	atomic_int stop;
 	atomic_int ready;
+	/* 1 while a batch with admissions is out and no other may be sent: the I/O thread takes
+	 * the queue when its reply comes (or its deadline passes), so enqueue need not wake it */
+	atomic_int io_busy;
 
 	/* I/O thread state */
 	redisAsyncContext *ac;
@@ -1598,11 +1601,17 @@ static void *io_main(void *arg)
 		uint64_t now = mono_us();
 		if (!rl->ac && now >= rl->next_connect_us)
 			start_connect(rl);
+		atomic_store(&rl->io_busy, 0); /* before taking the queue: see enqueue */
 		for (struct job *j = take_queue(rl), *n; j; j = n) {
 			n = j->next;
 			dispatch(rl, j);
 		}
 		flush(rl);
+		/* Anything queued from now on waits for this batch's reply, which wakes this
+		 * thread anyway; an admission's deadline bounds that wait (it is later than the
+		 * in-flight one's, which poll's timeout watches). */
+		atomic_store(&rl->io_busy, rl->inflight >= INFLIGHT_MAX && rl->fhead != NULL &&
+		                                   !rl->need_reset);
 		if (rl->ac && rl->want_write && (rl->ac->c.flags & REDIS_CONNECTED))
 			redisAsyncHandleWrite(rl->ac); /* flush the pipeline now, no poll round */
 
@@ -1816,7 +1825,10 @@ static void enqueue(struct gw_rl *rl, struct job *j)
 		rl->qhead = j;
 	rl->qtail = j;
 	pthread_mutex_unlock(&rl->qmu);
-	if (was_empty) { /* the I/O thread drains everything queued when it wakes */
+	/* The I/O thread drains everything queued when it wakes. While it is busy (a batch out),
+	 * it takes the queue after clearing io_busy, so a job pushed before that clear is seen
+	 * without a wake-up, and one pushed after it reads io_busy == 0 here and wakes it. */
+	if (was_empty && !atomic_load(&rl->io_busy)) {
 		uint64_t one = 1;
 		ssize_t w = write(rl->efd, &one, sizeof one);
 		(void)w;

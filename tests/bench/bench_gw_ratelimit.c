@@ -243,6 +243,8 @@ static int start_redis(void)
 	return -1;
 }
 
+static double script_usec; /* INFO commandstats: microseconds spent running EVALSHA, total */
+
 /* Redis's own count of EVALSHA calls, and its CPU seconds (user + sys) in *cpu. */
 static long long evalsha_calls(double *cpu)
 {
@@ -254,6 +256,8 @@ static long long evalsha_calls(double *cpu)
 		redisReply *r = redisCommand(c, "INFO commandstats");
 		const char *p = r && r->str ? strstr(r->str, "cmdstat_evalsha:calls=") : NULL;
 		v = p ? atoll(p + 22) : 0;
+		const char *u = p ? strstr(p, "usec=") : NULL;
+		script_usec = u ? atof(u + 5) : 0;
 		freeReplyObject(r);
 		r = redisCommand(c, "INFO cpu");
 		if (r && r->str) {
@@ -278,14 +282,15 @@ static void line(const char *what, double rate, long done, struct gw_rl *rl,
 	if (rl && gw_rl_has_redis(rl)) {
 		usleep(100000); /* let the fire-and-forget settlements land before counting */
 		gw_rl_stats(rl, &s1);
-		double cpu1;
+		double cpu1, us0 = script_usec;
 		long long ev1 = evalsha_calls(&cpu1);
 		printf("  rt/adm %.3f  cmds/adm %.2f  evalsha/adm %.3f (admit+finish)  redis "
-		       "cpu/adm %.1f us (admit+finish)"
+		       "cpu/adm %.1f us (admit+finish; running the script %.1f us)"
 		       "  local %llu",
 		       (double)(s1.redis_roundtrips - s0->redis_roundtrips) / (double)done,
 		       (double)(s1.redis_commands - s0->redis_commands) / (double)done,
 		       (double)(ev1 - ev0) / (double)done, (cpu1 - cpu0) * 1e6 / (double)done,
+		       (script_usec - us0) / (double)done,
 		       (unsigned long long)(s1.local_decisions - s0->local_decisions));
 	}
 	printf("\n");
