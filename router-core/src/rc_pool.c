@@ -280,6 +280,11 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 		if (rc == RC_OK || le.reason == RC_LINK_PROVIDER_ERROR || lying(le.reason))
 			kind = 2;
 		rc_link_free(l);
+		if (rc != RC_OK && le.reason == RC_LINK_CANCELLED) {
+			/* shutting down: never a dispute for that */
+			set_err(err, RC_POOL_CANCELLED, rc, "cancelled");
+			return rc;
+		}
 	}
 	uint8_t blob[RC_MORPHEUS_RECEIPT_LEN], sig[RC_SECP_SIG_LEN];
 	if (have) {
@@ -1963,7 +1968,8 @@ static void lifecycle(struct rc_pool *p)
 		tried[ntried++] = todo;
 		if (key_only) {
 			struct rc_link_err le = {0};
-			if (learn_key(p, todo, mono_ms() + 15000, p->stop_fd, &le) != RC_OK) {
+			if (learn_key(p, todo, mono_ms() + 15000, p->stop_fd, &le) != RC_OK &&
+			    le.reason != RC_LINK_CANCELLED) {
 				rc_health_failure(&p->health, todo->s.provider, mono_ms());
 				pthread_mutex_lock(&p->mu);
 				todo->keyless = true; /* requests will try again */

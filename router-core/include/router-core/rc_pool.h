@@ -134,7 +134,9 @@ struct rc_pool_opts {
 	struct rc_market *market; /* borrowed; with its rpc */
 	struct rc_txm *txm;       /* borrowed; the wallet */
 	const struct rc_secp_privkey *key; /* the wallet key (copied) */
-	uint64_t session_s;       /* requested duration [600]; the chain's minimum is 300 */
+	uint64_t session_s;       /* requested duration [600]; the chain's minimum is 300 (below:
+	                             RC_EINVAL), and rounding makes the on-chain duration a little
+	                             shorter than asked (§3.6.1), so ask for some more */
 	bool direct_payment;      /* [false] */
 	uint64_t retire_before_end_s; /* [60] */
 	unsigned max_sessions_per_model; /* [8] */
