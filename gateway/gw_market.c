@@ -39,6 +39,7 @@ struct mcall {
 	int stream;
 	int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
 	uint64_t chunks;
+	int saw_finish;      /* a chunk with a non-null finish_reason */
 	int have_ufp;        /* usage_from_provider seen */
 	int64_t ufp_prompt, ufp_completion;
 	struct rc_buf frame; /* the SSE event being built (reused per chunk) */
@@ -125,6 +126,29 @@ int gw_market_usage(const char *p, size_t n, int64_t *prompt, int64_t *completio
 	}
 	json_decref(root);
 	return rc;
+}
+
+int gw_market_has_finish(const char *p, size_t n)
+{
+	static const char key[] = "\"finish_reason\"";
+	const char *end = p + n;
+	while (p < end) {
+		const char *k = memmem(p, (size_t)(end - p), key, sizeof key - 1);
+		if (!k)
+			return 0;
+		const char *q = k + sizeof key - 1;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+			q++;
+		if (q < end && *q == ':') {
+			q++;
+			while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+				q++;
+			if (q < end && *q == '"')
+				return 1;
+		}
+		p = k + 1;
+	}
+	return 0;
 }
 
 /* Printable ASCII only (a provider's text is untrusted bytes), cut to fit. */
@@ -443,6 +467,13 @@ static int market_start(struct gw_engine *e, struct gw_call *c)
 	}
 	pthread_mutex_lock(&c->mu);
 	c->priv = m;
+	/* what the client hears if the engine's backstop timer ends the call before the pool
+	 * answers (the worker replaces it with the pool's own reason when it has one) */
+	struct rc_pool_err te;
+	memset(&te, 0, sizeof te);
+	te.reason = RC_POOL_TIMEOUT;
+	int be;
+	gw_market_map_error(&te, c->market_model, &c->be_err, &be);
 	pthread_mutex_unlock(&c->mu);
 	atomic_fetch_add(&c->refs, 1); /* the worker's */
 	if (mk->tail)
@@ -500,6 +531,8 @@ static int on_chunk(void *ud, enum rc_link_chunk kind, const uint8_t *data, size
 		m->ufp_completion = ct;
 	}
 	if (m->stream) {
+		if (!m->saw_finish)
+			m->saw_finish = gw_market_has_finish(p, len);
 		if (m->chunks == 1)
 			gw_engine_on_head(m->e, m->c, 200, "text/event-stream");
 		rc_buf_reset(&m->frame);
@@ -559,6 +592,13 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 	if (!m->stream && err.reason == RC_POOL_OK && m->chunks == 0) {
 		err.reason = RC_POOL_PROVIDER;
 		snprintf(err.text, sizeof err.text, "no answer");
+	}
+	if (m->stream && err.reason == RC_POOL_OK && !res.stream.done && !m->saw_finish) {
+		/* EOF after a chunk is a valid end for the link (§2.5.3), but a chat stream that
+		 * stopped before its finish_reason and without [DONE] was cut: say so to the client
+		 * instead of a [DONE] that would pass a truncated answer off as complete */
+		err.reason = RC_POOL_PROVIDER;
+		snprintf(err.text, sizeof err.text, "the provider closed the stream before its end");
 	}
 	atomic_fetch_add(&mk->errors[err.reason <= RC_POOL_INTERNAL ? err.reason : RC_POOL_INTERNAL], 1);
 
@@ -707,8 +747,8 @@ int gw_market_new(const struct gw_market_opts *o, struct gw_market **out)
 	mk->bcfg.name = (char *)"marketplace";
 	mk->bcfg.kind = GW_BACKEND_DIRECT;
 	/* the pool times a request out itself (504 with its own words); the engine's first-byte
-	 * timer is only a backstop, well after it */
-	mk->bcfg.first_byte_timeout_ms = mk->deadline_ms + 30000;
+	 * timer is only a backstop after it (a transaction in flight at the deadline may finish) */
+	mk->bcfg.first_byte_timeout_ms = mk->deadline_ms + 10000;
 	mk->bcfg.connect_timeout_ms = mk->deadline_ms;
 	mk->bcfg.idle_timeout_ms = 300000;
 	mk->bcfg.total_timeout_ms = 1800000;

@@ -109,6 +109,10 @@ void gw_market_status(struct gw_market *m, struct gw_market_status *out);
  * RC_OK or RC_ENOMEM. */
 int gw_market_frame_chunk(struct rc_buf *out, const char *p, size_t n);
 
+/* Whether a chunk has a non-null "finish_reason" (the answer's end, so a stream that then closes
+ * without [DONE] is complete). 1 or 0. */
+int gw_market_has_finish(const char *p, size_t n);
+
 /* Token counts of a chunk: 1 when it has "usage" {prompt_tokens, completion_tokens} at the top
  * level, 2 when it has only "usage_from_provider", 0 when neither (counts untouched). */
 int gw_market_usage(const char *p, size_t n, int64_t *prompt, int64_t *completion);

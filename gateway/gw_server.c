@@ -647,6 +647,13 @@ static int resolve_market(struct req *r, struct MHD_Connection *conn, const char
 				    "no provider offers model %s right now", shown);
 		return 1;
 	}
+	if (r->route != GW_ROUTE_CHAT) {
+		/* a provider classifies a prompt by its shape (§2.5.3): only chat bodies go as they are */
+		*rc = respond_error(r, conn, 400, "invalid_request_error", "unsupported_route", "model", NULL, NULL,
+				    "model '%s' is served through the Morpheus marketplace, which this gateway "
+				    "offers on /v1/chat/completions only", shown);
+		return 1;
+	}
 	gw_market_status(s->market, &st);
 	if (st.chain_id_state < 0) {
 		*rc = respond_error(r, conn, 503, "server_error", "chain_mismatch", NULL, "Retry-After", "30",

@@ -33,6 +33,26 @@ static void test_gw_market__chunks_frame_as_one_sse_event(void **state)
 	rc_buf_release(&b);
 }
 
+static void test_gw_market__finish_reason_marks_the_end(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *chunk;
+		int want;
+	} cases[] = {
+		{"{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}", 1},
+		{"{\"choices\":[{\"finish_reason\" :\n \"length\"}]}", 1},
+		{"{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}", 0},
+		{"{\"choices\":[{\"delta\":{\"content\":\"finish_reason\"},\"finish_reason\":null}]}", 0},
+		{"{\"a\":\"\\\"finish_reason\\\"\",\"choices\":[{\"finish_reason\":\"stop\"}]}", 1},
+		{"\"finish_reason\"", 0},
+		{"", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (gw_market_has_finish(cases[i].chunk, strlen(cases[i].chunk)) != cases[i].want)
+			fail_msg("case %zu: %s", i, cases[i].chunk);
+}
+
 static void test_gw_market__usage_prefers_the_upstream_count(void **state)
 {
 	(void)state;
@@ -291,6 +311,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gw_market__chunks_frame_as_one_sse_event),
+		cmocka_unit_test(test_gw_market__finish_reason_marks_the_end),
 		cmocka_unit_test(test_gw_market__usage_prefers_the_upstream_count),
 		cmocka_unit_test(test_gw_market__errors_map_to_statuses),
 		cmocka_unit_test(test_gw_market__error_event_is_openai_shape),
