@@ -51,9 +51,10 @@ if [[ -n $bad ]]; then
   # Abandoned: three more requests (two at once) are served without touching the bad provider.
   before=$ncorrupt
   (mk_chat gw "$MK_KEY2" m-chat "again" && echo "$MK_STATUS" >"$T_DIR/bg.status") &
+  bgpid=$!
   mk_chat gw "$MK_KEY3" m-chat "again"
   st2=$MK_STATUS
-  wait
+  wait "$bgpid"
   mk_chat gw "$MK_KEY4" m-chat "and again" stream
   t_ok "later requests are served (status $(cat "$T_DIR/bg.status") $st2 $MK_STATUS)" \
     test "$(cat "$T_DIR/bg.status")/$st2/$MK_STATUS" = 200/200/200

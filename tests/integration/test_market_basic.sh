@@ -30,6 +30,16 @@ if mk_wait_model gw m-chat 20; then t_pass "the on-chain catalogue reaches /v1/m
   t_fail "catalogue" "$(curl -s -H "Authorization: Bearer $MK_KEY1" "$G/v1/models")" "$(tail -5 "$T_DIR/gw-gw.err")"
 fi
 
+models_json_ok() {
+  curl -s -H "Authorization: Bearer $MK_KEY1" "$G/v1/models" -o "$T_DIR/models.json" &&
+    node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      const m = o.data.find(x => x.id === "m-chat"); process.exit(o.object === "list" && m && m.object === "model" &&
+      m.morpheus && m.morpheus.model_id === process.argv[2] && m.morpheus.active_bids === 1 &&
+      m.morpheus.tags.includes("llm") && !o.data.some(x => x.id === "m-nobids") ? 0 : 1)' "$T_DIR/models.json" "${MK_MODEL_ID[m-chat]}"
+}
+if models_json_ok; then t_pass "/v1/models: valid JSON, m-chat with its morpheus object, m-nobids not listed"; else
+  t_fail "/v1/models" "$(od -c "$T_DIR/models.json" | grep -m2 '\\0')" "$(head -c 600 "$T_DIR/models.json" | tr '\000' '@')"; fi
+
 # ---- 1. first request opens a session, second reuses it ------------------------------------------
 t_ok "no session on chain before the first request" test "$(mk_opened_count)" = 0
 t0=$(t_now_ms)

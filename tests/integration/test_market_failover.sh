@@ -12,12 +12,13 @@ mk_base
 mk_backend bA && mk_backend bB || { t_fail "mock backends start"; t_done; exit 1; }
 mk_provider_port pA
 mk_provider_port pB
-for m in m-slow m-drip; do
+for m in m-slow m-drip m-fail; do
   mk_offer 1 "${MK_EP[pA]}" "$m" && mk_offer 3 "${MK_EP[pB]}" "$m" || { t_fail "offers for $m"; t_done; exit 1; }
 done
-mk_provider_start pA 1 bA "m-slow=mock-slow m-drip=mock-drip" && mk_provider_start pB 3 bB "m-slow=mock-slow m-drip=mock-drip" ||
+mk_provider_start pA 1 bA "m-slow=mock-slow m-drip=mock-drip m-fail=mock-fail" &&
+  mk_provider_start pB 3 bB "m-slow=mock-slow m-drip=mock-drip m-fail=mock-fail" ||
   { t_fail "provider nodes start"; t_done; exit 1; }
-t_pass "two provider nodes (accounts 1 and 3) bid on m-slow and m-drip"
+t_pass "two provider nodes (accounts 1 and 3) bid on m-slow, m-drip and m-fail"
 mk_gateway_config gw
 mk_gateway_start gw || { t_fail "gateway starts" "$(tail -5 "$T_DIR/gw-gw.err")"; t_done; exit 1; }
 G=${MK_G[gw]}
@@ -35,6 +36,26 @@ which_backend() {
   return 1
 }
 other() { [[ $1 == bA ]] && echo bB || echo bA; }
+
+# ends_with_error FILE: SSE content chunks, then one JSON error event, then [DONE] as the last event
+ends_with_error() {
+  local events n_content err_line total
+  events=$(grep '^data: ' "$1")
+  n_content=$(grep -c '"content":"' <<<"$events")
+  err_line=$(grep -n '^data: {"error"' <<<"$events" | head -1 | cut -d: -f1)
+  total=$(grep -c '' <<<"$events")
+  ERR_DETAIL="$n_content chunks, error event at line '$err_line' of $total"
+  [[ $n_content -ge 1 && -n $err_line && $err_line == $((total - 1)) && $(tail -1 <<<"$events") == "data: [DONE]" ]] &&
+    mk_json 'o.error.message' <<<"$(sed -n "${err_line}p" <<<"$events" | cut -c7-)" >/dev/null
+}
+
+# ---- the backend fails mid-stream (the provider reports it after two chunks) ----------------------
+curl -s -N --max-time 40 -o "$T_DIR/s4b.out" -w '%{http_code}' -H "Authorization: Bearer $MK_KEY3" \
+  -H 'Content-Type: application/json' -d '{"model":"m-fail","stream":true,"messages":[{"role":"user","content":"x"}]}' \
+  "$G/v1/chat/completions" >"$T_DIR/s4b.code"
+if [[ $(cat "$T_DIR/s4b.code") == 200 ]] && ends_with_error "$T_DIR/s4b.out" && [[ $(mk_sse_text <"$T_DIR/s4b.out") == onetwo ]]; then
+  t_pass "backend cut after two chunks: the client gets them, a JSON error event, then [DONE]"
+else t_fail "backend failure mid-stream" "status $(cat "$T_DIR/s4b.code"): $ERR_DETAIL" "$(tail -c 600 "$T_DIR/s4b.out")"; fi
 
 # ---- 3. provider killed before the first byte -> failover ---------------------------------------
 # mock-slow sends headers at once, then 2.5 s of silence: the node holds the request without a
@@ -74,16 +95,10 @@ if mk_poll 30 first_chunk && victim=$(which_backend); then
   mk_provider_kill "p${victim#b}"
   wait "$cpid"
   crc=$?
-  events=$(grep '^data: ' "$T_DIR/s4.out")
-  n_content=$(grep -c '"content":"w' <<<"$events")
-  err_line=$(grep -n '^data: {"error"' <<<"$events" | head -1 | cut -d: -f1)
-  total=$(grep -c '' <<<"$events")
-  if [[ $(cat "$T_DIR/s4.code") == 200 && $crc == 0 && $n_content -ge 1 && $n_content -lt 10 && -n $err_line &&
-    $err_line == $((total - 1)) && $(tail -1 <<<"$events") == "data: [DONE]" ]] &&
-    mk_json 'o.error.message' <<<"$(sed -n "${err_line}p" <<<"$events" | cut -c7-)" >/dev/null; then
+  n_content=$(grep -c '"content":"w' "$T_DIR/s4.out")
+  if [[ $(cat "$T_DIR/s4.code") == 200 && $crc == 0 && $n_content -lt 10 ]] && ends_with_error "$T_DIR/s4.out"; then
     t_pass "provider ${victim#b} killed mid-stream: $n_content chunks, a JSON error event, then [DONE] (clean end)"
-  else t_fail "mid-stream failure" "status $(cat "$T_DIR/s4.code") curl rc $crc, $n_content chunks, error at line '$err_line' of $total" \
-    "$(tail -c 600 "$T_DIR/s4.out")"; fi
+  else t_fail "mid-stream failure" "status $(cat "$T_DIR/s4.code") curl rc $crc: $ERR_DETAIL" "$(tail -c 600 "$T_DIR/s4.out")"; fi
 else
   kill "$cpid" 2>/dev/null
   wait "$cpid"

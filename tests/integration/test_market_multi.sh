@@ -43,9 +43,10 @@ mk_wait_model g1 m-a 20 && mk_wait_model g2 m-a 20 && mk_wait_model g2 m-c 20 ||
 # ---- (b) concurrent first requests for one model -------------------------------------------------
 both() { # MODEL1 GW1 MODEL2 GW2: one streaming request on each at once; sets S1 S2 (status/text)
   (mk_chat "$2" "$MK_KEY1" "$1" "one" stream && echo "$MK_STATUS/$(mk_sse_text <<<"$MK_BODY")" >"$T_DIR/both1") &
+  local bgpid=$!
   mk_chat "$4" "$MK_KEY2" "$3" "two" stream
   S2="$MK_STATUS/$(mk_sse_text <<<"$MK_BODY")"
-  wait
+  wait "$bgpid"
   S1=$(cat "$T_DIR/both1")
 }
 both m-a g1 m-a g2

@@ -261,8 +261,9 @@ mk_gateway_kill() {
   return 0
 }
 
+# (NUL bytes are dropped here: whether the listing is valid JSON is test_market_basic's check)
 mk_has_model() {
-  curl -s --max-time 2 -H "Authorization: Bearer $MK_KEY1" "${MK_G[$1]}/v1/models" |
+  curl -s --max-time 2 -H "Authorization: Bearer $MK_KEY1" "${MK_G[$1]}/v1/models" | tr -d '\000' |
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{process.exit(JSON.parse(s).data.some(m=>m.id===process.argv[1])?0:1)}catch(e){process.exit(1)}})' "$2"
 }
 
