@@ -73,8 +73,9 @@
  * INCRBY per month counter, one ZADD of every new slot per set), so a batch of N costs about the
  * Redis calls of one single admission plus a few microseconds of Lua per item.
  * A refused admission takes nothing and reports every dimension as it stands; an admitted one
- * as it stands after it. GCRA states are "<debt> <ts>" (gw_gcra.h; %.17g round-trips exactly)
- * with a TTL of the time to refill; slot sets are ZSETs of slot ids scored by lease expiry (ms),
+ * as it stands after it. A key's rpm and tpm GCRA states are one string (redis_key_name), each
+ * state "<debt> <ts> <refilled at>" (gw_gcra.h; debts %.17g, an exact round trip; times in
+ * integer us), with a TTL of the longer time to refill; slot sets are ZSETs of slot ids scored by lease expiry (ms),
  * live ones counted with ZCOUNT, stale ones dropped when slots are added, the key expiring with
  * its longest lease; a month counter expires 71 days after its month. The arithmetic mirrors
  * gw_gcra.c operation for operation.
@@ -93,14 +94,18 @@ static const char LUA_SCRIPT[] =
 	" if d>0 then return d end return 0 end\n"
 	"local lease,ty=num(A[2]),A[3]\n"
 	"local until_ms=now_ms+lease local ttl=lease+1000\n"
-	"local D,S,TT,M,M0,ME,dirty,C,zadd,rel={},{},{},{},{},{},{},{},{},{}\n"
+	"local D,S,RF,E,F,RG,M,M0,ME,dirty,C,zadd,rel={},{},{},{},{},{},{},{},{},{},{},{},{}\n"
 	"local gk,gi={},{}\n"
 	"for i=1,#K do if sub(ty,i,i)~='c' then gk[#gk+1]=K[i] gi[#gi+1]=i end end\n"
 	"if #gk>0 then local mg=call('MGET',unpack(gk))\n"
 	" for j=1,#gi do local i,v=gi[j],mg[j]\n"
 	"  if sub(ty,i,i)=='m' then M[i]=num(v or '0') M0[i]=M[i] if not v then ME[i]=0 end\n"
-	"  else local p=v and find(v,' ',1,true)\n"
-	"   if p then D[i]=num(sub(v,1,p-1)) S[i]=num(sub(v,p+1)) else D[i]=0 S[i]=now end end end end\n"
+	"  else local a=v and find(v,' ',1,true) local b=a and find(v,' ',a+1,true)\n"
+	"   local c=b and find(v,' ',b+1,true) local e=c and find(v,' ',c+1,true)\n"
+	"   local f=e and find(v,' ',e+1,true)\n"
+	"   if f then D[i]=num(sub(v,1,a-1)) S[i]=num(sub(v,a+1,b-1)) RF[i]=num(sub(v,b+1,c-1))\n"
+	"    E[i]=num(sub(v,c+1,e-1)) F[i]=num(sub(v,e+1,f-1)) RG[i]=num(sub(v,f+1))\n"
+	"   else D[i]=0 S[i]=now RF[i]=0 E[i]=0 F[i]=now RG[i]=0 end end end end\n"
 	"local G,GL={},{}\n"
 	"local p=5\n"
 	"for g=1,num(A[4]) do local ix,l={},{}\n"
@@ -134,8 +139,8 @@ static const char LUA_SCRIPT[] =
 	"     elseif used<=Ld-cost then ar[d]=Ld-used-cost\n"
 	"     else code=2 w=me*1000 end\n"
 	"    else\n"
-	"     local c=1 if d==2 or d==5 then c=cost end\n"
-	"     local T=P/Ld local ts=S[k] local d0=drain(D[k],ts,T)\n"
+	"     local c,debt,ts=1,D[k],S[k] if d==2 or d==5 then c=cost debt=E[k] ts=F[k] end\n"
+	"     local T=P/Ld local d0=drain(debt,ts,T)\n"
 	"     local used=d0+c if now>ts then ts=now end\n"
 	"     local r0=floor(Ld-d0+EPS) if r0<0 then r0=0 end br[d]=r0 bt[d]=cl(d0*T)\n"
 	"     if c<=Ld and used<=Ld+EPS then nd[d]=used ns[d]=ts nT[d]=T\n"
@@ -153,7 +158,8 @@ static const char LUA_SCRIPT[] =
 	"     z[#z+1]=until_ms z[#z+1]=slot\n"
 	"    elseif d==7 then if cost>0 then M[k]=M[k]+cost dirty[k]=true\n"
 	"     if ME[k] and ME[k]<me+71*86400000 then ME[k]=me+71*86400000 end end\n"
-	"    else D[k]=nd[d] S[k]=ns[d] TT[k]=nT[d] dirty[k]=true end end end\n"
+	"    elseif d==2 or d==5 then E[k]=nd[d] F[k]=ns[d] RG[k]=ns[d]+nd[d]*nT[d] dirty[k]=true\n"
+	"    else D[k]=nd[d] S[k]=ns[d] RF[k]=ns[d]+nd[d]*nT[d] dirty[k]=true end end end\n"
 	"  else rr,rt=br,bt end\n"
 	"  if wait<0 then wait=0 end\n"
 	"  out[no+1]=outcome out[no+2]=refused out[no+3]=wait no=no+3\n"
@@ -163,8 +169,8 @@ static const char LUA_SCRIPT[] =
 	"  local g=num(A[p+1]) local ki,L,delta,mask=G[g],GL[g],num(A[p+2]),num(A[p+3])\n"
 	"  if delta~=0 then\n"
 	"   for d=2,5,3 do local i=ki[d] if i>0 then local T=P/L[d]\n"
-	"    local x=drain(D[i],S[i],T)+delta if x<0 then x=0 end\n"
-	"    D[i]=x if now>S[i] then S[i]=now end TT[i]=T dirty[i]=true end end\n"
+	"    local x=drain(E[i],F[i],T)+delta if x<0 then x=0 end\n"
+	"    E[i]=x if now>F[i] then F[i]=now end RG[i]=F[i]+x*T dirty[i]=true end end\n"
 	"   local i=ki[7] if i>0 then M[i]=M[i]+delta dirty[i]=true\n"
 	"    if ME[i] and ME[i]<71*86400000 then ME[i]=71*86400000 end end\n"
 	"  end\n"
@@ -182,8 +188,11 @@ static const char LUA_SCRIPT[] =
 	"end\n"
 	"flushrel()\n"
 	"for i in pairs(dirty) do\n"
-	" if sub(ty,i,i)=='g' then local d=D[i]\n"
-	"  if d>0 then call('SET',K[i],fmt('%.17g %.17g',d,S[i]),'PX',ceil(d*TT[i]/1000)+1000)\n"
+	" if sub(ty,i,i)=='g' then\n"
+	"  local r1,r2=RF[i],RG[i] if D[i]<=0 then r1=0 end if E[i]<=0 then r2=0 end\n"
+	"  if r2>r1 then r1=r2 end\n"
+	"  if r1>now then call('SET',K[i],fmt('%.17g %d %d %.17g %d %d',D[i],S[i],ceil(RF[i]),E[i],\n"
+	"    F[i],ceil(RG[i])),'PX',ceil((r1-now)/1000)+1000)\n"
 	"  else call('DEL',K[i]) end\n"
 	" else local net=M[i]-M0[i]\n"
 	"  if net~=0 then call('INCRBY',K[i],net) if ME[i] then call('PEXPIRE',K[i],ME[i]) end end end\n"
@@ -402,6 +411,21 @@ static void key_name(const struct gw_rl *rl, char out[KEYNAME_MAX], int d, int64
 	else
 		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:mq:%" PRId32, rl->prefix, tenant_id,
 		         month);
+}
+
+/* Dimension d's Redis key: as key_name, except that a key's (and a tenant's) rpm and tpm GCRA
+ * states share one key, "<prefix>{t<tenant>}[:k:<key>]:g" = "<rpm debt> <ts> <refilled at>
+ * <tpm debt> <ts> <refilled at>", read and written together (one MGET slot, one SET). */
+static void redis_key_name(const struct gw_rl *rl, char out[KEYNAME_MAX], int d,
+                           int64_t tenant_id, const char *key_id, int32_t month)
+{
+	if (d == GW_RL_KEY_RPM || d == GW_RL_KEY_TPM)
+		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:k:%.12s:g", rl->prefix, tenant_id,
+		         key_id);
+	else if (d == GW_RL_TENANT_RPM || d == GW_RL_TENANT_TPM)
+		snprintf(out, KEYNAME_MAX, "%s{t%" PRId64 "}:g", rl->prefix, tenant_id);
+	else
+		key_name(rl, out, d, tenant_id, key_id, month);
 }
 
 /* ---- the in-process limiter ------------------------------------------------------------------ */
@@ -1081,7 +1105,8 @@ static int group_of(struct gw_rl *rl, const struct gkey *gk, int64_t me_ms)
 				int idx = 0;
 				if (gk->lim[d] > 0) {
 					char name[KEYNAME_MAX];
-					key_name(rl, name, d, gk->tenant_id, gk->key_id, gk->month);
+					redis_key_name(rl, name, d, gk->tenant_id, gk->key_id,
+					               gk->month);
 					idx = key_add(rl, name, type[d]);
 				}
 				sb_int(&rl->gb, idx);
