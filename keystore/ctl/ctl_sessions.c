@@ -494,6 +494,13 @@ static int all_zero(const uint8_t *b, size_t n)
 static void from_pool(const struct rc_pool_session *p, struct ks_session *s)
 {
 	snprintf(s->state, sizeof s->state, "%s", rc_pool_state_name(p->state));
+	if (p->opened_at) /* the chain's figures, read by the close */
+		s->opened_at = (int64_t)p->opened_at;
+	if (p->ends_at)
+		s->ends_at = (int64_t)p->ends_at;
+	if (!s->provider_key[0] && !all_zero(p->provider_key, sizeof p->provider_key))
+		rc_hex_encode_0x(p->provider_key, sizeof p->provider_key, s->provider_key,
+				 sizeof s->provider_key);
 	s->closed_at = (int64_t)p->closed_at;
 	s->dispute = p->dispute;
 	if (!all_zero(p->close_tx, 32))

@@ -171,7 +171,8 @@ row() { # LOCAL SID ENDPOINT [FIELD=VALUE]
     opened_at="$NOW" ends_at=$((NOW + 600)) state=open requests=1 "${@:4}"
 }
 DEAD=127.0.0.1:$(free_port) # nothing listens there: the provider is gone
-t_ok "row for the first session, with the provider key" row 301 "$SID1" "$EP" provider_key="$PPUB"
+# no provider key in this row: the close learns it with a handshake first (and records it)
+t_ok "row for the first session" row 301 "$SID1" "$EP"
 t_ok "row for the second, its provider gone" row 302 "$SID2" "$DEAD"
 CHAIN_OPTS=(--rpc "$CHAIN_RPC" --chain-id "$CHAIN_ID" --diamond "$DIAMOND" --mor "$MOR")
 onchain() { ctl --json market session "$1" "${CHAIN_OPTS[@]}" | json "$2"; }
@@ -188,6 +189,7 @@ t_ok "closed on chain, not disputed" test "$(onchain "$SID1" '[o.status, o.dispu
 t_expect "row updated" 0 "" ctl --json sessions show "$SID1"
 t_ok "row: closed, no dispute, closed_at set" test "$(json '[o.state, o.dispute, o.closed_at !== null, o.requests].join()' <<<"$T_OUT")" = "closed,false,true,1"
 t_ok "row's closed_at is the chain's" test "$(json o.closed_at <<<"$T_OUT")" = "$(onchain "$SID1" o.closed_at)"
+t_ok "row: the provider key learned by the close is recorded" test "$(json o.provider_key <<<"$T_OUT")" = "$PPUB"
 
 # the provider is gone: no receipt; refused without --dispute-ok, a dispute with it
 t_expect "close without a provider and without --dispute-ok" 6 "--dispute-ok" ctl sessions close "$SID2" "${CHAIN_OPTS[@]}" --wallet "$T_DIR/gateway.key" --passphrase-file "$T_DIR/pass"
