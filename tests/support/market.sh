@@ -272,7 +272,7 @@ mk_wait_model() { mk_poll "${3:-20}" mk_has_model "$1" "$2"; }
 mk_chat() {
   local name=$1 key=$2 model=$3 content=$4 stream=${5:-} body out
   body=$(node -e 'const [m,c,s]=process.argv.slice(1);const b={model:m,messages:[{role:"user",content:c}]};if(s)b.stream=true;console.log(JSON.stringify(b))' "$model" "$content" "$stream")
-  out=$(curl -s -N --max-time 60 -w '\n%{http_code}' -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+  out=$(curl -s -N --max-time 30 -w '\n%{http_code}' -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
     -d "$body" "${MK_G[$name]}/v1/chat/completions")
   MK_STATUS=${out##*$'\n'}
   MK_BODY=${out%$'\n'*}
