@@ -65,6 +65,7 @@ struct gw_market {
 	long queued;
 	atomic_long running;
 	int stopping, stopped;
+	int abandoned;         /* stop gave up waiting: workers no longer touch the engine */
 	atomic_int chain_id_state;
 	atomic_ullong chain_id_actual;
 	atomic_ullong errors[RC_POOL_INTERNAL + 1];
@@ -252,6 +253,8 @@ int gw_market_error_event(struct rc_buf *out, const struct gw_call_error *e)
 	free(txt);
 	return rc;
 }
+
+#define STOP_WAIT_S 5
 
 #define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
 
@@ -648,7 +651,11 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 	pthread_mutex_unlock(&c->mu);
 	struct gw_engine *e = m->e;
 	mcall_free(m);
-	gw_engine_post_done(e, c, be, logmsg);
+	/* under mk->mu: once gw_market_stop() has given up on us the engine may be gone */
+	pthread_mutex_lock(&mk->mu);
+	if (!mk->abandoned)
+		gw_engine_post_done(e, c, be, logmsg);
+	pthread_mutex_unlock(&mk->mu);
 	gw_call_unref(c); /* the worker's reference */
 }
 
@@ -775,35 +782,49 @@ fail:
 	return -1;
 }
 
-void gw_market_stop(struct gw_market *mk)
+int gw_market_stop(struct gw_market *mk)
 {
 	if (!mk)
-		return;
+		return 0;
 	pthread_mutex_lock(&mk->mu);
 	if (mk->stopped) {
+		int rc = mk->abandoned ? -1 : 0;
 		pthread_mutex_unlock(&mk->mu);
-		return;
+		return rc;
 	}
 	mk->stopping = 1;
 	pthread_cond_broadcast(&mk->cond);
 	pthread_cond_broadcast(&mk->stop_cond);
 	pthread_mutex_unlock(&mk->mu);
+	/* Workers whose calls were cancelled return at once, but one may be inside a chain write
+	 * (a receipt wait is not interruptible): wait a bounded time, then leave it be. */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += STOP_WAIT_S;
+	long left = 0;
 	for (long i = 0; i < mk->nthreads; i++)
-		pthread_join(mk->threads[i], NULL);
-	if (mk->have_check)
-		pthread_join(mk->check_thread, NULL);
-	mk->nthreads = 0;
-	mk->have_check = 0;
+		if (pthread_timedjoin_np(mk->threads[i], NULL, &until) != 0)
+			mk->threads[left++] = mk->threads[i];
+	if (mk->have_check && pthread_timedjoin_np(mk->check_thread, NULL, &until) == 0)
+		mk->have_check = 0;
+	mk->nthreads = left;
 	pthread_mutex_lock(&mk->mu);
 	mk->stopped = 1;
+	mk->abandoned = left > 0 || mk->have_check;
+	int rc = mk->abandoned ? -1 : 0;
 	pthread_mutex_unlock(&mk->mu);
+	if (rc)
+		gw_log_warn("market", "%ld marketplace worker(s) still busy with the chain after %d s: not waiting",
+			    left, STOP_WAIT_S);
+	return rc;
 }
 
 void gw_market_free(struct gw_market *mk)
 {
 	if (!mk)
 		return;
-	gw_market_stop(mk);
+	if (gw_market_stop(mk))
+		return; /* a worker still runs: it owns mk until the process exits */
 	free(mk->threads);
 	pthread_cond_destroy(&mk->cond);
 	pthread_cond_destroy(&mk->stop_cond);

@@ -62,10 +62,13 @@ struct gw_market_opts {
 int gw_market_new(const struct gw_market_opts *o, struct gw_market **out);
 
 /* Cancel what still waits in the queue, stop and join every thread. Calls in flight must have
- * been cancelled through the engine first (their workers then return at once). Idempotent. */
-void gw_market_stop(struct gw_market *m);
+ * been cancelled through the engine first (their workers then return at once). A worker stuck
+ * in a chain write that does not end within 5 s is left running: -1 is returned, the market
+ * and its pool must then not be freed (the process is exiting), and the worker no longer
+ * touches the engine. 0 when every thread is joined. Idempotent (repeats the result). */
+int gw_market_stop(struct gw_market *m);
 
-/* gw_market_stop() and free. NULL is a no-op. */
+/* gw_market_stop() and free (nothing is freed when stop returned -1). NULL is a no-op. */
 void gw_market_free(struct gw_market *m);
 
 /* The backend to put in a call (c->backend) and its settings (c->bcfg): both live as long as

@@ -123,10 +123,15 @@ static int read_passphrase(const struct gw_market_cfg *mc, char *buf, size_t cap
 	return 0;
 }
 
-static void market_free(struct market *m)
+/* Free everything; 0, or -1 when a marketplace worker is still inside a chain write (then
+ * nothing is freed: the worker uses the pool, the chain client and the key store until the
+ * process exits). */
+static int market_free(struct market *m)
 {
 	if (!m)
-		return;
+		return 0;
+	if (gw_market_stop(m->gm))
+		return -1;
 	gw_market_free(m->gm);  /* workers first: they call into the pool */
 	rc_pool_free(m->pool);  /* sessions stay open on chain; the next start reuses them */
 	gw_coord_free(m->coord);
@@ -137,6 +142,7 @@ static void market_free(struct market *m)
 	rc_secp_privkey_release(&m->key);
 	gw_config_unref(m->cfg);
 	free(m);
+	return 0;
 }
 
 /*
@@ -356,8 +362,14 @@ int main(int argc, char **argv)
 		break;
 	}
 	gw_server_free(srv); /* also stops the marketplace workers */
-	market_free(market);
 	struct ks_err ferr;
+	if (market_free(market)) {
+		/* a worker still waits on the chain: flush usage and leave without freeing what it uses */
+		if (ks_flush(ks, &ferr))
+			gw_log_error("main", "final usage flush failed: %s", ferr.msg);
+		gw_log_info("main", "stopped");
+		exit(0);
+	}
 	if (ks_flush(ks, &ferr))
 		gw_log_error("main", "final usage flush failed: %s", ferr.msg);
 	ks_close(ks);
