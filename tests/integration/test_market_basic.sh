@@ -50,6 +50,9 @@ last=$(grep '^data: ' <<<"$MK_BODY" | tail -1)
 if [[ $MK_STATUS == 200 && $text == "w0 w1 w2 w3 w4 " && $last == "data: [DONE]" ]]; then
   t_pass "first request (stream) crosses chain, session and link: full answer, then [DONE] (${cold_ms} ms cold)"
 else t_fail "first request" "status $MK_STATUS text '$text'" "body: ${MK_BODY:0:600}" "$(tail -5 "$T_DIR/gw-gw.err")"; fi
+first=$(grep -m1 . <<<"$MK_BODY")
+if [[ $first == :* ]]; then t_pass "while the session opened the stream carried an SSE comment first ('$first')"; else
+  t_fail "keep-alive comment during the cold start" "first line '$first'"; fi
 n=$(mk_opened_count)
 SID=$(mk_user_sessions | head -1)
 if [[ -n $SID && $n == 1 && $(mk_session user "$SID") == "$CHAIN_ADDR2" && $(mk_session isActive "$SID") == true &&
@@ -78,6 +81,21 @@ t_ok "the openai client ran every check (4)" test "$n" = 4 || echo "# $out"
 t_ok "the requests reused the session: still one SessionOpened" test "$(mk_opened_count)" = 1
 state=$(mk_ctl_state "$SID")
 t_ok "morgatectl sessions list knows the session as open ($state)" test "$state" = open
+# 1 stream + 1 plain + 1 alias + 2 from the openai client = 5 requests on the session
+row_ok() {
+  mk_ctl_sessions 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+    const r=JSON.parse(s).find(x=>String(x.id).toLowerCase()===process.argv[1].toLowerCase());
+    process.exit(r && r.model==="m-chat" && String(r.provider).toLowerCase()===process.argv[2].toLowerCase() &&
+      r.stake_wei===process.argv[3] && r.requests>=5 && r.ends_at && r.opened_at ? 0 : 1)})' "$SID" "$CHAIN_ADDR1" "$(mk_session stake "$SID")"
+}
+if mk_poll 5 row_ok; then t_pass "the session's record: model, provider, stake as on chain, times, 5 requests served"; else
+  t_fail "session record" "$(mk_ctl_sessions 2>&1 | head -c 900)"; fi
+usage_ok() {
+  "$MK_CTL" --json usage --by model 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+    const r=JSON.parse(s).find(x=>x.group==="m-chat"); process.exit(r && r.requests>=5 && r.completion_tokens>0 ? 0 : 1)})'
+}
+if mk_poll 5 usage_ok; then t_pass "usage recorded per model in the key store (m-chat: requests and tokens)"; else
+  t_fail "usage" "$("$MK_CTL" --json usage --by model 2>&1 | head -c 600)"; fi
 
 # ---- 2. concurrent requests from several keys never see each other's text ----------------------------
 # mock-echo answers with the body it received, so each answer must carry its own marker and no other.
