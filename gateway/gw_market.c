@@ -36,6 +36,8 @@ struct mcall {
 	struct gw_call *c;
 	int cancel_fd;
 	int cancelled;       /* under c->mu */
+	int got_chunk;       /* under c->mu: the first chunk arrived */
+	int timed_out;       /* under c->mu: market_tick answered 504 (and counted it) */
 	int stream;
 	int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
 	uint64_t chunks;
@@ -255,6 +257,7 @@ int gw_market_error_event(struct rc_buf *out, const struct gw_call_error *e)
 }
 
 #define STOP_WAIT_S 5
+#define DEADLINE_GRACE_MS 2000
 
 #define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
 
@@ -505,12 +508,63 @@ static void market_cancel(struct gw_engine *e, struct gw_call *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-static const struct gw_backend_ops market_ops = {"marketplace", market_start, market_cancel, NULL};
+/*
+ * Engine thread, every scan: a request the pool has not answered by its deadline (plus a grace
+ * for a transaction in flight) ends here with the pool's 504 words. The pool watches cancel_fd
+ * on links and between steps, but a chain write waiting for a lock or a receipt may not: the
+ * client must not wait for it. The worker, cancelled, finishes on its own later.
+ */
+static void market_tick(struct gw_engine *e, struct gw_call *c, int64_t now_ns)
+{
+	(void)now_ns;
+	pthread_mutex_lock(&c->mu);
+	struct mcall *m = c->priv;
+	int expired = m && !m->got_chunk && !m->cancelled && mono_ms() > m->deadline_ms + DEADLINE_GRACE_MS;
+	char model[sizeof c->market_model];
+	if (expired) {
+		m->cancelled = 1;
+		m->timed_out = 1;
+		uint64_t one = 1;
+		ssize_t w = write(m->cancel_fd, &one, sizeof one);
+		(void)w;
+		memcpy(model, c->market_model, sizeof model);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!expired)
+		return;
+	struct gw_market *mk = c->backend->ud;
+	atomic_fetch_add(&mk->errors[RC_POOL_TIMEOUT], 1);
+	struct rc_pool_err te;
+	memset(&te, 0, sizeof te);
+	te.reason = RC_POOL_TIMEOUT;
+	struct gw_call_error ce;
+	int be;
+	gw_market_map_error(&te, model, &ce, &be);
+	struct rc_buf ev = RC_BUF_INIT;
+	if (gw_market_error_event(&ev, &ce) == RC_OK)
+		gw_call_stream_error(c, ev.ptr, ev.len); /* a stream started by the cold start */
+	rc_buf_release(&ev);
+	gw_log_warn("market", "rid=%s model=%s: no first chunk by the request deadline: answered 504", c->rid,
+		    model);
+	gw_engine_on_done(e, c, GW_BE_ETIMEOUT, "marketplace deadline passed");
+}
+
+static const struct gw_backend_ops market_ops = {"marketplace", market_start, market_cancel, market_tick};
 
 static int is_cancelled(struct mcall *m)
 {
 	pthread_mutex_lock(&m->c->mu);
 	int x = m->cancelled;
+	pthread_mutex_unlock(&m->c->mu);
+	return x;
+}
+
+/* Worker: a chunk arrived; 1 when the call was cancelled (stop the stream). */
+static int chunk_gate(struct mcall *m)
+{
+	pthread_mutex_lock(&m->c->mu);
+	int x = m->cancelled;
+	m->got_chunk = 1;
 	pthread_mutex_unlock(&m->c->mu);
 	return x;
 }
@@ -521,7 +575,7 @@ static int on_chunk(void *ud, enum rc_link_chunk kind, const uint8_t *data, size
 	struct mcall *m = ud;
 	if (kind != RC_LINK_CHUNK_DATA)
 		return 0; /* a signed provider error: the pool returns PROVIDER_ERROR with its text */
-	if (is_cancelled(m))
+	if (chunk_gate(m))
 		return 1;
 	const char *p = (const char *)data;
 	m->chunks++;
@@ -603,7 +657,11 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 		err.reason = RC_POOL_PROVIDER;
 		snprintf(err.text, sizeof err.text, "the provider closed the stream before its end");
 	}
-	atomic_fetch_add(&mk->errors[err.reason <= RC_POOL_INTERNAL ? err.reason : RC_POOL_INTERNAL], 1);
+	pthread_mutex_lock(&c->mu);
+	int timed_out = m->timed_out;
+	pthread_mutex_unlock(&c->mu);
+	if (!timed_out)
+		atomic_fetch_add(&mk->errors[err.reason <= RC_POOL_INTERNAL ? err.reason : RC_POOL_INTERNAL], 1);
 
 	struct gw_call_error ce;
 	int be;
