@@ -301,6 +301,7 @@ struct gw_rl {
 	struct job *pa_head, *pa_tail; /* admissions waiting for the next batch, oldest first */
 	struct job *pf_head, *pf_tail; /* settlements/renewals waiting for the next batch */
 	int inflight;                  /* batches sent, not answered */
+	int inflight_adm;              /* of which carry admissions */
 	/* batch building (see build_batch): key names (RESP), items (RESP), the command */
 	struct sbuf kb, gb, ab, cmd;
 	int nkeys, ngroups, nargs;
@@ -960,8 +961,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv);
 
 /* ---- batches ----------------------------------------------------------------------------------
  * The I/O thread sends everything queued since its last send as one script run (LUA_SCRIPT):
- * settlements and renewals first, then admissions, at most INFLIGHT_MAX runs outstanding. While
- * a run is out, new work waits for its reply, so the batch size follows the load by itself: one
+ * settlements and renewals first, then admissions, at most INFLIGHT_MAX runs with admissions
+ * outstanding (see flush). While a run is out, new work waits for its reply, so the batch size follows the load by itself: one
  * admission alone is sent at once (no added latency), 50 concurrent ones share a few runs.
  * Redis's cost per run (command parsing, script setup, the TIME/MGET/SET calls) is then paid
  * once per batch instead of once per request.
@@ -1261,6 +1262,7 @@ static void send_batch(struct gw_rl *rl, struct batch *b, int use_eval)
 		return;
 	}
 	rl->inflight++;
+	rl->inflight_adm += b->nadmit > 0;
 	atomic_fetch_add(&rl->c_commands, 1);
 	if (b->nadmit) {
 		if (!use_eval)
@@ -1318,6 +1320,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (rl->inflight > 0)
 		rl->inflight--;
+	if (b->nadmit && rl->inflight_adm > 0)
+		rl->inflight_adm--;
 	if (is_noscript(r) && conn_alive(rl)) {
 		send_batch(rl, b, 1); /* the script cache was flushed: send the text this once */
 		return;
@@ -1379,7 +1383,10 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
 	free(b);
 }
 
-/* Send what is waiting, as batches, while fewer than INFLIGHT_MAX are out. */
+/* Send what is waiting, as batches: admissions (with the settlements waiting) while fewer than
+ * INFLIGHT_MAX batches of admissions are out; settlements alone only when nothing is out (else
+ * they ride with the next admissions: a settlement out alone would delay an admission behind
+ * it by a round trip). */
 static void flush(struct gw_rl *rl)
 {
 	if (!redis_usable(rl)) {
@@ -1404,7 +1411,10 @@ static void flush(struct gw_rl *rl)
 		rl->pf_tail = NULL;
 		return;
 	}
-	while (rl->inflight < INFLIGHT_MAX && (rl->pa_head || rl->pf_head) && conn_alive(rl)) {
+	for (;;) {
+		int adm = rl->pa_head && rl->inflight_adm < INFLIGHT_MAX;
+		if (!conn_alive(rl) || !(adm || (!rl->pa_head && rl->pf_head && !rl->inflight)))
+			break;
 		struct batch *b = malloc(sizeof *b);
 		if (!b)
 			return; /* retried on the next loop; admissions time out meanwhile */
@@ -1415,7 +1425,7 @@ static void flush(struct gw_rl *rl)
 		}
 		if (!rl->pf_head)
 			rl->pf_tail = NULL;
-		while (rl->pa_head && b->nadmit < BATCH_ADMIT_MAX) {
+		while (adm && rl->pa_head && b->nadmit < BATCH_ADMIT_MAX) {
 			b->adm[b->nadmit++] = rl->pa_head;
 			rl->pa_head = rl->pa_head->next;
 		}
@@ -1486,7 +1496,7 @@ static void start_connect(struct gw_rl *rl)
 		return;
 	}
 	rl->ac = ac;
-	rl->inflight = 0;
+	rl->inflight = rl->inflight_adm = 0;
 	rl->need_reset = 0;
 	rl->conn_ready = 0;
 	rl->probing = 0;
@@ -1635,7 +1645,7 @@ static void *io_main(void *arg)
 		/* Anything queued from now on waits for this batch's reply, which wakes this
 		 * thread anyway; an admission's deadline bounds that wait (it is later than the
 		 * in-flight one's, which poll's timeout watches). */
-		atomic_store(&rl->io_busy, rl->inflight >= INFLIGHT_MAX && rl->fhead != NULL &&
+		atomic_store(&rl->io_busy, rl->inflight_adm >= INFLIGHT_MAX && rl->fhead != NULL &&
 		                                   !rl->need_reset);
 		if (rl->ac && rl->want_write && (rl->ac->c.flags & REDIS_CONNECTED))
 			redisAsyncHandleWrite(rl->ac); /* flush the pipeline now, no poll round */
