@@ -8,6 +8,10 @@
 # gateway's wallet is account 2 (funded with MOR by every chain_seed_provider).
 #
 #   t_skip DESC REASON          a TAP skip ("ok N - DESC # SKIP REASON"; tests/run counts it)
+#   mk_known_bug DESC BUG [DETAIL...]
+#       a check that fails because of a known, reported bug in the component under test: a skip
+#       naming BUG (so CI stays green while it is open), or with MORGATE_MARKET_STRICT=1 a failure
+#       with the details. Use it only in the else-branch of a check that stays in place.
 #   mk_free_port                a free TCP port on 127.0.0.1
 #   mk_wait_http URL [SECS]     poll URL until it answers (default 5 s)
 #   mk_poll SECS CMD...         run CMD every 0.1 s until it succeeds; rc 1 after SECS
@@ -67,6 +71,18 @@ MK_TOPIC_OPENED=0x2bd7c890baf595977d256a6e784512c873ac58ba612b4895dbb7f784bfbf48
 t_skip() {
   T_N=$((T_N + 1))
   echo "ok $T_N - $1 # SKIP $2"
+}
+
+mk_known_bug() {
+  local desc=$1 bug=$2
+  shift 2
+  if [[ ${MORGATE_MARKET_STRICT:-} == 1 ]]; then
+    t_fail "$desc" "known bug: $bug" "$@"
+  else
+    t_skip "$desc" "known bug: $bug (MORGATE_MARKET_STRICT=1 runs it as a check)"
+    local l
+    for l in "$@"; do printf '#   %s\n' "$l"; done
+  fi
 }
 
 mk_free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
