@@ -45,7 +45,12 @@
 
 #define MAX_AVOID 32
 #define LEASE_TTL_MS 600000     /* "sess:<id>": longer than any stream; unlocked on release */
-#define TX_LOCK_TTL_MS 120000   /* "tx": send + receipt */
+/*
+ * "tx" is held around one write (send + receipt), but its TTL only needs to cover the send:
+ * once the node has accepted our transaction, the pending nonce another instance re-reads
+ * includes it. A short TTL bounds how long a killed instance's lock stalls the others.
+ */
+#define TX_LOCK_TTL_MS 5000
 #define RECONCILE_MS 600000     /* getUserSessions reconcile after the start-up one */
 #define KEEP_ENDED_MS 3600000   /* closed/failed records stay listed this long */
 #define USER_SESSIONS_MAX 1020  /* newest sessions read at recovery (4 pages) */
@@ -385,6 +390,7 @@ struct inflight {
 struct tx_guard {
 	struct rc_pool *p;
 	bool coord_held;
+	int64_t deadline; /* monotonic ms to give up waiting for the lock; 0: TTL + 1 s */
 };
 
 struct rc_pool {
@@ -444,7 +450,9 @@ static int tx_lock(struct tx_guard *g)
 		return 0;
 	struct rc_pool *p = g->p;
 	pthread_mutex_lock(&p->tx_mu);
-	int64_t until = mono_ms() + TX_LOCK_TTL_MS / 2;
+	int64_t until = mono_ms() + TX_LOCK_TTL_MS + 1000; /* a dead holder's lock has expired */
+	if (g->deadline && g->deadline < until)
+		until = g->deadline;
 	for (;;) {
 		int r = p->o.coord->trylock(p->o.coord_ud, "tx", TX_LOCK_TTL_MS);
 		if (r >= 0) {
@@ -468,7 +476,7 @@ static int tx_lock(struct tx_guard *g)
 			pthread_mutex_unlock(&p->tx_mu);
 			return -1;
 		}
-		usleep(50000);
+		usleep(20000);
 	}
 }
 
@@ -746,6 +754,7 @@ static bool lying(enum rc_link_reason r)
 }
 
 static void retire_provider(struct rc_pool *p, const uint8_t provider[20]);
+static unsigned adopt_shared(struct rc_pool *p, const uint8_t model_id[32]);
 
 enum open_res { OPEN_OK, OPEN_WAIT, OPEN_FAIL };
 
@@ -785,6 +794,13 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			pthread_mutex_lock(&p->mu);
 			p->st.coordinated = true;
 			pthread_mutex_unlock(&p->mu);
+			/* the other instance may have opened one while we waited for the lock: take
+			 * it from the shared table and try it rather than open a second for the same
+			 * demand (a session we already knew was tried before we came here) */
+			if (adopt_shared(p, model_id) > 0) {
+				p->o.coord->unlock(p->o.coord_ud, lname);
+				return OPEN_WAIT;
+			}
 		}
 		if (r < 0) {
 			pthread_mutex_lock(&p->mu);
@@ -936,7 +952,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			set_err(err, RC_POOL_INTERNAL, RC_EIO, "cannot record the session before opening it");
 			goto out_d;
 		}
-		struct tx_guard g = {p, false};
+		struct tx_guard g = {p, false, deadline};
 		uint8_t sid[32];
 		memset(&re, 0, sizeof re);
 		int64_t topen = mono_ms();
@@ -1119,16 +1135,18 @@ static void release(struct rc_pool *p, struct psess *ps, bool served, bool faile
 	pthread_mutex_unlock(&p->mu);
 }
 
-/* Sessions opened by other instances (the shared table) that this one does not know yet. */
-static void adopt_shared(struct rc_pool *p, const uint8_t model_id[32])
+/* Sessions opened by other instances (the shared table) that this one does not know yet;
+ * returns how many were added. */
+static unsigned adopt_shared(struct rc_pool *p, const uint8_t model_id[32])
 {
 	if (!p->o.coord)
-		return;
+		return 0;
 	struct rc_pool_session *list = NULL;
 	size_t n = 0;
+	unsigned added = 0;
 	if (p->o.coord->list(p->o.coord_ud, &list, &n) != 0) {
 		free(list);
-		return;
+		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct rc_pool_session *s = &list[i];
@@ -1145,10 +1163,13 @@ static void adopt_shared(struct rc_pool *p, const uint8_t model_id[32])
 			p->sessions = ps;
 		}
 		pthread_mutex_unlock(&p->mu);
-		if (ps)
+		if (ps) {
+			added++;
 			save(p, ps);
+		}
 	}
 	free(list);
+	return added;
 }
 
 /* Retire every session of a provider that lied; the maintenance thread closes them. */
@@ -1466,7 +1487,7 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 	pthread_mutex_unlock(&p->mu);
 	struct rc_link_opts lo = link_opts(p, 0, p->stop_fd);
 	lo.first_timeout_ms = lo.first_timeout_ms > 15000 ? 15000 : lo.first_timeout_ms;
-	struct tx_guard g = {p, false};
+	struct tx_guard g = {p, false, 0};
 	int nr = 0;
 	int rc = close_impl(p->o.market, p->o.txm, &p->key, &lo, &s, allow_dispute, early_ok,
 	                    chain_now(p), &g, err, &nr);
@@ -2005,6 +2026,10 @@ static void warm_up(struct rc_pool *p)
 				memcpy(id, p->catalog[k].id, 32);
 				found = true;
 			}
+		pthread_mutex_unlock(&p->mu);
+		if (found && p->o.coord)
+			adopt_shared(p, id); /* another instance's warm sessions count too */
+		pthread_mutex_lock(&p->mu);
 		uint64_t now_s = chain_now(p);
 		int64_t now_mono = mono_ms();
 		if (found)
@@ -2014,8 +2039,6 @@ static void warm_up(struct rc_pool *p)
 		pthread_mutex_unlock(&p->mu);
 		if (!found || idle >= mc->min_idle)
 			continue;
-		if (p->o.coord)
-			adopt_shared(p, id);
 		struct psess *ps = NULL;
 		struct rc_pool_err e = {0};
 		char reasons[400] = "";
