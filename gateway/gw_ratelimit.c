@@ -6,9 +6,11 @@
  *
  * Why one I/O thread and one connection: a loopback round trip costs 70-100 us here, a whole HTTP
  * request about 8 us of CPU. Blocking a worker per check would cap a thread near 10k checks/s;
- * instead callers enqueue, the I/O thread writes everything queued in one write(2) and reads the
- * replies as they come, so N concurrent admissions cost about one round trip of latency and 1/N
- * of a round trip of syscalls each. Redis is single-threaded, so more connections buy nothing.
+ * instead callers enqueue, and the I/O thread sends everything queued as one script run (see
+ * "batches"), so N concurrent admissions cost about one round trip of latency and 1/N of a
+ * round trip of syscalls and of Redis's per-script cost each (a script run costs Redis ~5 us
+ * before it does anything, each redis.call 1-4 us). Redis is single-threaded, so more
+ * connections buy nothing.
  *
  * Why the clock comes from Redis (TIME inside the script): gateways' clocks differ by
  * milliseconds; GCRA states written by one and read by another must share one time base.

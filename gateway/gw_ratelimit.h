@@ -17,11 +17,14 @@
  *                distinct from a rate limit.
  * A limit of 0 means "no limit" for that dimension (as in struct ks_limits).
  *
- * With Redis: one EVALSHA per admission for all dimensions (one round trip, pipelined with the
- * other requests in flight on one connection run by the limiter's I/O thread). Settlement,
- * release and renewal are fire-and-forget on the same pipeline. Redis keys are
+ * With Redis: every dimension of an admission is decided by one Lua script run (one round trip
+ * on one connection run by the limiter's I/O thread). Admissions that arrive while a run is out
+ * are decided together by the next run, one after the other, atomically, so concurrent requests
+ * share a round trip and Redis's per-script cost while limits stay exact across processes;
+ * settlement, release and renewal are fire-and-forget and ride in the same runs. Redis keys are
  * "<prefix>{t<tenant_id>}:..." (hash tag per tenant), name the public key id, never a secret,
- * and expire by themselves.
+ * and expire by themselves. One run may touch several tenants' keys: a single Redis (or a
+ * replicated primary), not Redis Cluster.
  * A key (or tenant) that Redis has just refused on requests per minute is refused in process until
  * its Retry-After has passed, without a round trip (exact: such a refusal cannot end early).
  * Without Redis (none configured, unreachable, or slower than timeout_ms) the in-process limiter
