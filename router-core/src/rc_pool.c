@@ -44,28 +44,34 @@
 #include <router-core/rc_rpc.h>
 
 #define MAX_AVOID 32
-#define LEASE_TTL_MS 600000     /* "sess:<id>": longer than any stream; unlocked on release */
+#define LEASE_TTL_MS 600000 /* "sess:<id>": longer than any stream; unlocked on release */
 /*
  * "tx" is held around one write (send + receipt), but its TTL only needs to cover the send:
  * once the node has accepted our transaction, the pending nonce another instance re-reads
  * includes it. A short TTL bounds how long a killed instance's lock stalls the others.
  */
 #define TX_LOCK_TTL_MS 5000
-#define RECONCILE_MS 600000     /* getUserSessions reconcile after the start-up one */
-#define KEEP_ENDED_MS 3600000   /* closed/failed records stay listed this long */
-#define USER_SESSIONS_MAX 1020  /* newest sessions read at recovery (4 pages) */
+#define RECONCILE_MS 600000    /* getUserSessions reconcile after the start-up one */
+#define KEEP_ENDED_MS 3600000  /* closed/failed records stay listed this long */
+#define USER_SESSIONS_MAX 1020 /* newest sessions read at recovery (4 pages) */
 
 /* ---- names ----------------------------------------------------------------------------------- */
 
 const char *rc_pool_state_name(enum rc_pool_state s)
 {
 	switch (s) {
-	case RC_POOL_S_OPENING: return "opening";
-	case RC_POOL_S_OPEN: return "open";
-	case RC_POOL_S_RETIRED: return "retired";
-	case RC_POOL_S_CLOSING: return "closing";
-	case RC_POOL_S_CLOSED: return "closed";
-	case RC_POOL_S_FAILED: return "failed";
+	case RC_POOL_S_OPENING:
+		return "opening";
+	case RC_POOL_S_OPEN:
+		return "open";
+	case RC_POOL_S_RETIRED:
+		return "retired";
+	case RC_POOL_S_CLOSING:
+		return "closing";
+	case RC_POOL_S_CLOSED:
+		return "closed";
+	case RC_POOL_S_FAILED:
+		return "failed";
 	}
 	return "unknown";
 }
@@ -73,22 +79,34 @@ const char *rc_pool_state_name(enum rc_pool_state s)
 const char *rc_pool_reason_name(enum rc_pool_reason r)
 {
 	switch (r) {
-	case RC_POOL_OK: return "ok";
-	case RC_POOL_UNKNOWN_MODEL: return "unknown_model";
-	case RC_POOL_NO_BIDS: return "no_bids";
-	case RC_POOL_NO_PROVIDER: return "no_provider";
-	case RC_POOL_CHAIN: return "chain";
-	case RC_POOL_FUNDS: return "funds";
-	case RC_POOL_TIMEOUT: return "timeout";
-	case RC_POOL_PROVIDER: return "provider";
-	case RC_POOL_PROVIDER_ERROR: return "provider_error";
-	case RC_POOL_CANCELLED: return "cancelled";
-	case RC_POOL_INTERNAL: return "internal";
+	case RC_POOL_OK:
+		return "ok";
+	case RC_POOL_UNKNOWN_MODEL:
+		return "unknown_model";
+	case RC_POOL_NO_BIDS:
+		return "no_bids";
+	case RC_POOL_NO_PROVIDER:
+		return "no_provider";
+	case RC_POOL_CHAIN:
+		return "chain";
+	case RC_POOL_FUNDS:
+		return "funds";
+	case RC_POOL_TIMEOUT:
+		return "timeout";
+	case RC_POOL_PROVIDER:
+		return "provider";
+	case RC_POOL_PROVIDER_ERROR:
+		return "provider_error";
+	case RC_POOL_CANCELLED:
+		return "cancelled";
+	case RC_POOL_INTERNAL:
+		return "internal";
 	}
 	return "unknown";
 }
 
-/* ---- small helpers ----------------------------------------------------------------------------- */
+/* ---- small helpers -----------------------------------------------------------------------------
+ */
 
 static int64_t mono_ms(void)
 {
@@ -202,7 +220,8 @@ static const char *rpc_text(const struct rc_rpc_error *e, int rc)
 	return rc_strerror(rc);
 }
 
-/* ---- the close procedure (shared with morgatectl) ---------------------------------------------- */
+/* ---- the close procedure (shared with morgatectl) ----------------------------------------------
+ */
 
 static bool lying(enum rc_link_reason r);
 struct tx_guard; /* the pool's "tx" lock around writes, NULL when closing without a pool */
@@ -235,7 +254,8 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 	*no_receipt = 0; /* 1: provider unreachable, 2: it answered without a good receipt */
 	int rc = rc_market_get_session(m, s->id, &info, &re);
 	if (rc != RC_OK) {
-		set_err(err, RC_POOL_CHAIN, rc, "cannot read session %s: %s", sid, rpc_text(&re, rc));
+		set_err(err, RC_POOL_CHAIN, rc, "cannot read session %s: %s", sid,
+		        rpc_text(&re, rc));
 		return rc;
 	}
 	if (!info.found) {
@@ -265,8 +285,8 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 	} else {
 		if (is_zero(s->provider_key, sizeof s->provider_key)) {
 			struct rc_link_session hs;
-			rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, s->bid_id, &s->stake, 0, &hs,
-			                       &le);
+			rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, s->bid_id, &s->stake, 0,
+			                       &hs, &le);
 			if (rc == RC_OK)
 				memcpy(s->provider_key, hs.provider_key, sizeof s->provider_key);
 		} else {
@@ -279,9 +299,11 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 		if (rc == RC_OK && receipt_ok(&rcpt, s->id, rc_txm_chain_id(txm), s->provider))
 			have = true;
 		else if (rc == RC_OK)
-			snprintf(why, sizeof why, "receipt not for this session or not signed by the provider");
+			snprintf(why, sizeof why,
+			         "receipt not for this session or not signed by the provider");
 		else
-			snprintf(why, sizeof why, "%s: %s", rc_link_reason_name(le.reason), le.text);
+			snprintf(why, sizeof why, "%s: %s", rc_link_reason_name(le.reason),
+			         le.text);
 		if (rc == RC_OK || le.reason == RC_LINK_PROVIDER_ERROR || lying(le.reason))
 			kind = 2;
 		rc_link_free(l);
@@ -298,11 +320,12 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 	} else {
 		*no_receipt = kind;
 		if (!allow_dispute) {
-			set_err(err, RC_POOL_PROVIDER, RC_EPROTO, "no receipt for session %s: %s", sid,
-			        why);
+			set_err(err, RC_POOL_PROVIDER, RC_EPROTO, "no receipt for session %s: %s",
+			        sid, why);
 			return RC_EPROTO;
 		}
-		/* §1.2 (f) 2: the same structure with our own figures, signed by the user: a dispute */
+		/* §1.2 (f) 2: the same structure with our own figures, signed by the user: a
+		 * dispute */
 		struct rc_morpheus_receipt r = {0};
 		memcpy(r.session_id, s->id, 32);
 		r.chain_id = rc_txm_chain_id(txm);
@@ -361,15 +384,16 @@ int rc_session_close(struct rc_market *m, struct rc_txm *txm, const struct rc_se
 	return close_impl(m, txm, key, link, s, allow_dispute, true, now, NULL, err, &nr);
 }
 
-/* ---- the pool ------------------------------------------------------------------------------------ */
+/* ---- the pool
+ * ------------------------------------------------------------------------------------ */
 
 struct psess {
 	struct rc_pool_session s;
-	bool busy;      /* held by a request or the maintenance thread */
-	bool leased;    /* we hold "sess:<id>" */
-	bool keyless;   /* the maintenance thread failed to learn the provider key */
-	bool visited;   /* reconcile's mark */
-	bool dirty;     /* request counters changed since the last save */
+	bool busy;                   /* held by a request or the maintenance thread */
+	bool leased;                 /* we hold "sess:<id>" */
+	bool keyless;                /* the maintenance thread failed to learn the provider key */
+	bool visited;                /* reconcile's mark */
+	bool dirty;                  /* request counters changed since the last save */
 	int64_t no_receipt_since_ms; /* first close after endsAt that got no receipt; 0: none */
 	int64_t last_used_ms;
 	struct psess *next;
@@ -414,7 +438,7 @@ struct rc_pool {
 	int64_t catalog_wall_ms, catalog_mono_ms, reconcile_mono_ms;
 	bool recovered;
 	bool reconcile_soon; /* an openSession of unknown outcome: reconcile within 30 s */
-	unsigned warming; /* warm-up opens in flight */
+	unsigned warming;    /* warm-up opens in flight */
 
 	_Atomic int64_t block_ts; /* latest block timestamp seen, seconds */
 	struct rc_health health;
@@ -588,7 +612,8 @@ static const struct rc_pool_model_cfg *model_cfg(struct rc_pool *p, const char *
 	return NULL;
 }
 
-/* ---- construction ------------------------------------------------------------------------------ */
+/* ---- construction ------------------------------------------------------------------------------
+ */
 
 int rc_pool_new(const struct rc_pool_opts *o, struct rc_pool **out)
 {
@@ -651,7 +676,8 @@ static void cv_wait_until(struct rc_pool *p, int64_t until_ms)
 	pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 }
 
-/* ---- discovery ------------------------------------------------------------------------------------ */
+/* ---- discovery
+ * ------------------------------------------------------------------------------------ */
 
 /* Copy of the model's discovery (fresh within ttl, else read now). Caller releases *d. */
 static int discovery_get(struct rc_pool *p, const uint8_t model_id[32], bool force,
@@ -725,7 +751,8 @@ static void discovery_free(struct rc_market_discovery *d)
 	d->noffers = 0;
 }
 
-/* ---- opening a session (§1.2 (a)-(c)) ------------------------------------------------------------ */
+/* ---- opening a session (§1.2 (a)-(c))
+ * ------------------------------------------------------------ */
 
 struct avoid {
 	uint8_t a[MAX_AVOID][20];
@@ -795,8 +822,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			p->st.coordinated = true;
 			pthread_mutex_unlock(&p->mu);
 			/* the other instance may have opened one while we waited for the lock: take
-			 * it from the shared table and try it rather than open a second for the same
-			 * demand (a session we already knew was tried before we came here) */
+			 * it from the shared table and try it rather than open a second for the
+			 * same demand (a session we already knew was tried before we came here) */
 			if (adopt_shared(p, model_id) > 0) {
 				p->o.coord->unlock(p->o.coord_ud, lname);
 				return OPEN_WAIT;
@@ -857,8 +884,9 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		unsigned retries = 0;
 	again:;
 		struct rc_u256 stake;
-		rc = rc_market_stake_amount(&d.total_supply, &d.todays_budget, &of->bid.price_per_second,
-		                            p->o.session_s, p->o.direct_payment, &stake);
+		rc = rc_market_stake_amount(&d.total_supply, &d.todays_budget,
+		                            &of->bid.price_per_second, p->o.session_s,
+		                            p->o.direct_payment, &stake);
 		if (rc != RC_OK) {
 			append_reason(reasons, rcap, "%s: stake out of range", who);
 			avoid_add(av, of->bid.provider);
@@ -878,21 +906,25 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		struct rc_link_session hs;
 		struct rc_link_err le = {0};
 		int64_t t0 = mono_ms();
-		rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, of->bid.id, &stake, 0, &hs, &le);
+		rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, of->bid.id, &stake, 0, &hs,
+		                       &le);
 		link_unregister(p, &in);
 		rc_link_free(l);
 		if (rc == RC_OK) {
-			/* the approval must be for this bid and chain, signed by the bid's provider, or
-			 * openSession would revert after we paid for gas (§3.6 step 2, 5) */
+			/* the approval must be for this bid and chain, signed by the bid's
+			 * provider, or openSession would revert after we paid for gas (§3.6 step 2,
+			 * 5) */
 			struct rc_morpheus_approval ap;
-			if (rc_morpheus_approval_decode(hs.approval, sizeof hs.approval, &ap, NULL) !=
-			            RC_OK ||
+			if (rc_morpheus_approval_decode(hs.approval, sizeof hs.approval, &ap,
+			                                NULL) != RC_OK ||
 			    memcmp(ap.bid_id, of->bid.id, 32) != 0 ||
 			    ap.chain_id != rc_txm_chain_id(p->o.txm) ||
-			    rc_morpheus_verify_blob(hs.approval, sizeof hs.approval, hs.approval_sig,
-			                            of->bid.provider) != RC_OK) {
-				append_reason(reasons, rcap, "%s: approval not for this bid or not signed "
-				                              "by the provider", who);
+			    rc_morpheus_verify_blob(hs.approval, sizeof hs.approval,
+			                            hs.approval_sig, of->bid.provider) != RC_OK) {
+				append_reason(reasons, rcap,
+				              "%s: approval not for this bid or not signed "
+				              "by the provider",
+				              who);
 				rc_health_abandon(&p->health, of->bid.provider, mono_ms());
 				avoid_add(av, of->bid.provider);
 				continue;
@@ -902,8 +934,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 				set_err(err, RC_POOL_CANCELLED, rc, "cancelled");
 				goto out_d;
 			}
-			append_reason(reasons, rcap, "%s: %s: %s", who, rc_link_reason_name(le.reason),
-			              le.text);
+			append_reason(reasons, rcap, "%s: %s: %s", who,
+			              rc_link_reason_name(le.reason), le.text);
 			if (lying(le.reason)) {
 				rc_health_abandon(&p->health, of->bid.provider, mono_ms());
 				retire_provider(p, of->bid.provider);
@@ -949,7 +981,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			ps->busy = false;
 			p->st.sessions_opening--;
 			pthread_mutex_unlock(&p->mu);
-			set_err(err, RC_POOL_INTERNAL, RC_EIO, "cannot record the session before opening it");
+			set_err(err, RC_POOL_INTERNAL, RC_EIO,
+			        "cannot record the session before opening it");
 			goto out_d;
 		}
 		struct tx_guard g = {p, false, deadline};
@@ -960,8 +993,9 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			rc = RC_ETIMEOUT;
 			snprintf(re.message, sizeof re.message, "transaction lock not available");
 		} else {
-			rc = rc_market_open_session(p->o.market, p->o.txm, &stake, p->o.direct_payment,
-			                            hs.approval, sizeof hs.approval, hs.approval_sig,
+			rc = rc_market_open_session(p->o.market, p->o.txm, &stake,
+			                            p->o.direct_payment, hs.approval,
+			                            sizeof hs.approval, hs.approval_sig,
 			                            sizeof hs.approval_sig, sid, &re);
 			tx_unlock(&g);
 		}
@@ -973,9 +1007,9 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		p->st.sessions_opening--;
 		p->st.chain_ok = rc == RC_OK || !chain_transport_error(rc);
 		if (rc != RC_OK) {
-			/* a timeout or a transport failure may come after the transaction was sent: the
-			 * record stays "opening" and the next reconcile (soon) adopts the session if it
-			 * was mined, else marks it failed */
+			/* a timeout or a transport failure may come after the transaction was sent:
+			 * the record stays "opening" and the next reconcile (soon) adopts the
+			 * session if it was mined, else marks it failed */
 			bool unknown = rc == RC_ETIMEOUT || rc == RC_EIO || rc == RC_EPROTO;
 			ps->s.state = unknown ? RC_POOL_S_OPENING : RC_POOL_S_FAILED;
 			if (unknown)
@@ -988,18 +1022,20 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			plog(p, 2, "pool: openSession with %s for '%s' failed: %s", who, model,
 			     rpc_text(&re, rc));
 			if (funds || chain_transport_error(rc) || rc == RC_ETIMEOUT) {
-				/* the on-chain part failed: abort as the reference does (§1.2 (a) 5) */
+				/* the on-chain part failed: abort as the reference does (§1.2 (a)
+				 * 5) */
 				set_err(err, funds ? RC_POOL_FUNDS : RC_POOL_CHAIN, rc,
 				        "openSession failed: %s", rpc_text(&re, rc));
 				goto out_d;
 			}
 			/*
-			 * Two races worth a second try with the same provider: a provider stamps its
-			 * approval with its clock in ms, so two handshakes in one ms give the same bytes
-			 * and the second openSession reverts SessionDuplicateApproval (approvals are
-			 * single-use, trap 14); and an allowance taken meanwhile by another instance on
-			 * the same wallet without coordination ("insufficient allowance": the retry
-			 * approves again). A fresh handshake gives a fresh approval.
+			 * Two races worth a second try with the same provider: a provider stamps
+			 * its approval with its clock in ms, so two handshakes in one ms give the
+			 * same bytes and the second openSession reverts SessionDuplicateApproval
+			 * (approvals are single-use, trap 14); and an allowance taken meanwhile by
+			 * another instance on the same wallet without coordination ("insufficient
+			 * allowance": the retry approves again). A fresh handshake gives a fresh
+			 * approval.
 			 */
 			if (retryable_open_revert(&re) && retries++ < 2) {
 				usleep(3000);
@@ -1018,7 +1054,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			ps->s.ends_at = info.ends_at;
 			ps->s.stake = info.stake;
 		} else {
-			/* estimate, on the short side; the close path re-reads endsAt before closing */
+			/* estimate, on the short side; the close path re-reads endsAt before
+			 * closing */
 			ps->s.opened_at = now_s;
 			ps->s.ends_at = now_s + p->o.session_s - 60;
 		}
@@ -1027,8 +1064,9 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		save(p, ps);
 		char sh[16];
 		short_hex(sid, 32, sh);
-		plog(p, 0, "pool: opened session %s with %s for '%s' in %" PRId64 " ms (ends %" PRIu64
-		           ")",
+		plog(p, 0,
+		     "pool: opened session %s with %s for '%s' in %" PRId64 " ms (ends %" PRIu64
+		     ")",
 		     sh, who, model, mono_ms() - topen, ps->s.ends_at);
 		*out = ps;
 		res = OPEN_OK;
@@ -1038,8 +1076,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		set_err(err, RC_POOL_NO_PROVIDER, RC_ENOTFOUND,
 		        "no provider left to try for '%s' (all failed or benched)", model);
 	else
-		set_err(err, RC_POOL_NO_PROVIDER, RC_EIO, "no provider accepted a session for '%s': %s",
-		        model, reasons);
+		set_err(err, RC_POOL_NO_PROVIDER, RC_EIO,
+		        "no provider accepted a session for '%s': %s", model, reasons);
 out_d:
 	free(ranked);
 	discovery_free(&d);
@@ -1049,7 +1087,8 @@ out:
 	return res;
 }
 
-/* ---- claiming and releasing --------------------------------------------------------------------- */
+/* ---- claiming and releasing ---------------------------------------------------------------------
+ */
 
 static bool usable(struct rc_pool *p, const struct psess *ps, uint64_t now_s, int64_t now_mono)
 {
@@ -1076,8 +1115,8 @@ static struct psess *claim_idle(struct rc_pool *p, const uint8_t model_id[32],
 		int64_t now_mono = mono_ms();
 		struct psess *best = NULL;
 		for (struct psess *ps = p->sessions; ps; ps = ps->next) {
-			if (memcmp(ps->s.model_id, model_id, 32) != 0 || !usable(p, ps, now_s, now_mono) ||
-			    avoided(av, ps->s.provider))
+			if (memcmp(ps->s.model_id, model_id, 32) != 0 ||
+			    !usable(p, ps, now_s, now_mono) || avoided(av, ps->s.provider))
 				continue;
 			bool sk = false;
 			for (size_t i = 0; i < nskip; i++)
@@ -1188,12 +1227,14 @@ static void retire_provider(struct rc_pool *p, const uint8_t provider[20])
 		save(p, todo[i]);
 	char who[16];
 	short_hex(provider, 20, who);
-	plog(p, 1, "pool: provider %s abandoned (bad signature or mismatched answer); %zu session(s) "
-	           "retired",
+	plog(p, 1,
+	     "pool: provider %s abandoned (bad signature or mismatched answer); %zu session(s) "
+	     "retired",
 	     who, n);
 }
 
-/* ---- prompting ----------------------------------------------------------------------------------- */
+/* ---- prompting
+ * ----------------------------------------------------------------------------------- */
 
 struct chunk_ctx {
 	const struct rc_pool_request *rq;
@@ -1305,7 +1346,8 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		if (mono_ms() >= deadline) {
 			if (queued && !reasons[0])
 				set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
-				        "every session of '%s' stayed busy until the deadline (at most %u "
+				        "every session of '%s' stayed busy until the deadline (at "
+				        "most %u "
 				        "per model, or another instance was opening one)",
 				        rq->model, p->o.max_sessions_per_model);
 			else
@@ -1325,10 +1367,11 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 				rq->on_wait(rq->ud);
 			}
 			waited = true;
-			/* until the start-up reconcile is done, sessions of ours on chain may not be
-			 * known yet: wait for it (10 s at most) rather than open a duplicate */
+			/* until the start-up reconcile is done, sessions of ours on chain may not
+			 * be known yet: wait for it (10 s at most) rather than open a duplicate */
 			pthread_mutex_lock(&p->mu);
-			bool wait_recovery = p->started && !p->recovered && mono_ms() - start < 10000;
+			bool wait_recovery =
+			        p->started && !p->recovered && mono_ms() - start < 10000;
 			if (wait_recovery) {
 				int64_t until = mono_ms() + 100;
 				cv_wait_until(p, until < deadline ? until : deadline);
@@ -1336,10 +1379,12 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			pthread_mutex_unlock(&p->mu);
 			if (wait_recovery)
 				continue;
-			enum open_res orr = open_session(p, model_id, rq->model, deadline, rq->cancel_fd,
-			                                 &av, &ps, err, reasons, sizeof reasons);
+			enum open_res orr =
+			        open_session(p, model_id, rq->model, deadline, rq->cancel_fd, &av,
+			                     &ps, err, reasons, sizeof reasons);
 			if (orr == OPEN_WAIT) {
-				/* at max sessions, or another instance is opening: wait for a release */
+				/* at max sessions, or another instance is opening: wait for a
+				 * release */
 				queued = true;
 				pthread_mutex_lock(&p->mu);
 				int64_t until = mono_ms() + 200;
@@ -1395,16 +1440,17 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		link_register(p, &in, l);
 		struct chunk_ctx cc = {.rq = rq};
 		int64_t t0 = mono_ms();
-		rc = rc_link_prompt(l, (struct rc_str){NULL, 0}, ps->s.id, rq->message, 0, on_chunk, &cc,
-		                    &res->stream, &le);
+		rc = rc_link_prompt(l, (struct rc_str){NULL, 0}, ps->s.id, rq->message, 0, on_chunk,
+		                    &cc, &res->stream, &le);
 		int64_t took = mono_ms() - t0;
 		link_unregister(p, &in);
 		rc_link_free(l);
 		res->first_chunk = cc.data_chunks > 0;
 		if (rc == RC_OK) {
-			double tps = took > 0 ? (double)res->stream.chunks * 1000.0 / (double)took : -1;
-			rc_health_success(&p->health, ps->s.provider, (double)res->stream.first_ms, tps,
-			                  mono_ms());
+			double tps =
+			        took > 0 ? (double)res->stream.chunks * 1000.0 / (double)took : -1;
+			rc_health_success(&p->health, ps->s.provider, (double)res->stream.first_ms,
+			                  tps, mono_ms());
 			release(p, ps, true, false);
 			break;
 		}
@@ -1415,7 +1461,8 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			break;
 		}
 		if (le.reason == RC_LINK_PROVIDER_ERROR && le.signed_error) {
-			/* the backend's own answer, signed: the request's fault, not the provider's */
+			/* the backend's own answer, signed: the request's fault, not the provider's
+			 */
 			rc_health_success(&p->health, ps->s.provider, -1, -1, mono_ms());
 			release(p, ps, true, false);
 			set_err(err, RC_POOL_PROVIDER_ERROR, rc, "%s", le.text);
@@ -1427,9 +1474,10 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			retire_provider(p, ps->s.provider);
 		} else {
 			rc_health_failure(&p->health, ps->s.provider, mono_ms());
-			bool session_gone = le.reason == RC_LINK_PROVIDER_ERROR &&
-			                    (text_has(le.text, "expired") || text_has(le.text, "not found") ||
-			                     text_has(le.text, "closed"));
+			bool session_gone =
+			        le.reason == RC_LINK_PROVIDER_ERROR &&
+			        (text_has(le.text, "expired") || text_has(le.text, "not found") ||
+			         text_has(le.text, "closed"));
 			bool user_lost = le.reason == RC_LINK_PROVIDER_ERROR &&
 			                 text_has(le.text, "user not found");
 			pthread_mutex_lock(&p->mu);
@@ -1441,16 +1489,16 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			release(p, ps, false, true);
 		}
 		plog(p, 1, "pool: request on %s failed%s: %s: %s", who,
-		     res->first_chunk ? " after the first chunk" : "", rc_link_reason_name(le.reason),
-		     le.text);
+		     res->first_chunk ? " after the first chunk" : "",
+		     rc_link_reason_name(le.reason), le.text);
 		if (res->first_chunk) {
-			set_err(err, RC_POOL_PROVIDER, rc, "provider %s failed mid-stream: %s: %s", who,
-			        rc_link_reason_name(le.reason), le.text);
+			set_err(err, RC_POOL_PROVIDER, rc, "provider %s failed mid-stream: %s: %s",
+			        who, rc_link_reason_name(le.reason), le.text);
 			break;
 		}
 		/* failover: the request never reached the caller, try the next session/provider */
-		append_reason(reasons, sizeof reasons, "%s: %s: %s", who, rc_link_reason_name(le.reason),
-		              le.text);
+		append_reason(reasons, sizeof reasons, "%s: %s: %s", who,
+		              rc_link_reason_name(le.reason), le.text);
 		avoid_add(&av, ps->s.provider);
 		pthread_mutex_lock(&p->mu);
 		p->st.failovers++;
@@ -1465,7 +1513,8 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 	return rc;
 }
 
-/* ---- closing from the pool ---------------------------------------------------------------------- */
+/* ---- closing from the pool ----------------------------------------------------------------------
+ */
 
 /* Close ps (busy, held by the caller). Returns RC_OK when closed; the record is saved. */
 static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, bool early_ok,
@@ -1524,7 +1573,8 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 	pthread_mutex_unlock(&p->mu);
 	save(p, ps);
 	if (rc == RC_OK)
-		plog(p, 0, "pool: closed session %s%s", sh, s.dispute ? " (dispute)" : " with the provider's receipt");
+		plog(p, 0, "pool: closed session %s%s", sh,
+		     s.dispute ? " (dispute)" : " with the provider's receipt");
 	else
 		plog(p, 1, "pool: close of session %s failed: %s", sh, err->text);
 	return rc;
@@ -1568,7 +1618,8 @@ int rc_pool_close(struct rc_pool *p, const uint8_t id[32], bool allow_dispute,
 	return rc;
 }
 
-/* ---- recovery (restart safety) ------------------------------------------------------------------- */
+/* ---- recovery (restart safety)
+ * ------------------------------------------------------------------- */
 
 static int load_cb(void *ud, const struct rc_pool_session *s)
 {
@@ -1629,7 +1680,8 @@ static int reconcile(struct rc_pool *p, bool at_start)
 		for (struct psess *ps = p->sessions; ps; ps = ps->next)
 			if (!ps->busy && !is_zero(ps->s.id, 32) && at_start &&
 			    (ps->s.state == RC_POOL_S_OPEN || ps->s.state == RC_POOL_S_RETIRED ||
-			     ps->s.state == RC_POOL_S_CLOSING || ps->s.state == RC_POOL_S_OPENING) &&
+			     ps->s.state == RC_POOL_S_CLOSING ||
+			     ps->s.state == RC_POOL_S_OPENING) &&
 			    !ps->visited) {
 				todo = ps;
 				ps->visited = true;
@@ -1686,7 +1738,8 @@ static int reconcile(struct rc_pool *p, bool at_start)
 			struct psess *match = NULL;
 			for (struct psess *ps = p->sessions; ps; ps = ps->next)
 				if (ps->s.state == RC_POOL_S_OPENING && !ps->busy &&
-				    is_zero(ps->s.id, 32) && memcmp(ps->s.bid_id, info.bid_id, 32) == 0)
+				    is_zero(ps->s.id, 32) &&
+				    memcmp(ps->s.bid_id, info.bid_id, 32) == 0)
 					match = ps;
 			if (match)
 				memcpy(match->s.id, ids[k], 32);
@@ -1694,9 +1747,10 @@ static int reconcile(struct rc_pool *p, bool at_start)
 			if (match) {
 				char sh[16];
 				short_hex(ids[k], 32, sh);
-				plog(p, 0, "pool: session %s of an interrupted open found on chain", sh);
-				/* a record saved before openSession has the bid's provider and endpoint;
-				 * fill what a minimal one lacks from the chain */
+				plog(p, 0, "pool: session %s of an interrupted open found on chain",
+				     sh);
+				/* a record saved before openSession has the bid's provider and
+				 * endpoint; fill what a minimal one lacks from the chain */
 				struct rc_bid bid;
 				struct rc_provider prov;
 				if ((is_zero(match->s.provider, 20) || !match->s.endpoint[0] ||
@@ -1709,9 +1763,11 @@ static int reconcile(struct rc_pool *p, bool at_start)
 					snprintf(match->s.endpoint, sizeof match->s.endpoint, "%s",
 					         prov.endpoint);
 					match->s.price_per_second = bid.price_per_second;
-					for (size_t c = 0; c < p->ncatalog && !match->s.model[0]; c++)
+					for (size_t c = 0; c < p->ncatalog && !match->s.model[0];
+					     c++)
 						if (memcmp(p->catalog[c].id, bid.model_id, 32) == 0)
-							snprintf(match->s.model, sizeof match->s.model, "%s",
+							snprintf(match->s.model,
+							         sizeof match->s.model, "%s",
 							         p->catalog[c].name);
 					pthread_mutex_unlock(&p->mu);
 				}
@@ -1729,22 +1785,25 @@ static int reconcile(struct rc_pool *p, bool at_start)
 				memcpy(match->s.bid_id, info.bid_id, 32);
 				memcpy(match->s.model_id, bid.model_id, 32);
 				memcpy(match->s.provider, bid.provider, 20);
-				snprintf(match->s.endpoint, sizeof match->s.endpoint, "%s", prov.endpoint);
+				snprintf(match->s.endpoint, sizeof match->s.endpoint, "%s",
+				         prov.endpoint);
 				match->s.price_per_second = bid.price_per_second;
 				pthread_mutex_lock(&p->mu);
 				for (size_t c = 0; c < p->ncatalog; c++)
 					if (memcmp(p->catalog[c].id, bid.model_id, 32) == 0)
-						snprintf(match->s.model, sizeof match->s.model, "%s",
-						         p->catalog[c].name);
+						snprintf(match->s.model, sizeof match->s.model,
+						         "%s", p->catalog[c].name);
 				pthread_mutex_unlock(&p->mu);
 				if (!match->s.model[0]) {
 					struct rc_model md;
 					if (rc_market_get_model(m, bid.model_id, &md, &re) == RC_OK)
-						snprintf(match->s.model, sizeof match->s.model, "%s", md.name);
+						snprintf(match->s.model, sizeof match->s.model,
+						         "%s", md.name);
 				}
-				/* re-check under the lock the opener sets ids under: a session being opened
-				 * right now by a request of ours (an in-flight OPENING record of this bid) is
-				 * not an orphan, and one whose id just got recorded is known */
+				/* re-check under the lock the opener sets ids under: a session
+				 * being opened right now by a request of ours (an in-flight OPENING
+				 * record of this bid) is not an orphan, and one whose id just got
+				 * recorded is known */
 				pthread_mutex_lock(&p->mu);
 				bool ours = find_by_id(p, ids[k]) != NULL;
 				for (struct psess *ps = p->sessions; ps && !ours; ps = ps->next)
@@ -1776,8 +1835,8 @@ static int reconcile(struct rc_pool *p, bool at_start)
 			struct psess *todo = NULL;
 			pthread_mutex_lock(&p->mu);
 			for (struct psess *ps = p->sessions; ps; ps = ps->next)
-				if (ps->s.state == RC_POOL_S_OPENING && !ps->busy && is_zero(ps->s.id, 32) &&
-				    (at_start || ps->s.updated_ms < old)) {
+				if (ps->s.state == RC_POOL_S_OPENING && !ps->busy &&
+				    is_zero(ps->s.id, 32) && (at_start || ps->s.updated_ms < old)) {
 					ps->s.state = RC_POOL_S_FAILED;
 					todo = ps;
 					break;
@@ -1795,7 +1854,8 @@ static int reconcile(struct rc_pool *p, bool at_start)
 	return RC_OK;
 }
 
-/* ---- maintenance --------------------------------------------------------------------------------- */
+/* ---- maintenance
+ * --------------------------------------------------------------------------------- */
 
 static void refresh_clock(struct rc_pool *p)
 {
@@ -1808,7 +1868,8 @@ static void refresh_clock(struct rc_pool *p)
 		json_t *t = json_is_object(res) ? json_object_get(res, "timestamp") : NULL;
 		struct rc_u256 v;
 		if (!json_is_string(t) ||
-		    rc_u256_parse_hex(&v, json_string_value(t), json_string_length(t), NULL) != RC_OK ||
+		    rc_u256_parse_hex(&v, json_string_value(t), json_string_length(t), NULL) !=
+		            RC_OK ||
 		    rc_u256_to_u64(&v, &ts) != RC_OK || ts > INT64_MAX / 1000)
 			rc = RC_EPROTO;
 	}
@@ -1834,10 +1895,10 @@ static void refresh_catalog(struct rc_pool *p)
 		if (models[i].is_deleted || !models[i].name[0])
 			continue;
 		/*
-		 * A full discovery (3 round trips) only for models in use: configured ones and those
-		 * discovered for a request lately, which also keeps their ranking data warm. Other
-		 * models cost one call (the active bid count); their lowest price is learnt when
-		 * they are first used.
+		 * A full discovery (3 round trips) only for models in use: configured ones and
+		 * those discovered for a request lately, which also keeps their ranking data warm.
+		 * Other models cost one call (the active bid count); their lowest price is learnt
+		 * when they are first used.
 		 */
 		bool in_use = model_cfg(p, models[i].name) != NULL;
 		pthread_mutex_lock(&p->mu);
@@ -1851,8 +1912,8 @@ static void refresh_catalog(struct rc_pool *p)
 			uint8_t(*ids)[32] = NULL;
 			size_t nids = 0;
 			uint64_t total = 0;
-			rc = rc_market_model_active_bids(p->o.market, models[i].id, 0, 1, &ids, &nids,
-			                                 &total, &re);
+			rc = rc_market_model_active_bids(p->o.market, models[i].id, 0, 1, &ids,
+			                                 &nids, &total, &re);
 			free(ids);
 			if (rc != RC_OK)
 				break;
@@ -1955,26 +2016,30 @@ static void lifecycle(struct rc_pool *p)
 				again |= tried[i] == ps;
 			if (again)
 				continue;
-			bool live = ps->s.state == RC_POOL_S_OPEN || ps->s.state == RC_POOL_S_RETIRED ||
+			bool live = ps->s.state == RC_POOL_S_OPEN ||
+			            ps->s.state == RC_POOL_S_RETIRED ||
 			            ps->s.state == RC_POOL_S_CLOSING;
 			if (!live)
 				continue;
 			bool gone = rc_health_gone(&p->health, ps->s.provider, p->o.gone_after_ms,
 			                           now_mono);
-			/* after endsAt, a provider that has not given a receipt for gone_after_ms (down, or
-			 * refusing: e.g. it has no record of a session it never served) gets a dispute
-			 * close, or the stake would never come back (§1.2 (f) 2) */
+			/* after endsAt, a provider that has not given a receipt for gone_after_ms
+			 * (down, or refusing: e.g. it has no record of a session it never served)
+			 * gets a dispute close, or the stake would never come back (§1.2 (f) 2) */
 			bool stuck = ps->no_receipt_since_ms &&
 			             now_mono - ps->no_receipt_since_ms >= p->o.gone_after_ms;
 			if (now_s > ps->s.ends_at || gone || ps->s.state == RC_POOL_S_CLOSING) {
 				todo = ps;
 				dispute = gone || stuck;
 				struct rc_health_entry he;
-				/* closing early puts the stake on hold (§3.7): be sure the provider is gone */
+				/* closing early puts the stake on hold (§3.7): be sure the provider
+				 * is gone */
 				probe = gone && now_s <= ps->s.ends_at &&
-				        !(rc_health_get(&p->health, ps->s.provider, &he) && he.abandoned);
+				        !(rc_health_get(&p->health, ps->s.provider, &he) &&
+				          he.abandoned);
 			} else if (ps->s.state == RC_POOL_S_OPEN &&
-			           is_zero(ps->s.provider_key, sizeof ps->s.provider_key) && !ps->keyless) {
+			           is_zero(ps->s.provider_key, sizeof ps->s.provider_key) &&
+			           !ps->keyless) {
 				todo = ps;
 				key_only = true;
 			}
@@ -2001,7 +2066,8 @@ static void lifecycle(struct rc_pool *p)
 			rc_health_success(&p->health, todo->s.provider, -1, -1, mono_ms());
 		} else {
 			struct rc_pool_err e = {0};
-			pool_close(p, todo, dispute, dispute, &e); /* on failure: retried next tick */
+			pool_close(p, todo, dispute, dispute,
+			           &e); /* on failure: retried next tick */
 		}
 		pthread_mutex_lock(&p->mu);
 		todo->busy = false;
@@ -2034,7 +2100,8 @@ static void warm_up(struct rc_pool *p)
 		int64_t now_mono = mono_ms();
 		if (found)
 			for (struct psess *ps = p->sessions; ps; ps = ps->next)
-				if (memcmp(ps->s.model_id, id, 32) == 0 && usable(p, ps, now_s, now_mono))
+				if (memcmp(ps->s.model_id, id, 32) == 0 &&
+				    usable(p, ps, now_s, now_mono))
 					idle++;
 		pthread_mutex_unlock(&p->mu);
 		if (!found || idle >= mc->min_idle)
@@ -2043,8 +2110,8 @@ static void warm_up(struct rc_pool *p)
 		struct rc_pool_err e = {0};
 		char reasons[400] = "";
 		struct avoid av = {.n = 0};
-		enum open_res r = open_session(p, id, mc->model, mono_ms() + 60000, p->stop_fd, &av, &ps,
-		                               &e, reasons, sizeof reasons);
+		enum open_res r = open_session(p, id, mc->model, mono_ms() + 60000, p->stop_fd, &av,
+		                               &ps, &e, reasons, sizeof reasons);
 		if (r == OPEN_OK) {
 			pthread_mutex_lock(&p->mu);
 			ps->busy = false;
@@ -2107,11 +2174,13 @@ static void *maint_main(void *arg)
 			break;
 		int64_t t0 = mono_ms();
 		refresh_clock(p);
-		if (!p->catalog_mono_ms || mono_ms() - p->catalog_mono_ms >= p->o.catalog_refresh_ms) {
+		if (!p->catalog_mono_ms ||
+		    mono_ms() - p->catalog_mono_ms >= p->o.catalog_refresh_ms) {
 			refresh_catalog(p);
 			p->catalog_mono_ms = mono_ms();
 			if (!p->catalog_wall_ms)
-				p->catalog_mono_ms -= p->o.catalog_refresh_ms - 2000; /* retry in 2 s */
+				p->catalog_mono_ms -=
+				        p->o.catalog_refresh_ms - 2000; /* retry in 2 s */
 		}
 		if (!p->recovered) {
 			int rc = reconcile(p, true);
@@ -2211,10 +2280,10 @@ void rc_pool_free(struct rc_pool *p)
 	free(p);
 }
 
-/* ---- observation ---------------------------------------------------------------------------------- */
+/* ---- observation
+ * ---------------------------------------------------------------------------------- */
 
-int rc_pool_catalog(struct rc_pool *p, struct rc_pool_model **out, size_t *n,
-                    int64_t *refreshed_ms)
+int rc_pool_catalog(struct rc_pool *p, struct rc_pool_model **out, size_t *n, int64_t *refreshed_ms)
 {
 	*out = NULL;
 	*n = 0;

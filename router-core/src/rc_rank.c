@@ -115,7 +115,8 @@ double rc_rank_reference_score(const struct rc_rank_weights *w, const struct rc_
 	double s_tps = norm_range3(z_index(pm->tps_scaled1000.mean, &ms->tps_scaled1000, n));
 	double s_ttft = norm_range3(-z_index(pm->ttft_ms.mean, &ms->ttft_ms, n));
 	double s_dur = norm_range3(z_index((int64_t)pm->total_duration, &ms->total_duration, n));
-	double ratio = pm->total_count == 0 ? 0 : (double)pm->success_count / (double)pm->total_count;
+	double ratio =
+	        pm->total_count == 0 ? 0 : (double)pm->success_count / (double)pm->total_count;
 	double s_succ = ratio * ratio;
 	int64_t min = go_int64(provider_min_stake);
 	int64_t max = (int64_t)((uint64_t)min * 10u);
@@ -283,7 +284,8 @@ double rc_health_factor(const struct rc_health_entry *e)
 	return rel * f_ttft * f_tps;
 }
 
-/* ---- ranking ---------------------------------------------------------------------------------- */
+/* ---- ranking ----------------------------------------------------------------------------------
+ */
 
 static bool in_list(const uint8_t (*list)[20], size_t n, const uint8_t a[20])
 {
@@ -319,16 +321,16 @@ static int cmp_entry(const void *pa, const void *pb)
 	return a->offer < b->offer ? -1 : a->offer > b->offer;
 }
 
-int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o,
-            struct rc_health *h, int64_t now_ms, struct rc_rank_entry **out, size_t *nkept)
+int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o, struct rc_health *h,
+            int64_t now_ms, struct rc_rank_entry **out, size_t *nkept)
 {
 	*out = NULL;
 	*nkept = 0;
 	static const struct rc_rank_opts none;
 	if (!o)
 		o = &none;
-	const struct rc_rank_weights *w = weights_zero(&o->weights) ? &rc_rank_default_weights
-	                                                            : &o->weights;
+	const struct rc_rank_weights *w =
+	        weights_zero(&o->weights) ? &rc_rank_default_weights : &o->weights;
 	struct rc_rank_entry *r = calloc(d->noffers ? d->noffers : 1, sizeof *r);
 	if (!r)
 		return RC_ENOMEM;
@@ -337,7 +339,8 @@ int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o,
 		const struct rc_market_offer *of = &d->offers[i];
 		struct rc_rank_entry *e = &r[i];
 		e->offer = i;
-		e->reference = rc_rank_reference_score(w, &d->model_stats, of, &d->provider_min_stake);
+		e->reference =
+		        rc_rank_reference_score(w, &d->model_stats, of, &d->provider_min_stake);
 		e->score = e->reference;
 		const uint8_t *p = of->bid.provider;
 		struct rc_health_entry he;

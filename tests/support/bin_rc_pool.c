@@ -133,8 +133,8 @@ static int co_trylock(void *ud, const char *name, int64_t ttl_ms)
 		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		if (fd >= 0) {
 			char buf[64];
-			int n = snprintf(buf, sizeof buf, "%" PRId64 " %d\n", wall_now_ms() + ttl_ms,
-			                 (int)getpid());
+			int n = snprintf(buf, sizeof buf, "%" PRId64 " %d\n",
+			                 wall_now_ms() + ttl_ms, (int)getpid());
 			ssize_t w = write(fd, buf, (size_t)n);
 			close(fd);
 			return w == n ? 1 : -1;
@@ -206,7 +206,8 @@ static int co_list(void *ud, struct rc_pool_session **out, size_t *n)
 	size_t cap = 0;
 	while ((e = readdir(d)) != NULL) {
 		size_t l = strlen(e->d_name);
-		if (strncmp(e->d_name, "sess-", 5) != 0 || l < 5 || strcmp(e->d_name + l - 4, ".rec"))
+		if (strncmp(e->d_name, "sess-", 5) != 0 || l < 5 ||
+		    strcmp(e->d_name + l - 4, ".rec"))
 			continue;
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", coord_dir, e->d_name);
@@ -446,8 +447,7 @@ int main(int argc, char **argv)
 			s.state = RC_POOL_S_OPENING;
 			if (parse_hex(v, s.bid_id, 32) != RC_OK || st_save(NULL, &s) != 0)
 				usage();
-		}
-		else if (!strcmp(a, "--min-idle") && nm < 4 && strchr(v, '=')) {
+		} else if (!strcmp(a, "--min-idle") && nm < 4 && strchr(v, '=')) {
 			const char *eq = strchr(v, '=');
 			snprintf(mnames[nm], sizeof mnames[nm], "%.*s", (int)(eq - v), v);
 			memset(&mcfg[nm], 0, sizeof mcfg[nm]);
@@ -466,13 +466,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *urls[] = {url};
-	struct rc_rpc_options ro = {.urls = urls, .nurls = 1, .timeout_ms = 5000,
-	                            .connect_timeout_ms = 1000, .bad_url_ms = 1};
+	struct rc_rpc_options ro = {.urls = urls,
+	                            .nurls = 1,
+	                            .timeout_ms = 5000,
+	                            .connect_timeout_ms = 1000,
+	                            .bad_url_ms = 1};
 	struct rc_rpc *rpc;
 	struct rc_market *m;
 	struct rc_txm *txm;
-	struct rc_txm_options to = {.chain_id = chain_id, .receipt_timeout_ms = 20000,
-	                            .poll_interval_ms = 50};
+	struct rc_txm_options to = {
+	        .chain_id = chain_id, .receipt_timeout_ms = 20000, .poll_interval_ms = 50};
 	if (rc_rpc_new(&ro, &rpc) || rc_market_new(rpc, diamond, mor, &m) ||
 	    rc_txm_new(rpc, &key, &to, &txm)) {
 		fprintf(stderr, "rc_pool: setup failed\n");
@@ -509,15 +512,16 @@ int main(int argc, char **argv)
 			int64_t until = now_ms() + atoi(argvv[2]) * 1000;
 			struct rc_pool_model md;
 			int rc;
-			while ((rc = rc_pool_model_find(pool, argvv[1], &md)) != RC_OK && now_ms() < until)
+			while ((rc = rc_pool_model_find(pool, argvv[1], &md)) != RC_OK &&
+			       now_ms() < until)
 				usleep(50000);
 			if (rc == RC_OK)
 				snprintf(line, sizeof line, "OK bids=%u", md.active_bids);
 			else
 				snprintf(line, sizeof line, "ERR timeout");
 		} else if (!strcmp(c, "prompt") && ac >= 4) {
-			do_prompt(argvv[1], argvv[2], argvv[3], ac > 4 ? atoll(argvv[4]) : 0, 0, line,
-			          sizeof line, NULL);
+			do_prompt(argvv[1], argvv[2], argvv[3], ac > 4 ? atoll(argvv[4]) : 0, 0,
+			          line, sizeof line, NULL);
 		} else if (!strcmp(c, "concurrent") && ac == 5) {
 			int n = atoi(argvv[1]);
 			if (n < 1 || n > 8) {
@@ -529,7 +533,8 @@ int main(int argc, char **argv)
 					cs[i].model = argvv[2];
 					cs[i].hold_ms = atoi(argvv[4]);
 					snprintf(cs[i].in, sizeof cs[i].in, "%s.%d", argvv[3], i);
-					snprintf(cs[i].out, sizeof cs[i].out, "%s.%d.out", argvv[3], i);
+					snprintf(cs[i].out, sizeof cs[i].out, "%s.%d.out", argvv[3],
+					         i);
 					pthread_create(&cs[i].t, NULL, conc_main, &cs[i]);
 				}
 				int distinct = 0, opened = 0;
@@ -540,22 +545,26 @@ int main(int argc, char **argv)
 				for (int i = 0; i < n; i++) {
 					if (strncmp(cs[i].line, "OK", 2) != 0) {
 						ok = false;
-						snprintf(line, sizeof line, "ERR request %d: %s", i, cs[i].line);
+						snprintf(line, sizeof line, "ERR request %d: %s", i,
+						         cs[i].line);
 						break;
 					}
 					bool seen = false;
 					for (int k = 0; k < i; k++)
-						seen |= memcmp(cs[k].res.session_id, cs[i].res.session_id, 32) == 0;
+						seen |= memcmp(cs[k].res.session_id,
+						               cs[i].res.session_id, 32) == 0;
 					distinct += !seen;
 					opened += cs[i].res.opened;
 					char sid[67];
 					hex0x(cs[i].res.session_id, 32, sid, sizeof sid);
 					size_t l = strlen(list);
-					snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", sid);
+					snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "",
+					         sid);
 				}
 				if (ok)
-					snprintf(line, sizeof line, "OK distinct=%d opened=%d sessions=%s",
-					         distinct, opened, list);
+					snprintf(line, sizeof line,
+					         "OK distinct=%d opened=%d sessions=%s", distinct,
+					         opened, list);
 			}
 		} else if (!strcmp(c, "sessions")) {
 			struct rc_pool_session *s;
@@ -566,9 +575,10 @@ int main(int argc, char **argv)
 				char sid[67], prov[43];
 				hex0x(s[i].id, 32, sid, sizeof sid);
 				hex0x(s[i].provider, 20, prov, sizeof prov);
-				l += (size_t)snprintf(line + l, sizeof line - l, "%s%s:%s:%d:%" PRIu64 ":%s:%s",
-				                      i ? "," : " ", sid, rc_pool_state_name(s[i].state),
-				                      s[i].dispute, s[i].requests, prov, s[i].model);
+				l += (size_t)snprintf(
+				        line + l, sizeof line - l, "%s%s:%s:%d:%" PRIu64 ":%s:%s",
+				        i ? "," : " ", sid, rc_pool_state_name(s[i].state),
+				        s[i].dispute, s[i].requests, prov, s[i].model);
 			}
 			free(s);
 		} else if (!strcmp(c, "wait-idle") && ac == 4) {
@@ -580,14 +590,16 @@ int main(int argc, char **argv)
 				have = 0;
 				if (rc_pool_sessions(pool, &s, &n) == RC_OK) {
 					for (size_t i = 0; i < n; i++)
-						have += s[i].state == RC_POOL_S_OPEN && !strcmp(s[i].model, argvv[1]);
+						have += s[i].state == RC_POOL_S_OPEN &&
+						        !strcmp(s[i].model, argvv[1]);
 					free(s);
 				}
 				if (have >= want || now_ms() >= until)
 					break;
 				usleep(100000);
 			}
-			snprintf(line, sizeof line, "%s open=%u", have >= want ? "OK" : "ERR", have);
+			snprintf(line, sizeof line, "%s open=%u", have >= want ? "OK" : "ERR",
+			         have);
 		} else if (!strcmp(c, "wait-state") && ac == 4) {
 			int64_t until = now_ms() + atoi(argvv[3]) * 1000;
 			struct rc_pool_session s = {0};
@@ -600,8 +612,8 @@ int main(int argc, char **argv)
 				usleep(100000);
 			}
 			if (ok)
-				snprintf(line, sizeof line, "OK dispute=%d closed_at=%" PRIu64, s.dispute,
-				         s.closed_at);
+				snprintf(line, sizeof line, "OK dispute=%d closed_at=%" PRIu64,
+				         s.dispute, s.closed_at);
 			else
 				snprintf(line, sizeof line, "ERR state=%s",
 				         found ? rc_pool_state_name(s.state) : "unknown");
@@ -623,8 +635,9 @@ int main(int argc, char **argv)
 			         " failovers=%" PRIu64 " closed=%" PRIu64 " disputes=%" PRIu64
 			         " prompts=%" PRIu64 " prompt_errors=%" PRIu64
 			         " sessions_open=%u chain_ok=%d coordinated=%d",
-			         st.opened, st.open_failed, st.reused, st.failovers, st.closed, st.disputes,
-			         st.prompts, st.prompt_errors, st.sessions_open, st.chain_ok, st.coordinated);
+			         st.opened, st.open_failed, st.reused, st.failovers, st.closed,
+			         st.disputes, st.prompts, st.prompt_errors, st.sessions_open,
+			         st.chain_ok, st.coordinated);
 		} else {
 			snprintf(line, sizeof line, "ERR unknown command");
 		}

@@ -37,12 +37,16 @@ static void env_init(struct env *e)
 	assert_true(port > 0);
 	snprintf(e->url, sizeof e->url, "http://127.0.0.1:%d", port);
 	const char *urls[] = {e->url};
-	struct rc_rpc_options ro = {.urls = urls, .nurls = 1, .connect_timeout_ms = 200,
-	                            .timeout_ms = 500, .bad_url_ms = 1};
+	struct rc_rpc_options ro = {.urls = urls,
+	                            .nurls = 1,
+	                            .connect_timeout_ms = 200,
+	                            .timeout_ms = 500,
+	                            .bad_url_ms = 1};
 	assert_int_equal(rc_rpc_new(&ro, &e->rpc), RC_OK);
 	uint8_t diamond[20] = {1}, mor[20] = {2};
 	assert_int_equal(rc_market_new(e->rpc, diamond, mor, &e->m), RC_OK);
-	assert_int_equal(rc_secp_privkey_from_hex(&e->key, USER_PRIV, strlen(USER_PRIV), NULL), RC_OK);
+	assert_int_equal(rc_secp_privkey_from_hex(&e->key, USER_PRIV, strlen(USER_PRIV), NULL),
+	                 RC_OK);
 	struct rc_txm_options to = {.chain_id = 31337};
 	assert_int_equal(rc_txm_new(e->rpc, &e->key, &to, &e->txm), RC_OK);
 }
@@ -123,7 +127,10 @@ static void test_rc_pool__start_without_chain(void **state)
 	snprintf(stored.endpoint, sizeof stored.endpoint, "127.0.0.1:1");
 	stored.state = RC_POOL_S_OPEN;
 	stored.ends_at = UINT64_MAX / 2;
-	struct rc_pool_opts o = {.market = e.m, .txm = e.txm, .key = &e.key, .store = &mem_ops,
+	struct rc_pool_opts o = {.market = e.m,
+	                         .txm = e.txm,
+	                         .key = &e.key,
+	                         .store = &mem_ops,
 	                         .maintenance_ms = 50};
 	struct rc_pool *p;
 	assert_int_equal(rc_pool_new(&o, &p), RC_OK);

@@ -81,8 +81,9 @@ static void test_rc_rank__reference_score_hand_computed(void **state)
 	struct rc_market_offer o;
 	offer_init(&o, 1);
 	struct rc_u256 min = min_stake();
-	double want = (0.24 * 0.75 + 0.08 * (4.0 / 6) + 0.24 * (5.0 / 6) + 0.32 * 0.5625 + 0.12 * 0.5) /
-	              1e-5;
+	double want =
+	        (0.24 * 0.75 + 0.08 * (4.0 / 6) + 0.24 * (5.0 / 6) + 0.32 * 0.5625 + 0.12 * 0.5) /
+	        1e-5;
 	near(rc_rank_reference_score(NULL, &ms, &o, &min), want);
 	near(rc_rank_reference_score(&rc_rank_default_weights, &ms, &o, &min), want);
 
@@ -104,7 +105,8 @@ static void test_rc_rank__reference_score_hand_computed(void **state)
 	ms = model_stats();
 	ms.tps_scaled1000.sq_sum = -800;
 	offer_init(&o, 1);
-	want = (0.24 * 0.5 + 0.08 * (4.0 / 6) + 0.24 * (5.0 / 6) + 0.32 * 0.5625 + 0.12 * 0.5) / 1e-5;
+	want = (0.24 * 0.5 + 0.08 * (4.0 / 6) + 0.24 * (5.0 / 6) + 0.32 * 0.5625 + 0.12 * 0.5) /
+	       1e-5;
 	near(rc_rank_reference_score(NULL, &ms, &o, &min), want);
 
 	/* the price is divided as a float of wei / 1e18: 2x the price, half the score */
@@ -165,7 +167,7 @@ static void test_rc_rank__drops_nan_inf_and_filters(void **state)
 	struct rc_market_offer of[8];
 	for (int i = 0; i < 8; i++)
 		offer_init(&of[i], (uint8_t)(i + 1));
-	rc_u256_from_u64(&of[0].bid.price_per_second, 0);              /* Inf: dropped */
+	rc_u256_from_u64(&of[0].bid.price_per_second, 0);                 /* Inf: dropped */
 	rc_u256_from_u64(&of[1].bid.price_per_second, 50000000000000ULL); /* over the ceiling */
 	of[2].bid.deleted_at = 5;                                         /* inactive */
 	of[3].provider.is_deleted = true;                                 /* inactive */
@@ -229,7 +231,7 @@ static void test_rc_rank__order_score_ties_and_bench(void **state)
 	(void)state;
 	struct rc_market_offer of[4];
 	for (int i = 0; i < 4; i++)
-		offer_init(&of[i], (uint8_t)(10 - i)); /* bid ids 10, 9, 8, 7 */
+		offer_init(&of[i], (uint8_t)(10 - i));                    /* bid ids 10, 9, 8, 7 */
 	rc_u256_from_u64(&of[0].bid.price_per_second, 40000000000000ULL); /* cheapest wins */
 	rc_u256_from_u64(&of[1].bid.price_per_second, 10000000000000ULL);
 	rc_u256_from_u64(&of[2].bid.price_per_second, 20000000000000ULL);

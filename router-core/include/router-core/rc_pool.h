@@ -16,10 +16,10 @@
  *
  * Closing (§3.7): a session is retired (no new requests) retire_before_end_s before its endsAt,
  * and closed with the provider's receipt from session.report once endsAt has passed (re-read
- * from chain first), so no stake is put on hold for a day. It is closed early only when the provider is gone (dead for
- * bench time, or bad signatures): then with the provider's receipt if it still answers
- * session.report, else with a user-signed receipt (a dispute); a provider thought gone is
- * pinged first. After endsAt, a provider that gives no receipt for gone_after_ms (down, or
+ * from chain first), so no stake is put on hold for a day. It is closed early only when the
+ * provider is gone (dead for bench time, or bad signatures): then with the provider's receipt if it
+ * still answers session.report, else with a user-signed receipt (a dispute); a provider thought
+ * gone is pinged first. After endsAt, a provider that gives no receipt for gone_after_ms (down, or
  * refusing: e.g. it keeps no record of a session it never served) gets a dispute close too, so
  * no stake stays locked. Time is the chain's clock
  * (max of the wall clock and the latest block's timestamp), so a test chain that jumps forward
@@ -77,11 +77,11 @@ enum rc_pool_state {
 const char *rc_pool_state_name(enum rc_pool_state s);
 
 struct rc_pool_session {
-	uint64_t local_id;     /* random, non-zero, stable from the "opening" record on: the
-	                          store's key (the session id is not known until mined) */
-	uint8_t id[32];        /* all zero while opening */
+	uint64_t local_id; /* random, non-zero, stable from the "opening" record on: the
+	                      store's key (the session id is not known until mined) */
+	uint8_t id[32];    /* all zero while opening */
 	uint8_t model_id[32];
-	char model[128];       /* on-chain name */
+	char model[128]; /* on-chain name */
 	uint8_t bid_id[32];
 	uint8_t provider[20];
 	char endpoint[256];
@@ -90,13 +90,13 @@ struct rc_pool_session {
 	struct rc_u256 price_per_second;
 	uint64_t opened_at, ends_at, closed_at; /* unix seconds (chain) */
 	enum rc_pool_state state;
-	bool dispute;          /* closed with a user-signed receipt */
-	uint64_t requests;     /* requests served */
-	uint64_t failures;     /* requests that failed on this session */
-	uint8_t open_tx[32];   /* openSession / closeSession transaction hashes: reserved, all zero
-	                          for now (rc_market's writers do not return them) */
+	bool dispute;        /* closed with a user-signed receipt */
+	uint64_t requests;   /* requests served */
+	uint64_t failures;   /* requests that failed on this session */
+	uint8_t open_tx[32]; /* openSession / closeSession transaction hashes: reserved, all zero
+	                        for now (rc_market's writers do not return them) */
 	uint8_t close_tx[32];
-	int64_t updated_ms;    /* wall clock of the last change */
+	int64_t updated_ms; /* wall clock of the last change */
 };
 
 /* Persistence: the pool calls save on every state change (before acting on it) and load once
@@ -131,27 +131,29 @@ struct rc_pool_model_cfg {
 };
 
 struct rc_pool_opts {
-	struct rc_market *market; /* borrowed; with its rpc */
-	struct rc_txm *txm;       /* borrowed; the wallet */
+	struct rc_market *market;          /* borrowed; with its rpc */
+	struct rc_txm *txm;                /* borrowed; the wallet */
 	const struct rc_secp_privkey *key; /* the wallet key (copied) */
-	uint64_t session_s;       /* requested duration [600]; the chain's minimum is 300 (below:
-	                             RC_EINVAL), and rounding makes the on-chain duration a little
-	                             shorter than asked (§3.6.1), so ask for some more */
-	bool direct_payment;      /* [false] */
-	uint64_t retire_before_end_s; /* [60] */
+	uint64_t session_s;  /* requested duration [600]; the chain's minimum is 300 (below:
+	                        RC_EINVAL), and rounding makes the on-chain duration a little
+	                        shorter than asked (§3.6.1), so ask for some more */
+	bool direct_payment; /* [false] */
+	uint64_t retire_before_end_s;    /* [60] */
 	unsigned max_sessions_per_model; /* [8] */
-	int64_t catalog_refresh_ms;  /* [30000] */
-	int64_t discovery_ttl_ms;    /* cached ranked bids per model [10000] */
-	int64_t bench_ms;            /* [30000] */
-	int64_t gone_after_ms;       /* a provider failing this long is gone: close early [120000] */
-	int64_t maintenance_ms;      /* [1000] */
-	int64_t open_lock_ttl_ms;    /* [60000] */
-	struct rc_rank_opts rank;    /* arrays borrowed for the pool's lifetime */
+	int64_t catalog_refresh_ms;      /* [30000] */
+	int64_t discovery_ttl_ms;        /* cached ranked bids per model [10000] */
+	int64_t bench_ms;                /* [30000] */
+	int64_t gone_after_ms;    /* a provider failing this long is gone: close early [120000] */
+	int64_t maintenance_ms;   /* [1000] */
+	int64_t open_lock_ttl_ms; /* [60000] */
+	struct rc_rank_opts rank; /* arrays borrowed for the pool's lifetime */
 	const struct rc_pool_model_cfg *models; /* borrowed */
 	size_t nmodels;
-	struct rc_link_opts link;    /* cancel_fd ignored (per request) */
-	const struct rc_pool_store_ops *store; void *store_ud;
-	const struct rc_pool_coord_ops *coord; void *coord_ud;
+	struct rc_link_opts link; /* cancel_fd ignored (per request) */
+	const struct rc_pool_store_ops *store;
+	void *store_ud;
+	const struct rc_pool_coord_ops *coord;
+	void *coord_ud;
 	/* log sink (may be NULL): level 0 info, 1 warning, 2 error; no secrets are passed */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;
@@ -168,7 +170,8 @@ int rc_pool_start(struct rc_pool *p);
  * reuses them). NULL is fine. */
 void rc_pool_free(struct rc_pool *p);
 
-/* ---- catalogue -------------------------------------------------------------------------------- */
+/* ---- catalogue --------------------------------------------------------------------------------
+ */
 
 struct rc_pool_model {
 	char name[128];
@@ -189,19 +192,20 @@ int rc_pool_catalog(struct rc_pool *p, struct rc_pool_model **out, size_t *n,
 /* Look one model up by name in the current catalogue. RC_OK or RC_ENOTFOUND. */
 int rc_pool_model_find(struct rc_pool *p, const char *name, struct rc_pool_model *out);
 
-/* ---- requests --------------------------------------------------------------------------------- */
+/* ---- requests ---------------------------------------------------------------------------------
+ */
 
 enum rc_pool_reason {
 	RC_POOL_OK = 0,
-	RC_POOL_UNKNOWN_MODEL, /* not in the catalogue (404) */
-	RC_POOL_NO_BIDS,       /* the model has no acceptable active bid (503) */
-	RC_POOL_NO_PROVIDER,   /* every provider refused or failed before the first chunk (503) */
-	RC_POOL_CHAIN,         /* the chain is unreachable or refused a transaction (503) */
-	RC_POOL_FUNDS,         /* the wallet lacks MOR or gas (503) */
-	RC_POOL_TIMEOUT,       /* the deadline passed before the first chunk (504) */
-	RC_POOL_PROVIDER,      /* the provider failed after the first chunk (stream error) */
-	RC_POOL_PROVIDER_ERROR,/* the provider's backend answered an error (signed): text has it */
-	RC_POOL_CANCELLED,     /* cancel_fd became readable or the pool is shutting down */
+	RC_POOL_UNKNOWN_MODEL,  /* not in the catalogue (404) */
+	RC_POOL_NO_BIDS,        /* the model has no acceptable active bid (503) */
+	RC_POOL_NO_PROVIDER,    /* every provider refused or failed before the first chunk (503) */
+	RC_POOL_CHAIN,          /* the chain is unreachable or refused a transaction (503) */
+	RC_POOL_FUNDS,          /* the wallet lacks MOR or gas (503) */
+	RC_POOL_TIMEOUT,        /* the deadline passed before the first chunk (504) */
+	RC_POOL_PROVIDER,       /* the provider failed after the first chunk (stream error) */
+	RC_POOL_PROVIDER_ERROR, /* the provider's backend answered an error (signed): text has it */
+	RC_POOL_CANCELLED,      /* cancel_fd became readable or the pool is shutting down */
 	RC_POOL_INTERNAL
 };
 
@@ -210,9 +214,9 @@ const char *rc_pool_reason_name(enum rc_pool_reason r);
 
 struct rc_pool_err {
 	enum rc_pool_reason reason;
-	int rc;          /* the underlying RC_E* code */
-	char text[512];  /* lowercase, printable, no secrets; for NO_PROVIDER the per-provider
-	                    reasons ("0xabc…: dial: connection refused; …") */
+	int rc;         /* the underlying RC_E* code */
+	char text[512]; /* lowercase, printable, no secrets; for NO_PROVIDER the per-provider
+	                   reasons ("0xabc…: dial: connection refused; …") */
 };
 
 struct rc_pool_request {
@@ -225,9 +229,9 @@ struct rc_pool_request {
 	 * happens before the first chunk. */
 	rc_link_chunk_fn on_chunk;
 	void *ud;
-	int64_t deadline_ms;   /* absolute CLOCK_MONOTONIC ms by which the first chunk must come
-	                          (getting a session, failover included); 0: 120 s from now */
-	int cancel_fd;         /* readable = cancel (an eventfd the caller writes); -1: none */
+	int64_t deadline_ms; /* absolute CLOCK_MONOTONIC ms by which the first chunk must come
+	                        (getting a session, failover included); 0: 120 s from now */
+	int cancel_fd;       /* readable = cancel (an eventfd the caller writes); -1: none */
 	/* called (from the calling thread, at most once) when no session is free and one has to
 	 * be opened or waited for, so a streaming caller can start keep-alives; may be NULL */
 	void (*on_wait)(void *ud);
@@ -239,9 +243,9 @@ struct rc_pool_request {
 struct rc_pool_result {
 	uint8_t session_id[32];
 	uint8_t provider[20];
-	unsigned attempts;     /* sessions/providers tried */
-	bool opened;           /* a session was opened for this request (cold start) */
-	bool first_chunk;      /* at least one chunk reached on_chunk */
+	unsigned attempts; /* sessions/providers tried */
+	bool opened;       /* a session was opened for this request (cold start) */
+	bool first_chunk;  /* at least one chunk reached on_chunk */
 	struct rc_link_stream stream;
 	int64_t session_wait_ms; /* time spent getting a session */
 };
@@ -259,7 +263,8 @@ struct rc_pool_result {
 int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct rc_pool_result *res,
                    struct rc_pool_err *err);
 
-/* ---- administration and observation ------------------------------------------------------------ */
+/* ---- administration and observation ------------------------------------------------------------
+ */
 
 /* Snapshot of the sessions this process knows (owned out, free()). */
 int rc_pool_sessions(struct rc_pool *p, struct rc_pool_session **out, size_t *n);
@@ -294,8 +299,8 @@ struct rc_pool_stats {
 	uint64_t opened, open_failed, closed, disputes, reused, failovers, prompts, prompt_errors;
 	uint64_t catalog_refreshes, catalog_errors;
 	unsigned sessions_open, sessions_busy, sessions_opening;
-	bool coordinated;  /* coordination ops present and answering */
-	bool chain_ok;     /* the last chain call succeeded */
+	bool coordinated; /* coordination ops present and answering */
+	bool chain_ok;    /* the last chain call succeeded */
 	int64_t catalog_refreshed_ms;
 };
 void rc_pool_get_stats(struct rc_pool *p, struct rc_pool_stats *out);

@@ -44,19 +44,19 @@ double rc_rank_reference_score(const struct rc_rank_weights *w, const struct rc_
 
 struct rc_health_entry {
 	uint8_t provider[20];
-	uint32_t successes, failures;  /* decayed counts (recent weight more) */
+	uint32_t successes, failures; /* decayed counts (recent weight more) */
 	uint32_t consecutive_failures;
-	int64_t benched_until_ms;      /* 0: not benched */
-	double ttft_ms_ewma;           /* 0: unknown */
-	double tps_ewma;               /* chunks per second; 0: unknown */
+	int64_t benched_until_ms; /* 0: not benched */
+	double ttft_ms_ewma;      /* 0: unknown */
+	double tps_ewma;          /* chunks per second; 0: unknown */
 	int64_t last_seen_ms;
-	int64_t failing_since_ms;      /* first failure of the current run of failures; 0: none */
-	bool abandoned;                /* rc_health_abandon(): never ranked again (until forgotten) */
+	int64_t failing_since_ms; /* first failure of the current run of failures; 0: none */
+	bool abandoned;           /* rc_health_abandon(): never ranked again (until forgotten) */
 };
 
 struct rc_health {
 	pthread_mutex_t mu;
-	int64_t bench_ms;       /* first bench length; doubles per consecutive failure, max 16x */
+	int64_t bench_ms; /* first bench length; doubles per consecutive failure, max 16x */
 	size_t n;
 	struct rc_health_entry e[RC_HEALTH_MAX];
 };
@@ -85,10 +85,11 @@ bool rc_health_get(struct rc_health *h, const uint8_t provider[20], struct rc_he
  */
 double rc_health_factor(const struct rc_health_entry *e);
 
-/* ---- ranking ---------------------------------------------------------------------------------- */
+/* ---- ranking ----------------------------------------------------------------------------------
+ */
 
 struct rc_rank_opts {
-	struct rc_rank_weights weights; /* all zero: the defaults */
+	struct rc_rank_weights weights;      /* all zero: the defaults */
 	struct rc_u256 max_price_per_second; /* zero: no ceiling */
 	const uint8_t (*allow)[20];
 	size_t nallow;
@@ -99,20 +100,20 @@ struct rc_rank_opts {
 
 enum rc_rank_drop {
 	RC_RANK_KEPT = 0,
-	RC_RANK_DROP_PRICE,   /* above the price ceiling */
-	RC_RANK_DROP_ALLOW,   /* not in the allow-list */
-	RC_RANK_DROP_DENY,    /* in the deny-list */
-	RC_RANK_DROP_SELF,    /* our own address */
-	RC_RANK_DROP_SCORE,   /* NaN or infinite score */
+	RC_RANK_DROP_PRICE,    /* above the price ceiling */
+	RC_RANK_DROP_ALLOW,    /* not in the allow-list */
+	RC_RANK_DROP_DENY,     /* in the deny-list */
+	RC_RANK_DROP_SELF,     /* our own address */
+	RC_RANK_DROP_SCORE,    /* NaN or infinite score */
 	RC_RANK_DROP_INACTIVE, /* bid deleted or provider deleted */
 	RC_RANK_DROP_ABANDONED /* health says the provider lied to us (rc_health_abandon) */
 };
 
 struct rc_rank_entry {
-	size_t offer;          /* index into discovery->offers */
-	double reference;      /* §3.8 score */
-	double score;          /* reference x health factor */
-	bool benched;          /* health says benched now: sorted after every non-benched entry */
+	size_t offer;     /* index into discovery->offers */
+	double reference; /* §3.8 score */
+	double score;     /* reference x health factor */
+	bool benched;     /* health says benched now: sorted after every non-benched entry */
 	enum rc_rank_drop drop;
 };
 
@@ -121,7 +122,7 @@ struct rc_rank_entry {
  * to try (not benched before benched, then score descending, ties by bid id), dropped ones after
  * them; *nkept how many are kept. health may be NULL. RC_OK or RC_ENOMEM.
  */
-int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o,
-            struct rc_health *h, int64_t now_ms, struct rc_rank_entry **out, size_t *nkept);
+int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o, struct rc_health *h,
+            int64_t now_ms, struct rc_rank_entry **out, size_t *nkept);
 
 #endif
