@@ -120,7 +120,10 @@ struct rc_rank_entry {
 /*
  * Rank d's offers. *out (owned, free()) gets one entry per offer, kept ones first in the order
  * to try (not benched before benched, then score descending, ties by bid id), dropped ones after
- * them; *nkept how many are kept. health may be NULL. RC_OK or RC_ENOMEM.
+ * them, in offer order; *nkept how many are kept. A dropped entry names the first rule it broke,
+ * checked in this order: inactive, self, deny, allow, price, score, abandoned. o may be NULL (no
+ * filters, default weights); health may be NULL; now_ms is on the clock the health record was
+ * fed with. RC_OK or RC_ENOMEM.
  */
 int rc_rank(const struct rc_market_discovery *d, const struct rc_rank_opts *o, struct rc_health *h,
             int64_t now_ms, struct rc_rank_entry **out, size_t *nkept);
