@@ -161,4 +161,11 @@ t_ok "morgatectl sessions list shows it closed" mk_poll 5 state_closed
 
 if grep -qE "$MK_KEY1|$MK_KEY2|gw-pass|${CHAIN_KEY2#0x}" "$T_DIR"/gw-gw.err; then t_fail "gateway log carries a secret"; else
   t_pass "gateway log carries no API key, passphrase or wallet key"; fi
+
+# SIGTERM with sessions in the pool: a clean exit (0), and no sanitizer report in asan builds.
+kill -TERM "${MK_GWPID[gw]}"
+wait "${MK_GWPID[gw]}"
+rc=$?
+if [[ $rc == 0 ]] && ! grep -qE 'Sanitizer|runtime error:' "$T_DIR/gw-gw.err"; then t_pass "the gateway stops cleanly on SIGTERM"; else
+  t_fail "gateway stop" "exit $rc" "$(grep -A8 -E 'Sanitizer|runtime error:' "$T_DIR/gw-gw.err" | head -20)"; fi
 t_done
