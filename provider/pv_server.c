@@ -62,6 +62,22 @@ static uint64_t now_ms(void)
 	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+/*
+ * The approval timestamp (pv_server.h): the clock in ms, but strictly increasing. The
+ * contract accepts an approval's exact bytes once (§3.6 step 5, trap 14); two handshakes by one
+ * user for one bid in the same millisecond would otherwise get identical approvals and the
+ * second openSession would revert with SessionDuplicateApproval.
+ */
+uint64_t pv_approval_ms(void)
+{
+	static _Atomic uint64_t last;
+	uint64_t now = now_ms(), prev = atomic_load(&last), next;
+	do
+		next = now > prev ? now : prev + 1;
+	while (!atomic_compare_exchange_weak(&last, &prev, next));
+	return next;
+}
+
 static long mono_ms_since(const struct timespec *t0)
 {
 	struct timespec t;
@@ -220,7 +236,7 @@ static void on_session_request(struct conn *c, const struct rc_morrpc_msg *m)
 	memcpy(ap.bid_id, req.u.session_req.bid_id, 32);
 	ap.chain_id = n->chain_id;
 	memcpy(ap.user, req.u.session_req.user, 20);
-	ap.timestamp_ms = now;
+	ap.timestamp_ms = pv_approval_ms();
 	memset(&res, 0, sizeof res);
 	res.type = RC_MORRPC_SESSION_RES;
 	memcpy(res.u.session_res.provider_key, n->pub, RC_SECP_PUBKEY_LEN);

@@ -51,6 +51,10 @@ struct pv_node {
 
 struct pv_server;
 
+/* The timestamp for a session approval: the wall clock in ms, strictly increasing across the
+ * process (approvals are single-use by their exact bytes, §3.6). Thread-safe. */
+uint64_t pv_approval_ms(void);
+
 /* Bind host:port (port 0: any free port) and start accepting on a thread. RC_OK, RC_EIO (bind
  * failed; logged), RC_ENOMEM. */
 int pv_server_start(struct pv_node *node, const char *host, unsigned port, struct pv_server **out);
