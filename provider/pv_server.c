@@ -547,12 +547,21 @@ static void on_report(struct conn *c, const struct rc_morrpc_msg *m)
 	int src = pv_store_session_stats(n->store, sid, &ss);
 	if (src == RC_EIO)
 		src = pv_sessions_stats(n->sessions, sid, &ss);
-	if (src) {
-		send_error(c, "session not found");
-		return;
-	}
 	memset(&re, 0, sizeof re);
-	if (rc_market_get_session(n->market, sid, &si, &re) || !si.found) {
+	int lrc = rc_market_get_session(n->market, sid, &si, &re);
+	if (src) {
+		/* Never prompted here (or the stats were lost): a session of one of our own bids still
+		 * gets a receipt, with zero figures, as the reference's read-through session cache
+		 * gives; refusing would leave its user only a dispute close (§3.7). */
+		struct rc_bid bid;
+		memset(&re, 0, sizeof re);
+		if (lrc || !si.found || rc_market_get_bid(n->market, si.bid_id, &bid, &re) ||
+		    memcmp(bid.provider, n->addr, 20) != 0) {
+			send_error(c, "session not found");
+			return;
+		}
+		memset(&ss, 0, sizeof ss);
+	} else if (lrc || !si.found) {
 		send_error(c, "session cannot be loaded");
 		return;
 	}
