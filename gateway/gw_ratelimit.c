@@ -302,6 +302,7 @@ struct gw_rl {
 	struct job *fhead, *ftail; /* admissions in flight, oldest first */
 	struct job *pa_head, *pa_tail; /* admissions waiting for the next batch, oldest first */
 	struct job *pf_head, *pf_tail; /* settlements/renewals waiting for the next batch */
+	uint64_t pf_since;             /* when the oldest of them was queued (monotonic us) */
 	int inflight;                  /* batches sent, not answered */
 	int inflight_adm;              /* of which carry admissions */
 	/* batch building (see build_batch): key names (RESP), items (RESP), the command */
@@ -976,6 +977,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv);
 #define GROUPS_MAX (BATCH_ADMIT_MAX + BATCH_FIRE_MAX)
 #define GHASH_SIZE 1024 /* power of two, > 2 * GROUPS_MAX */
 #define INFLIGHT_MAX 1
+/* A settlement waits at most this long for an admission to ride with (then goes alone). */
+#define FIRE_HOLD_US 2000
 #define ADMIT_REPLY_LEN (3 + 2 * GW_RL_NDIM)
 
 struct batch {
@@ -1307,6 +1310,8 @@ static int parse_admit(redisReply *const *e, struct raw *out)
 static void pf_push(struct gw_rl *rl, struct job *j)
 {
 	j->next = NULL;
+	if (!rl->pf_head)
+		rl->pf_since = mono_us();
 	if (rl->pf_tail)
 		rl->pf_tail->next = j;
 	else
@@ -1386,10 +1391,10 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* Send what is waiting, as batches: admissions (with the settlements waiting) while fewer than
- * INFLIGHT_MAX batches of admissions are out; settlements alone only when nothing is out (else
- * they ride with the next admissions: a settlement out alone would delay an admission behind
- * it by a round trip). */
-static void flush(struct gw_rl *rl)
+ * INFLIGHT_MAX batches of admissions are out; settlements alone only when nothing is out and
+ * they have waited FIRE_HOLD_US (or force) for admissions to ride with: one run per request
+ * even at one request at a time, and a settlement never delays an admission by a round trip. */
+static void flush_(struct gw_rl *rl, int force)
 {
 	if (!redis_usable(rl)) {
 		while (rl->pa_head) {
@@ -1415,7 +1420,9 @@ static void flush(struct gw_rl *rl)
 	}
 	for (;;) {
 		int adm = rl->pa_head && rl->inflight_adm < INFLIGHT_MAX;
-		if (!conn_alive(rl) || !(adm || (!rl->pa_head && rl->pf_head && !rl->inflight)))
+		int fire = !rl->pa_head && rl->pf_head && !rl->inflight &&
+		           (force || mono_us() - rl->pf_since >= FIRE_HOLD_US);
+		if (!conn_alive(rl) || !(adm || fire))
 			break;
 		struct batch *b = malloc(sizeof *b);
 		if (!b)
@@ -1427,6 +1434,8 @@ static void flush(struct gw_rl *rl)
 		}
 		if (!rl->pf_head)
 			rl->pf_tail = NULL;
+		else
+			rl->pf_since = mono_us();
 		while (adm && rl->pa_head && b->nadmit < BATCH_ADMIT_MAX) {
 			b->adm[b->nadmit++] = rl->pa_head;
 			rl->pa_head = rl->pa_head->next;
@@ -1549,6 +1558,11 @@ static void reset_conn(struct gw_rl *rl)
 		redisAsyncFree(rl->ac); /* ev_cleanup clears rl->ac and schedules the reconnect */
 }
 
+static void flush(struct gw_rl *rl)
+{
+	flush_(rl, 0);
+}
+
 static void dispatch(struct gw_rl *rl, struct job *j)
 {
 	j->next = NULL;
@@ -1662,6 +1676,12 @@ static void *io_main(void *arg)
 			if (t < timeout)
 				timeout = t < 0 ? 0 : (int)t;
 		}
+		if (rl->pf_head && !rl->pa_head && !rl->inflight) { /* a settlement on hold */
+			int64_t t = ((int64_t)(rl->pf_since + FIRE_HOLD_US) - (int64_t)now + 999) /
+			            1000;
+			if (t < timeout)
+				timeout = t < 0 ? 0 : (int)t;
+		}
 		if (rl->ac && !rl->conn_ready) {
 			int64_t t = ((int64_t)rl->connect_deadline_us - (int64_t)now + 999) / 1000;
 			if (t < timeout)
@@ -1714,7 +1734,9 @@ static void *io_main(void *arg)
 		dispatch(rl, j);
 	}
 	rl->conn_ready = 0;
-	flush(rl); /* waiting admissions: decided locally */
+	flush_(rl, 1); /* waiting admissions: decided locally; settlements: sent if possible */
+	if (rl->ac && rl->want_write && (rl->ac->c.flags & REDIS_CONNECTED))
+		redisAsyncHandleWrite(rl->ac); /* best effort: they are fire-and-forget */
 	if (rl->ac)
 		redisAsyncFree(rl->ac); /* batches out: answered locally by their callbacks */
 	flush(rl);                  /* compensations queued by late replies: dropped */
