@@ -1066,6 +1066,32 @@ static void test_gw_ratelimit__a_batch_mixing_admitted_and_refused_answers_each(
 	gw_rl_free(rl);
 }
 
+/* A settlement with no admission to ride with is held only briefly, then sent alone. */
+static void test_gw_ratelimit__a_lone_release_reaches_redis_promptly(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t17:", 1000, 0);
+	struct ks_key_info k = key_info(28, "EEEEEEEEEEEF");
+	k.limits.concurrency = 1;
+	k.limits.tpm = 1000;
+	struct gw_rl_decision d = admit(rl, &k, 500);
+	assert_int_equal(d.outcome, GW_RL_ALLOWED);
+	char key[64];
+	snprintf(key, sizeof key, "t17:{t28}:k:%s:conc", k.key_id);
+	assert_int_equal(redis_int("ZCARD %s", key), 1);
+	int64_t t0 = now_ms();
+	gw_rl_finish(rl, &d.ticket, 100);
+	while (redis_int("ZCARD %s", key) != 0 && now_ms() - t0 < 1000)
+		sleep_ms(1);
+	int64_t el = now_ms() - t0;
+	assert_true(el < 200);
+	/* the refund went with it: 900 of 1000 tokens left */
+	d = admit(rl, &k, 0);
+	assert_int_equal(d.outcome, GW_RL_ALLOWED);
+	assert_true(d.dim[GW_RL_KEY_TPM].remaining >= 899);
+	gw_rl_free(rl);
+}
+
 /* Redis dies while a batch is out: each of its requests is decided by the local limiter at once
  * (not after timeout_ms), exactly. */
 static void test_gw_ratelimit__a_batch_cut_by_redis_dying_fails_over_locally(void **state)
@@ -1142,6 +1168,7 @@ int main(void)
 	        cmocka_unit_test(test_gw_ratelimit__async_admissions_are_pipelined),
 	        cmocka_unit_test(
 	                test_gw_ratelimit__a_batch_mixing_admitted_and_refused_answers_each),
+	        cmocka_unit_test(test_gw_ratelimit__a_lone_release_reaches_redis_promptly),
 	        cmocka_unit_test(test_gw_ratelimit__a_batch_cut_by_redis_dying_fails_over_locally),
 	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
 	        cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
