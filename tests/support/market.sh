@@ -50,6 +50,16 @@
 #                               endsAt closedAt isActive
 #   mk_opened_count             how many SessionOpened events the chain has for the wallet
 #   mk_ctl_sessions             `morgatectl sessions list --json` on the gateway's key store
+#   mk_ctl_state SID            the state that listing gives session SID ("" if absent)
+#   mk_model_sessions MODEL     the wallet's sessions on chain on one of MODEL's bids, one a line
+#   mk_provider_stat FIELD MODEL ACCT   getProviderModelStats: successCount, totalCount, totalDuration
+#   mk_gateway_kill NAME [SIG]  SIGKILL (default) the gateway and wait for it
+#   mk_sse_text                 an SSE body on stdin -> the concatenated delta contents
+#   mk_require [BIN...]         skip the whole file (one TAP skip) when a binary is missing or the
+#                               gateway predates its marketplace section
+#   mk_base                     chain, Redis, key store and wallet, or fail the file cleanly
+# Tests wait only for PIDs they started themselves (`wait PID`): a bare `wait` would also wait for
+# the background servers.
 set -uo pipefail
 
 [[ $(type -t chain_start) == function ]] || source "$T_ROOT/tests/support/chain.sh"
