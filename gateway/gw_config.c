@@ -1160,3 +1160,100 @@ const struct gw_model_cfg *gw_config_find_model(const struct gw_config *c, const
 	}
 	return NULL;
 }
+
+/* ---- reload ------------------------------------------------------------------------------------ */
+
+/* Options read once at start-up (listeners, threads, the key store, the limiter's Redis). */
+static int restart_only(const char *path)
+{
+	static const char *const p[] = {"listen", "admin_listen", "threads", "keystore.path",
+					 "keystore.pepper_file", "keystore.poll_ms",
+					 "limits.max_header_bytes", "limits.max_connections",
+					 "limits.client_timeout_s", "redis_url"};
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+		if (!strcmp(path, p[i]))
+			return 1;
+	return !strncmp(path, "ratelimit.", 10);
+}
+
+static void note(char *buf, size_t cap, size_t *n, const char *path)
+{
+	size_t len = strlen(buf);
+	if (cap > len)
+		snprintf(buf + len, cap - len, "%s%s", *n ? ", " : "", path);
+	(*n)++;
+}
+
+static int same_str(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* Whether the marketplace sections differ in anything but their aliases (which reload live). */
+static int market_differs(const struct gw_market_cfg *a, const struct gw_market_cfg *b)
+{
+	if (a->enabled != b->enabled)
+		return 1;
+	if (!a->enabled)
+		return 0;
+	if (!same_str(a->network, b->network) || a->n_rpc != b->n_rpc || a->chain_id != b->chain_id ||
+	    memcmp(a->diamond, b->diamond, 20) || memcmp(a->mor, b->mor, 20) ||
+	    !same_str(a->wallet, b->wallet) || !same_str(a->passphrase_file, b->passphrase_file) ||
+	    a->session_seconds != b->session_seconds || a->direct_payment != b->direct_payment ||
+	    memcmp(&a->max_price, &b->max_price, sizeof a->max_price) || a->n_allow != b->n_allow ||
+	    a->n_deny != b->n_deny || a->n_models != b->n_models ||
+	    a->request_deadline_ms != b->request_deadline_ms ||
+	    a->catalog_refresh_ms != b->catalog_refresh_ms || a->bench_ms != b->bench_ms ||
+	    a->workers != b->workers)
+		return 1;
+	for (size_t i = 0; i < a->n_rpc; i++)
+		if (!same_str(a->rpc[i], b->rpc[i]))
+			return 1;
+	if ((a->n_allow && memcmp(a->allow, b->allow, a->n_allow * 20)) ||
+	    (a->n_deny && memcmp(a->deny, b->deny, a->n_deny * 20)))
+		return 1;
+	for (size_t i = 0; i < a->n_models; i++)
+		if (!same_str(a->models[i].name, b->models[i].name) ||
+		    a->models[i].min_idle != b->models[i].min_idle ||
+		    memcmp(&a->models[i].max_price, &b->models[i].max_price, sizeof a->models[i].max_price))
+			return 1;
+	return 0;
+}
+
+size_t gw_config_keep_running(struct gw_config *n, const struct gw_config *running, char *changed,
+			      size_t cap)
+{
+	size_t count = 0;
+	if (cap)
+		changed[0] = '\0';
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt *o = &opts[i];
+		if (o->type == T_SECTION || !restart_only(o->path))
+			continue;
+		char *np = (char *)n + o->off;
+		const char *rp = (const char *)running + o->off;
+		if (o->type == T_STR) {
+			char **ns = (char **)np;
+			const char *rs = *(char *const *)rp;
+			if (same_str(*ns, rs))
+				continue;
+			char *copy = strdup(rs ? rs : "");
+			if (!copy)
+				abort();
+			free(*ns);
+			*ns = copy;
+		} else if (o->type == T_LONG) {
+			if (*(long *)np == *(const long *)rp)
+				continue;
+			*(long *)np = *(const long *)rp;
+		} else {
+			if (*(int *)np == *(const int *)rp)
+				continue;
+			*(int *)np = *(const int *)rp;
+		}
+		note(changed, cap, &count, o->path);
+	}
+	if (market_differs(&n->market, &running->market))
+		note(changed, cap, &count, "marketplace (only its aliases reload)");
+	return count;
+}

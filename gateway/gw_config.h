@@ -153,6 +153,18 @@ int gw_config_load_secrets(struct gw_config *c, struct gw_config_err *err);
 /* Read FILE (or the defaults when path is NULL), apply the environment and load secrets. */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_config_err *err);
 
+/*
+ * SIGHUP: options read once at start-up (listen, admin_listen, threads, keystore.*,
+ * limits.max_header_bytes, limits.max_connections, limits.client_timeout_s, redis_url,
+ * ratelimit.*) keep their running values in n, so the new snapshot says what is in force; their
+ * paths go to changed (comma-separated, cut to cap) for a warning. A marketplace section that
+ * differs in more than its aliases is named too (the running pool keeps its settings; the new
+ * aliases apply). Everything else (models, backends, limits.max_body_bytes, soft_connections,
+ * streaming, usage, drain, logging) takes effect for new requests. Returns how many differed.
+ */
+size_t gw_config_keep_running(struct gw_config *n, const struct gw_config *running, char *changed,
+			      size_t cap);
+
 /* The on-chain name a marketplace alias stands for; NULL when name is not an alias. */
 const char *gw_config_market_alias(const struct gw_config *c, const char *name, size_t len);
 

@@ -346,6 +346,10 @@ int main(int argc, char **argv)
 					     cerr.path, cerr.path[0] ? ": " : "", cerr.msg);
 				continue;
 			}
+			char kept[512];
+			if (gw_config_keep_running(ncfg, cfg, kept, sizeof kept))
+				gw_log_warn("main", "reload: %s changed but only apply at a restart; "
+					    "keeping the running values", kept);
 			gw_log_min_level = gw_log_parse_level(ncfg->log_level);
 			gw_log_access_enabled = ncfg->access_log;
 			gw_server_reload(srv, ncfg);

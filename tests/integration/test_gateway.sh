@@ -305,6 +305,12 @@ kill -HUP "$GW_PID"
 sleep 0.3
 req POST /v1/chat/completions "$chat" "${auth[@]}"
 t_ok "a bad config on SIGHUP is refused and the running one kept" bash -c "test $CODE = 200 && grep -q 'reload failed.*listen' '$T_DIR/gw.err'"
+write_config ""
+sed -i 's/"threads": 2/"threads": 3/' "$T_DIR/gw.json"
+kill -HUP "$GW_PID"
+for _ in $(seq 50); do grep -q "reload: threads changed" "$T_DIR/gw.err" && break; sleep 0.02; done
+req POST /v1/chat/completions "$chat" "${auth[@]}"
+t_ok "a start-up-only option on SIGHUP is named and the running value kept" bash -c "test $CODE = 200 && grep -q 'reload: threads changed but only apply at a restart' '$T_DIR/gw.err'"
 
 # ---- SIGTERM drains: no in-flight response lost ----
 pids=()

@@ -315,6 +315,64 @@ static void test_gw_config__marketplace_environment_overrides(void **state)
 	assert_string_equal(e.path, "marketplace.rpc");
 }
 
+/* SIGHUP: start-up-only options keep their running values and are named; the rest applies. */
+static void test_gw_config__reload_keeps_start_up_options(void **state)
+{
+	(void)state;
+	struct gw_config *run, *n;
+	struct gw_config_err e;
+	char changed[256];
+	assert_int_equal(parse("{\"listen\":\"127.0.0.1:9001\",\"threads\":2,\"redis_url\":\"\","
+			       "\"limits\":{\"max_body_bytes\":2048},"
+			       "\"ratelimit\":{\"timeout_ms\":50}}",
+			       &run, &e),
+			 GW_CONFIG_OK);
+	/* the same file again: nothing to report */
+	assert_int_equal(parse("{\"listen\":\"127.0.0.1:9001\",\"threads\":2,\"redis_url\":\"\","
+			       "\"limits\":{\"max_body_bytes\":2048},"
+			       "\"ratelimit\":{\"timeout_ms\":50}}",
+			       &n, &e),
+			 GW_CONFIG_OK);
+	assert_int_equal(gw_config_keep_running(n, run, changed, sizeof changed), 0);
+	assert_string_equal(changed, "");
+	gw_config_unref(n);
+	/* listener, threads, Redis and a limiter timeout changed; the body limit applies live */
+	assert_int_equal(parse("{\"listen\":\"127.0.0.1:9002\",\"threads\":4,"
+			       "\"redis_url\":\"redis://127.0.0.1:1/0\","
+			       "\"limits\":{\"max_body_bytes\":4096},"
+			       "\"ratelimit\":{\"timeout_ms\":70}}",
+			       &n, &e),
+			 GW_CONFIG_OK);
+	assert_int_equal(gw_config_keep_running(n, run, changed, sizeof changed), 4);
+	assert_string_equal(changed, "listen, threads, redis_url, ratelimit.timeout_ms");
+	assert_string_equal(n->listen, "127.0.0.1:9001");
+	assert_int_equal(n->threads, 2);
+	assert_string_equal(n->redis_url, "");
+	assert_int_equal(n->rl_timeout_ms, 50);
+	assert_int_equal(n->max_body_bytes, 4096);
+	gw_config_unref(n);
+	/* a marketplace appearing is named; its aliases alone are not */
+	assert_int_equal(parse(MK(",\"network\":\"base\""), &n, &e), GW_CONFIG_OK);
+	/* (listen differs from the default too; the list is cut to the buffer) */
+	assert_int_equal(gw_config_keep_running(n, run, changed, 16), 2);
+	assert_string_equal(changed, "listen, marketp");
+	gw_config_unref(n);
+	struct gw_config *m1, *m2;
+	assert_int_equal(parse(MK(",\"network\":\"base\",\"aliases\":{\"a\":\"x\"}"), &m1, &e),
+			 GW_CONFIG_OK);
+	assert_int_equal(parse(MK(",\"network\":\"base\",\"aliases\":{\"b\":\"y\"}"), &m2, &e),
+			 GW_CONFIG_OK);
+	assert_int_equal(gw_config_keep_running(m2, m1, changed, sizeof changed), 0);
+	gw_config_unref(m2);
+	assert_int_equal(parse(MK(",\"network\":\"base\",\"session_seconds\":900"), &m2, &e),
+			 GW_CONFIG_OK);
+	assert_int_equal(gw_config_keep_running(m2, m1, changed, sizeof changed), 1);
+	assert_string_equal(changed, "marketplace (only its aliases reload)");
+	gw_config_unref(m2);
+	gw_config_unref(m1);
+	gw_config_unref(run);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_gw_config__marketplace_section),
 		cmocka_unit_test(test_gw_config__marketplace_errors_name_the_field),
 		cmocka_unit_test(test_gw_config__marketplace_environment_overrides),
+		cmocka_unit_test(test_gw_config__reload_keeps_start_up_options),
 	};
 	return cmocka_run_group_tests_name("gw_config", tests, NULL, NULL);
 }
