@@ -73,6 +73,8 @@ struct gw_engine {
 	struct vec active; /* in-flight calls; call->in_engine is index + 1 */
 	CURL *pool[256];
 	size_t n_pool;
+	struct gate *gates; /* direct backends' connection gates, by backend name */
+	size_t n_gates;
 	struct gw_engine_stats stats;
 };
 
@@ -328,7 +330,40 @@ struct direct {
 	struct curl_slist *hdrs;
 	int head_sent;
 	struct gw_engine *e;
+	struct gate *gate;
+	int queued;              /* waiting in gate's queue: no transfer yet */
+	int running;             /* holds one of the gate's slots */
+	struct gw_call *call;
+	struct direct *next;     /* gate queue */
 };
+
+/*
+ * A backend's connection gate: at most max_connections transfers run at once (each holds one
+ * upstream connection); the rest wait in FIFO order, still under the first-byte timeout (so a
+ * saturated backend answers 504 rather than holding a client forever) and cancellable. Gates
+ * live as long as the engine and are keyed by backend name, so a reload that changes the limit
+ * applies it to the next transfer.
+ */
+struct gate {
+	char name[64];
+	long active;
+	struct direct *head, *tail;
+};
+
+static struct gate *gate_for(struct gw_engine *e, const char *name)
+{
+	for (size_t i = 0; i < e->n_gates; i++)
+		if (!strncmp(e->gates[i].name, name, sizeof e->gates[i].name - 1))
+			return &e->gates[i];
+	struct gate *g = realloc(e->gates, (e->n_gates + 1) * sizeof *g);
+	if (!g)
+		abort();
+	e->gates = g;
+	g = &e->gates[e->n_gates++];
+	memset(g, 0, sizeof *g);
+	snprintf(g->name, sizeof g->name, "%s", name);
+	return g;
+}
 
 static const char *route_suffix(int route)
 {
@@ -397,14 +432,10 @@ static void easy_put(struct gw_engine *e, CURL *h)
 		curl_easy_cleanup(h);
 }
 
-static int direct_start(struct gw_engine *e, struct gw_call *c)
+static int direct_launch(struct gw_engine *e, struct gw_call *c)
 {
 	const struct gw_backend_cfg *b = c->bcfg;
-	struct direct *d = calloc(1, sizeof *d);
-	if (!d)
-		abort();
-	d->e = e;
-	c->priv = d;
+	struct direct *d = c->priv;
 	char url[4200];
 	snprintf(url, sizeof url, "%s%s", b->base_url, route_suffix(c->route));
 	CURL *h = d->easy = easy_get(e);
@@ -446,7 +477,43 @@ static int direct_start(struct gw_engine *e, struct gw_call *c)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
 		return GW_BE_EUNAVAILABLE;
+	d->gate->active++;
+	d->running = 1;
 	return GW_BE_OK;
+}
+
+static int direct_start(struct gw_engine *e, struct gw_call *c)
+{
+	struct direct *d = calloc(1, sizeof *d);
+	if (!d)
+		abort();
+	d->e = e;
+	d->call = c;
+	d->gate = gate_for(e, c->bcfg->name ? c->bcfg->name : "");
+	c->priv = d;
+	if (d->gate->active < c->bcfg->max_connections)
+		return direct_launch(e, c);
+	d->queued = 1;
+	if (d->gate->tail)
+		d->gate->tail->next = d;
+	else
+		d->gate->head = d;
+	d->gate->tail = d;
+	atomic_fetch_add(&e->stats.queued, 1);
+	return GW_BE_OK;
+}
+
+static void gate_unlink(struct gate *g, struct direct *d)
+{
+	struct direct **pp = &g->head, *prev = NULL;
+	while (*pp && *pp != d)
+		prev = *pp, pp = &(*pp)->next;
+	if (!*pp)
+		return;
+	*pp = d->next;
+	if (g->tail == d)
+		g->tail = prev;
+	d->next = NULL;
 }
 
 static void direct_release(struct gw_engine *e, struct gw_call *c)
@@ -454,11 +521,37 @@ static void direct_release(struct gw_engine *e, struct gw_call *c)
 	struct direct *d = c->priv;
 	if (!d)
 		return;
-	curl_multi_remove_handle(e->multi, d->easy);
-	easy_put(e, d->easy);
-	curl_slist_free_all(d->hdrs);
+	struct gate *g = d->gate;
+	if (d->queued) {
+		gate_unlink(g, d);
+		atomic_fetch_sub(&e->stats.queued, 1);
+	} else {
+		if (d->easy) {
+			curl_multi_remove_handle(e->multi, d->easy);
+			easy_put(e, d->easy);
+		}
+		curl_slist_free_all(d->hdrs);
+		if (d->running)
+			g->active--;
+	}
 	free(d);
 	c->priv = NULL;
+	/* a connection slot is free: start the longest-waiting transfer of this backend */
+	while (g->head && g->active < g->head->call->bcfg->max_connections) {
+		struct direct *w = g->head;
+		gate_unlink(g, w);
+		w->queued = 0;
+		atomic_fetch_sub(&e->stats.queued, 1);
+		if (direct_launch(e, w->call) != GW_BE_OK) {
+			struct gw_call *wc = w->call;
+			curl_multi_remove_handle(e->multi, w->easy);
+			easy_put(e, w->easy);
+			curl_slist_free_all(w->hdrs);
+			free(w);
+			wc->priv = NULL;
+			gw_engine_on_done(e, wc, GW_BE_EUNAVAILABLE, "backend could not start the request");
+		}
+	}
 }
 
 static void direct_cancel(struct gw_engine *e, struct gw_call *c)
@@ -902,6 +995,7 @@ void gw_engine_free(struct gw_engine *e)
 	free(e->dones.v);
 	free(e->tmp_dones.v);
 	free(e->active.v);
+	free(e->gates);
 	pthread_mutex_destroy(&e->cmd_mu);
 	free(e);
 }

@@ -157,6 +157,7 @@ void gw_call_unref(struct gw_call *c);
 struct gw_engine_stats {
 	atomic_llong started, completed, cancelled_by_client, errors, keepalives;
 	atomic_int open_streams, in_flight;
+	atomic_int queued; /* direct transfers waiting for a backend connection slot */
 };
 
 /* Start the engine thread. keepalive_ms: SSE comment interval while a stream is silent. */

@@ -240,6 +240,9 @@ void gw_metrics_render(struct rc_buf *b, const struct gw_metrics_gauges *g)
 		   "# TYPE morgate_open_streams gauge\nmorgate_open_streams %ld\n", g->open_streams);
 	printfb(b, "# HELP morgate_backend_in_flight Backend requests in progress.\n"
 		   "# TYPE morgate_backend_in_flight gauge\nmorgate_backend_in_flight %ld\n", g->in_flight);
+	printfb(b, "# HELP morgate_backend_queued Backend requests waiting for a connection slot "
+		   "(backend max_connections).\n"
+		   "# TYPE morgate_backend_queued gauge\nmorgate_backend_queued %ld\n", g->backend_queued);
 	printfb(b, "# HELP morgate_connections Open client connections.\n"
 		   "# TYPE morgate_connections gauge\nmorgate_connections %ld\n", g->connections);
 	printfb(b, "# HELP morgate_stream_keepalives_total SSE keep-alive comments sent.\n"

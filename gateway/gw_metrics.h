@@ -46,6 +46,7 @@ void gw_metrics_conn_rejected(void);
 /* Gauges supplied at render time. */
 struct gw_metrics_gauges {
 	long open_streams, in_flight, connections, backend_keepalives, client_cancels;
+	long backend_queued; /* direct transfers waiting for a backend connection slot */
 	long redis_errors; /* from the limiter, when it counts them itself; -1: use ours */
 	long redis_roundtrips;
 	int redis_degraded;

@@ -296,6 +296,7 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 	struct gw_metrics_gauges g = {
 		.open_streams = atomic_load(&es->open_streams),
 		.in_flight = atomic_load(&es->in_flight),
+		.backend_queued = atomic_load(&es->queued),
 		.connections = atomic_load(&s->connections),
 		.backend_keepalives = (long)atomic_load(&es->keepalives),
 		.client_cancels = (long)atomic_load(&es->cancelled_by_client),

@@ -312,6 +312,30 @@ for _ in $(seq 50); do grep -q "reload: threads changed" "$T_DIR/gw.err" && brea
 req POST /v1/chat/completions "$chat" "${auth[@]}"
 t_ok "a start-up-only option on SIGHUP is named and the running value kept" bash -c "test $CODE = 200 && grep -q 'reload: threads changed but only apply at a restart' '$T_DIR/gw.err'"
 
+# ---- a backend's max_connections: one transfer at a time, the next waits (under its timeout) ----
+write_config ""
+sed -i 's/"first_byte_timeout_ms": 1500}/"first_byte_timeout_ms": 1500, "max_connections": 1}/' "$T_DIR/gw.json"
+kill -HUP "$GW_PID"
+for _ in $(seq 50); do [[ $(grep -c "config reloaded" "$T_DIR/gw.err") -ge 3 ]] && break; sleep 0.02; done
+n0=$(curl -s "http://127.0.0.1:$MPORT/stats" | json o.requests)
+curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-drip","stream":true}' -o "$T_DIR/gate.sse" &
+GATED=$!
+for _ in $(seq 100); do [[ $(curl -s "http://127.0.0.1:$MPORT/stats" | json o.open) == 1 ]] && break; sleep 0.02; done
+curl -s -o "$T_DIR/queued.body" -w '%{http_code}' "$G/v1/chat/completions" "${auth[@]}" -d "$chat" >"$T_DIR/queued.code" &
+QREQ=$!
+for _ in $(seq 100); do curl -s "$G/metrics" | grep -q '^morgate_backend_queued 1$' && break; sleep 0.02; done
+t_ok "a request over the backend's max_connections waits (morgate_backend_queued 1)" bash -c "curl -s '$G/metrics' | grep -q '^morgate_backend_queued 1$'"
+wait "$QREQ"
+t_ok "it answers 504 when the slot stays taken past its first-byte timeout" test "$(cat "$T_DIR/queued.code")" = 504
+t_ok "the waiting request never reached the backend while the slot was held" test "$(curl -s "http://127.0.0.1:$MPORT/stats" | json o.requests)" = $((n0 + 1))
+wait "$GATED"
+t_ok "the stream holding the slot completed" grep -q 'data: \[DONE\]' "$T_DIR/gate.sse"
+req POST /v1/chat/completions "$chat" "${auth[@]}"
+t_ok "with the slot free the next request is served" test "$CODE" = 200
+write_config ""
+kill -HUP "$GW_PID"
+for _ in $(seq 50); do [[ $(grep -c "config reloaded" "$T_DIR/gw.err") -ge 4 ]] && break; sleep 0.02; done
+
 # ---- SIGTERM drains: no in-flight response lost ----
 pids=()
 for i in 1 2 3 4; do
