@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -104,6 +105,11 @@ static void test_gw_parse__auth_headers(void **state)
 	assert_null(k);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 static void test_gw_parse__request_ids(void **state)
 {
 	(void)state;
@@ -121,6 +127,16 @@ static void test_gw_parse__request_ids(void **state)
 	assert_int_equal(strlen(a), 26);
 	assert_true(gw_request_id_sane(a, strlen(a)));
 	assert_string_not_equal(a, b);
+	/* across several refills of the per-thread pool: all distinct, all well-formed */
+	static char many[2000][32];
+	for (int i = 0; i < 2000; i++) {
+		gw_request_id_new(many[i]);
+		assert_int_equal(strlen(many[i]), 26);
+		assert_true(gw_request_id_sane(many[i], 26));
+	}
+	qsort(many, 2000, 32, cmp_id);
+	for (int i = 1; i < 2000; i++)
+		assert_string_not_equal(many[i - 1], many[i]);
 }
 
 int main(void)
