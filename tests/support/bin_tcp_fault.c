@@ -9,10 +9,12 @@
  *                §2.5: the signature field is plain JSON even when the message is encrypted), the
  *                first hex digit is replaced by the next one (0->1 ... f->0), so the provider's
  *                signatures no longer verify while everything else stays well-formed
+ *   blackhole    the connection is accepted and the request read, but nothing is forwarded and
+ *                nothing ever comes back (a provider that hangs: a real node always answers)
  *
- * --claim FILE (with corrupt-sig): several proxies share FILE; the first one to see a connection
- * creates it (O_EXCL) and corrupts from then on, the others pass. A test puts one proxy in front of
- * each provider and does not need to know which provider the gateway will try first.
+ * --claim FILE (with a fault mode): several proxies share FILE; the first one to see a connection
+ * creates it (O_EXCL) and applies its fault from then on, the others pass. A test puts one proxy
+ * in front of each provider and does not need to know which provider the gateway will try first.
  *
  * The match is a byte-wise state machine, so a pattern split across reads is still found.
  * One thread per connection, poll() on both sockets. Every corruption is counted on stderr
@@ -34,7 +36,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum mode { MODE_PASS, MODE_CORRUPT_SIG };
+enum mode { MODE_PASS, MODE_CORRUPT_SIG, MODE_BLACKHOLE };
 
 static enum mode mode;
 static const char *claim_file;
@@ -97,9 +99,10 @@ static void corrupt(struct conn *c, char *buf, size_t n)
 	}
 }
 
-static int decide_corrupt(void)
+/* 1: this connection gets the fault of the mode */
+static int decide_fault(void)
 {
-	if (mode != MODE_CORRUPT_SIG)
+	if (mode == MODE_PASS)
 		return 0;
 	if (!claim_file)
 		return 1;
@@ -110,12 +113,27 @@ static int decide_corrupt(void)
 		if (fd >= 0) {
 			dprintf(fd, "%d\n", (int)getpid());
 			close(fd);
-			fprintf(stderr, "tcp_fault: claimed %s: corrupting signatures\n", claim_file);
+			fprintf(stderr, "tcp_fault: claimed %s: %s\n", claim_file,
+				mode == MODE_BLACKHOLE ? "swallowing every request" : "corrupting signatures");
 		}
 		atomic_compare_exchange_strong(&claim_state, &s, want);
 		s = atomic_load(&claim_state);
 	}
 	return s == 1;
+}
+
+/* A swallowed connection: read until the client goes, answer nothing. */
+static void *hole_main(void *arg)
+{
+	struct conn *c = arg;
+	char buf[4096];
+	long k = atomic_fetch_add(&n_corrupted, 1) + 1;
+	fprintf(stderr, "tcp_fault: swallowed %ld\n", k);
+	while (recv(c->client, buf, sizeof buf, 0) > 0)
+		;
+	close(c->client);
+	free(c);
+	return NULL;
 }
 
 static void *conn_main(void *arg)
@@ -177,7 +195,7 @@ static int parse_target(const char *s)
 int main(int argc, char **argv)
 {
 	if (argc != 4 && !(argc == 6 && !strcmp(argv[4], "--claim"))) {
-		fprintf(stderr, "usage: tcp_fault PORT TARGET_HOST:PORT pass|corrupt-sig [--claim FILE]\n");
+		fprintf(stderr, "usage: tcp_fault PORT TARGET_HOST:PORT pass|corrupt-sig|blackhole [--claim FILE]\n");
 		return 2;
 	}
 	if (parse_target(argv[2])) {
@@ -188,6 +206,8 @@ int main(int argc, char **argv)
 		mode = MODE_PASS;
 	else if (!strcmp(argv[3], "corrupt-sig"))
 		mode = MODE_CORRUPT_SIG;
+	else if (!strcmp(argv[3], "blackhole"))
+		mode = MODE_BLACKHOLE;
 	else {
 		fprintf(stderr, "tcp_fault: unknown mode '%s'\n", argv[3]);
 		return 2;
@@ -214,6 +234,19 @@ int main(int argc, char **argv)
 		int fd = accept(ls, NULL, NULL);
 		if (fd < 0)
 			continue;
+		int fault = decide_fault();
+		if (fault && mode == MODE_BLACKHOLE) {
+			struct conn *c = calloc(1, sizeof *c);
+			if (!c)
+				abort();
+			c->client = fd;
+			pthread_t t;
+			if (pthread_create(&t, &attr, hole_main, c)) {
+				close(fd);
+				free(c);
+			}
+			continue;
+		}
 		int up = socket(AF_INET, SOCK_STREAM, 0);
 		if (up < 0 || connect(up, (struct sockaddr *)&target, sizeof target)) {
 			/* the target is down: the client sees a reset, as it would without the proxy */
@@ -231,7 +264,7 @@ int main(int argc, char **argv)
 			abort();
 		c->client = fd;
 		c->server = up;
-		c->corrupt = decide_corrupt();
+		c->corrupt = fault;
 		pthread_t t;
 		if (pthread_create(&t, &attr, conn_main, c)) {
 			close(fd);
