@@ -73,12 +73,13 @@ struct gw_engine {
 	struct vec active; /* in-flight calls; call->in_engine is index + 1 */
 	CURL *pool[256];
 	size_t n_pool;
-	struct gate *gates; /* direct backends' connection gates, by backend name */
-	size_t n_gates;
+	struct direct *wait_head, *wait_tail; /* direct transfers waiting for a gate slot, FIFO */
+	atomic_int retry_waiters; /* another engine freed a slot: try the waiters again */
 	struct gw_engine_stats stats;
 };
 
 static void poke(struct gw_engine *e);
+static void engine_unregister(struct gw_engine *e);
 
 /* --- calls ---------------------------------------------------------------------------------- */
 
@@ -331,38 +332,62 @@ struct direct {
 	int head_sent;
 	struct gw_engine *e;
 	struct gate *gate;
-	int queued;              /* waiting in gate's queue: no transfer yet */
+	int queued;              /* waiting in the engine's queue: no transfer yet */
 	int running;             /* holds one of the gate's slots */
 	struct gw_call *call;
-	struct direct *next;     /* gate queue */
+	struct direct *next;     /* engine wait queue */
 };
 
 /*
  * A backend's connection gate: at most max_connections transfers run at once (each holds one
- * upstream connection); the rest wait in FIFO order, still under the first-byte timeout (so a
- * saturated backend answers 504 rather than holding a client forever) and cancellable. Gates
- * live as long as the engine and are keyed by backend name, so a reload that changes the limit
- * applies it to the next transfer.
+ * upstream connection) across every engine thread; the rest wait in FIFO order per engine, still
+ * under the first-byte timeout (so a saturated backend answers 504 rather than holding a client
+ * forever) and cancellable. A slot is taken with a compare-and-swap on the gate's counter, so
+ * the limit is exact; an engine that frees a slot serves its own waiters first and asks the
+ * other engines to retry theirs. Gates are process-wide, keyed by backend name, and live until
+ * exit, so a reload that changes the limit applies it to the next transfer.
  */
 struct gate {
 	char name[64];
-	long active;
-	struct direct *head, *tail;
+	atomic_long active;
 };
 
-static struct gate *gate_for(struct gw_engine *e, const char *name)
+static pthread_mutex_t gates_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gate **gates;
+static size_t n_gates;
+
+/* Every running engine, so a freed slot can wake the others' waiters. */
+static pthread_mutex_t engines_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_engine *engines[4 * GW_MAX_ENGINES];
+static size_t n_engines;
+
+static struct gate *gate_for(const char *name)
 {
-	for (size_t i = 0; i < e->n_gates; i++)
-		if (!strncmp(e->gates[i].name, name, sizeof e->gates[i].name - 1))
-			return &e->gates[i];
-	struct gate *g = realloc(e->gates, (e->n_gates + 1) * sizeof *g);
-	if (!g)
-		abort();
-	e->gates = g;
-	g = &e->gates[e->n_gates++];
-	memset(g, 0, sizeof *g);
-	snprintf(g->name, sizeof g->name, "%s", name);
+	pthread_mutex_lock(&gates_mu);
+	struct gate *g = NULL;
+	for (size_t i = 0; i < n_gates && !g; i++)
+		if (!strncmp(gates[i]->name, name, sizeof gates[i]->name - 1))
+			g = gates[i];
+	if (!g) {
+		struct gate **v = realloc(gates, (n_gates + 1) * sizeof *v);
+		if (!v || !(g = calloc(1, sizeof *g)))
+			abort();
+		gates = v;
+		snprintf(g->name, sizeof g->name, "%s", name);
+		atomic_init(&g->active, 0);
+		gates[n_gates++] = g;
+	}
+	pthread_mutex_unlock(&gates_mu);
 	return g;
+}
+
+static int gate_acquire(struct gate *g, long max)
+{
+	long a = atomic_load(&g->active);
+	while (a < max)
+		if (atomic_compare_exchange_weak(&g->active, &a, a + 1))
+			return 1;
+	return 0;
 }
 
 static const char *route_suffix(int route)
@@ -477,7 +502,6 @@ static int direct_launch(struct gw_engine *e, struct gw_call *c)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
 		return GW_BE_EUNAVAILABLE;
-	d->gate->active++;
 	d->running = 1;
 	return GW_BE_OK;
 }
@@ -489,31 +513,61 @@ static int direct_start(struct gw_engine *e, struct gw_call *c)
 		abort();
 	d->e = e;
 	d->call = c;
-	d->gate = gate_for(e, c->bcfg->name ? c->bcfg->name : "");
+	d->gate = gate_for(c->bcfg->name ? c->bcfg->name : "");
 	c->priv = d;
-	if (d->gate->active < c->bcfg->max_connections)
-		return direct_launch(e, c);
+	if (gate_acquire(d->gate, c->bcfg->max_connections)) {
+		int rc = direct_launch(e, c);
+		if (rc != GW_BE_OK)
+			atomic_fetch_sub(&d->gate->active, 1);
+		return rc;
+	}
 	d->queued = 1;
-	if (d->gate->tail)
-		d->gate->tail->next = d;
+	if (e->wait_tail)
+		e->wait_tail->next = d;
 	else
-		d->gate->head = d;
-	d->gate->tail = d;
+		e->wait_head = d;
+	e->wait_tail = d;
 	atomic_fetch_add(&e->stats.queued, 1);
 	return GW_BE_OK;
 }
 
-static void gate_unlink(struct gate *g, struct direct *d)
+static void wait_unlink(struct gw_engine *e, struct direct *d)
 {
-	struct direct **pp = &g->head, *prev = NULL;
+	struct direct **pp = &e->wait_head, *prev = NULL;
 	while (*pp && *pp != d)
 		prev = *pp, pp = &(*pp)->next;
 	if (!*pp)
 		return;
 	*pp = d->next;
-	if (g->tail == d)
-		g->tail = prev;
+	if (e->wait_tail == d)
+		e->wait_tail = prev;
 	d->next = NULL;
+}
+
+/* Engine thread: start every waiter, in order, whose backend has a free slot now. */
+static void serve_waiters(struct gw_engine *e)
+{
+	struct direct *w = e->wait_head;
+	while (w) {
+		struct direct *next = w->next;
+		if (gate_acquire(w->gate, w->call->bcfg->max_connections)) {
+			wait_unlink(e, w);
+			w->queued = 0;
+			atomic_fetch_sub(&e->stats.queued, 1);
+			if (direct_launch(e, w->call) != GW_BE_OK) {
+				struct gw_call *wc = w->call;
+				atomic_fetch_sub(&w->gate->active, 1);
+				if (w->easy)
+					easy_put(e, w->easy);
+				curl_slist_free_all(w->hdrs);
+				free(w);
+				wc->priv = NULL;
+				gw_engine_on_done(e, wc, GW_BE_EUNAVAILABLE,
+						  "backend could not start the request");
+			}
+		}
+		w = next;
+	}
 }
 
 static void direct_release(struct gw_engine *e, struct gw_call *c)
@@ -521,9 +575,9 @@ static void direct_release(struct gw_engine *e, struct gw_call *c)
 	struct direct *d = c->priv;
 	if (!d)
 		return;
-	struct gate *g = d->gate;
+	int freed = 0;
 	if (d->queued) {
-		gate_unlink(g, d);
+		wait_unlink(e, d);
 		atomic_fetch_sub(&e->stats.queued, 1);
 	} else {
 		if (d->easy) {
@@ -531,27 +585,24 @@ static void direct_release(struct gw_engine *e, struct gw_call *c)
 			easy_put(e, d->easy);
 		}
 		curl_slist_free_all(d->hdrs);
-		if (d->running)
-			g->active--;
+		if (d->running) {
+			atomic_fetch_sub(&d->gate->active, 1);
+			freed = 1;
+		}
 	}
 	free(d);
 	c->priv = NULL;
-	/* a connection slot is free: start the longest-waiting transfer of this backend */
-	while (g->head && g->active < g->head->call->bcfg->max_connections) {
-		struct direct *w = g->head;
-		gate_unlink(g, w);
-		w->queued = 0;
-		atomic_fetch_sub(&e->stats.queued, 1);
-		if (direct_launch(e, w->call) != GW_BE_OK) {
-			struct gw_call *wc = w->call;
-			curl_multi_remove_handle(e->multi, w->easy);
-			easy_put(e, w->easy);
-			curl_slist_free_all(w->hdrs);
-			free(w);
-			wc->priv = NULL;
-			gw_engine_on_done(e, wc, GW_BE_EUNAVAILABLE, "backend could not start the request");
+	if (!freed)
+		return;
+	/* a slot is free: our own waiters first, then the other engines' */
+	serve_waiters(e);
+	pthread_mutex_lock(&engines_mu);
+	for (size_t i = 0; i < n_engines; i++)
+		if (engines[i] != e && atomic_load(&engines[i]->stats.queued) > 0) {
+			atomic_store(&engines[i]->retry_waiters, 1);
+			poke(engines[i]);
 		}
-	}
+	pthread_mutex_unlock(&engines_mu);
 }
 
 static void direct_cancel(struct gw_engine *e, struct gw_call *c)
@@ -912,6 +963,8 @@ static void *engine_main(void *arg)
 		check_done(e);
 		take_commands(e);
 		check_done(e);
+		if (atomic_exchange(&e->retry_waiters, 0))
+			serve_waiters(e);
 		if (now >= next_scan) {
 			scan(e, now);
 			next_scan = now + SCAN_MS * 1000000;
@@ -954,8 +1007,17 @@ int gw_engine_new(long keepalive_ms, struct gw_engine **out)
 	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
 	curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
 	curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 2048L);
-	if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
+	pthread_mutex_lock(&engines_mu);
+	if (n_engines == sizeof engines / sizeof engines[0]) {
+		pthread_mutex_unlock(&engines_mu);
 		goto fail;
+	}
+	engines[n_engines++] = e;
+	pthread_mutex_unlock(&engines_mu);
+	if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+		engine_unregister(e);
+		goto fail;
+	}
 	*out = e;
 	return 0;
 fail:
@@ -974,10 +1036,22 @@ void gw_engine_set_keepalive(struct gw_engine *e, long keepalive_ms)
 	atomic_store(&e->keepalive_ms, keepalive_ms);
 }
 
+static void engine_unregister(struct gw_engine *e)
+{
+	pthread_mutex_lock(&engines_mu);
+	for (size_t i = 0; i < n_engines; i++)
+		if (engines[i] == e) {
+			engines[i] = engines[--n_engines];
+			break;
+		}
+	pthread_mutex_unlock(&engines_mu);
+}
+
 void gw_engine_free(struct gw_engine *e)
 {
 	if (!e)
 		return;
+	engine_unregister(e);
 	atomic_store(&e->stop, 1);
 	poke(e);
 	pthread_join(e->thread, NULL);
@@ -995,7 +1069,6 @@ void gw_engine_free(struct gw_engine *e)
 	free(e->dones.v);
 	free(e->tmp_dones.v);
 	free(e->active.v);
-	free(e->gates);
 	pthread_mutex_destroy(&e->cmd_mu);
 	free(e);
 }

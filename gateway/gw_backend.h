@@ -63,6 +63,8 @@ enum gw_be_err {
 struct gw_engine;
 struct gw_backend;
 
+#define GW_MAX_ENGINES 16 /* backend I/O threads at most (config "backend_threads") */
+
 /* A backend's own words for a failed call (e.g. the marketplace's 503 "no provider offers model
  * X right now"): when status is non-zero the front end answers with it instead of the generic
  * message of the call's err. Printable ASCII, no secrets. */
@@ -90,6 +92,7 @@ struct gw_call {
 	char market_model[GW_MODEL_MAX + 1]; /* marketplace calls: the on-chain model name */
 	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
 	struct gw_backend *backend;
+	struct gw_engine *engine;  /* the engine running it (the front end cancels through it) */
 	/* a concurrency slot to keep alive while the call runs (a copy of the admission ticket):
 	 * the engine renews its lease every renew_every_ns, so a long stream keeps its slot and a
 	 * dead gateway's slots still expire */

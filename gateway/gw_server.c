@@ -42,12 +42,34 @@ struct gw_server {
 	pthread_mutex_t cfg_mu;
 	struct gw_config *cfg;
 	struct ks_store *ks;
-	struct gw_engine *engine;
+	struct gw_engine *engines[GW_MAX_ENGINES]; /* backend I/O threads; calls spread round-robin */
+	int n_engines;
+	atomic_uint next_engine;
 	struct gw_rl *rl;
 	struct gw_market *market; /* borrowed; NULL: no marketplace */
 	atomic_int connections, in_flight, draining;
 	long created;
 };
+
+static struct gw_engine *pick_engine(struct gw_server *s)
+{
+	return s->engines[atomic_fetch_add_explicit(&s->next_engine, 1, memory_order_relaxed) %
+			  (unsigned)s->n_engines];
+}
+
+static int engines_in_flight(struct gw_server *s)
+{
+	int n = 0;
+	for (int i = 0; i < s->n_engines; i++)
+		n += atomic_load(&gw_engine_stats(s->engines[i])->in_flight);
+	return n;
+}
+
+static void engines_cancel_all(struct gw_server *s)
+{
+	for (int i = 0; i < s->n_engines; i++)
+		gw_engine_cancel_all(s->engines[i]);
+}
 
 enum phase { PH_NEW, PH_BODY, PH_ADMIT, PH_WAIT, PH_DONE };
 
@@ -290,20 +312,22 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 	}
 	/* metrics */
 	struct rc_buf b = RC_BUF_INIT;
-	struct gw_engine_stats *es = gw_engine_stats(s->engine);
 	struct gw_rl_stats rs;
 	gw_rl_stats(s->rl, &rs);
 	struct gw_metrics_gauges g = {
-		.open_streams = atomic_load(&es->open_streams),
-		.in_flight = atomic_load(&es->in_flight),
-		.backend_queued = atomic_load(&es->queued),
 		.connections = atomic_load(&s->connections),
-		.backend_keepalives = (long)atomic_load(&es->keepalives),
-		.client_cancels = (long)atomic_load(&es->cancelled_by_client),
 		.redis_errors = (long)rs.redis_errors,
 		.redis_roundtrips = (long)rs.redis_roundtrips,
 		.redis_degraded = rs.degraded,
 	};
+	for (int i = 0; i < s->n_engines; i++) {
+		struct gw_engine_stats *es = gw_engine_stats(s->engines[i]);
+		g.open_streams += atomic_load(&es->open_streams);
+		g.in_flight += atomic_load(&es->in_flight);
+		g.backend_queued += atomic_load(&es->queued);
+		g.backend_keepalives += (long)atomic_load(&es->keepalives);
+		g.client_cancels += (long)atomic_load(&es->cancelled_by_client);
+	}
 	struct gw_market_status mst;
 	if (s->market) {
 		gw_market_status(s->market, &mst);
@@ -792,7 +816,7 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	c->waiting = 1;
 	MHD_suspend_connection(conn);
 	pthread_mutex_unlock(&c->mu);
-	gw_engine_start(s->engine, c);
+	gw_engine_start(c->engine = pick_engine(s), c);
 	return MHD_YES;
 }
 
@@ -920,7 +944,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		pthread_mutex_unlock(&c->mu);
 		if (!done) {
 			cancelled = 1;
-			gw_engine_cancel(s->engine, c);
+			gw_engine_cancel(c->engine, c);
 		}
 		if (r->status == 0 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			r->status = 499; /* client closed the request (nginx's convention, logs only) */
@@ -1045,10 +1069,15 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 		snprintf(errbuf, errlen, "rate limiter: %s", lerr);
 		goto fail;
 	}
-	if (gw_engine_new(cfg->keepalive_ms, &s->engine)) {
-		snprintf(errbuf, errlen, "cannot start the backend engine");
-		goto fail;
-	}
+	s->n_engines = cfg->backend_threads < 1 ? 1
+		       : cfg->backend_threads > GW_MAX_ENGINES ? GW_MAX_ENGINES
+							 : (int)cfg->backend_threads;
+	for (int i = 0; i < s->n_engines; i++)
+		if (gw_engine_new(cfg->keepalive_ms, &s->engines[i])) {
+			s->n_engines = i;
+			snprintf(errbuf, errlen, "cannot start the backend engine");
+			goto fail;
+		}
 	s->d = start_daemon(s, cfg->listen, (unsigned)cfg->threads, cfg, 0, errbuf, errlen);
 	if (!s->d)
 		goto fail;
@@ -1068,7 +1097,8 @@ void gw_server_reload(struct gw_server *s, struct gw_config *cfg)
 {
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
-	gw_engine_set_keepalive(s->engine, cfg->keepalive_ms);
+	for (int i = 0; i < s->n_engines; i++)
+		gw_engine_set_keepalive(s->engines[i], cfg->keepalive_ms);
 	pthread_mutex_lock(&s->cfg_mu);
 	struct gw_config *old = s->cfg;
 	s->cfg = gw_config_ref(cfg);
@@ -1098,13 +1128,13 @@ int gw_server_drain(struct gw_server *s, long deadline_ms)
 			close(ls);
 	}
 	int64_t end = gw_now_ns() + (int64_t)deadline_ms * 1000000;
-	while (gw_engine_stats(s->engine)->in_flight > 0 && gw_now_ns() < end)
+	while (engines_in_flight(s) > 0 && gw_now_ns() < end)
 		usleep(10000);
-	int cut = atomic_load(&gw_engine_stats(s->engine)->in_flight);
-	gw_engine_cancel_all(s->engine);
+	int cut = engines_in_flight(s);
+	engines_cancel_all(s);
 	/* let MHD write the last bytes of finished streams and the cancelled ones close */
 	int64_t end2 = gw_now_ns() + 2000000000LL;
-	while (atomic_load(&gw_engine_stats(s->engine)->in_flight) > 0 && gw_now_ns() < end2)
+	while (engines_in_flight(s) > 0 && gw_now_ns() < end2)
 		usleep(5000);
 	usleep(50000);
 	return cut;
@@ -1114,15 +1144,12 @@ void gw_server_free(struct gw_server *s)
 {
 	if (!s)
 		return;
-	if (s->engine)
-		gw_engine_cancel_all(s->engine);
+	engines_cancel_all(s);
 	/* MHD_stop_daemon with suspended connections is an API violation: the engine resumes every
 	 * waiting connection when it cancels the calls; give the workers a moment to see it. */
-	if (s->engine) {
-		int64_t end = gw_now_ns() + 2000000000LL;
-		while (atomic_load(&gw_engine_stats(s->engine)->in_flight) > 0 && gw_now_ns() < end)
-			usleep(2000);
-	}
+	int64_t end = gw_now_ns() + 2000000000LL;
+	while (engines_in_flight(s) > 0 && gw_now_ns() < end)
+		usleep(2000);
 	/* marketplace workers post to the engine: they stop (their calls were cancelled above, so
 	 * they return at once) before the engine goes */
 	gw_market_stop(s->market);
@@ -1130,7 +1157,8 @@ void gw_server_free(struct gw_server *s)
 		MHD_stop_daemon(s->admin);
 	if (s->d)
 		MHD_stop_daemon(s->d);
-	gw_engine_free(s->engine);
+	for (int i = 0; i < s->n_engines; i++)
+		gw_engine_free(s->engines[i]);
 	gw_rl_free(s->rl);
 	gw_config_unref(s->cfg);
 	pthread_mutex_destroy(&s->cfg_mu);
