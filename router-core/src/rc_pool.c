@@ -892,8 +892,21 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			avoid_add(av, of->bid.provider);
 			continue;
 		}
-		/* (b) handshake */
+		/* (b) handshake; with another candidate left, a provider that hangs may take at most
+		 * half of the time left (at least 1 s), so the request can still fail over */
 		struct rc_link_opts lo = link_opts(p, deadline, cancel_fd);
+		bool more = false;
+		for (size_t j = i + 1; j < nkept && !more; j++) {
+			const uint8_t *pj = d.offers[ranked[j].offer].bid.provider;
+			more = memcmp(pj, of->bid.provider, 20) != 0 && !avoided(av, pj);
+		}
+		if (more && deadline) {
+			int64_t half = (deadline - mono_ms()) / 2;
+			if (half < 1000)
+				half = 1000;
+			if (half < lo.first_timeout_ms)
+				lo.first_timeout_ms = (int)half;
+		}
 		struct rc_link *l = rc_link_new(of->provider.endpoint, &p->key, &lo);
 		if (!l) {
 			append_reason(reasons, rcap, "%s: bad endpoint", who);
@@ -1286,6 +1299,32 @@ static bool text_has(const char *t, const char *w)
 	return strstr(t, w) != NULL;
 }
 
+/*
+ * Whether another provider could still take this request: an active offer for the model (in the
+ * cached discovery) from a provider that is neither `provider` nor already tried. Then one
+ * attempt may not use up the whole deadline: a provider that hangs before its first chunk must
+ * leave time to fail over (issue 6).
+ */
+static bool alternative_exists(struct rc_pool *p, const uint8_t model_id[32],
+                               const struct avoid *av, const uint8_t provider[20])
+{
+	bool found = false;
+	pthread_mutex_lock(&p->mu);
+	for (struct dcache *c = p->dcache; c && !found; c = c->next) {
+		if (memcmp(c->model_id, model_id, 32) != 0)
+			continue;
+		for (size_t i = 0; i < c->d.noffers && !found; i++) {
+			const struct rc_market_offer *o = &c->d.offers[i];
+			found = memcmp(o->bid.provider, provider, 20) != 0 &&
+			        !avoided(av, o->bid.provider) && o->bid.deleted_at == 0 &&
+			        !o->provider.is_deleted;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return found;
+}
+
 int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct rc_pool_result *res,
                    struct rc_pool_err *err)
 {
@@ -1428,6 +1467,14 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 
 		/* (d)-(e): one request on this session, over a fresh connection */
 		struct rc_link_opts lo = link_opts(p, deadline, rq->cancel_fd);
+		if (alternative_exists(p, model_id, &av, ps->s.provider)) {
+			/* half of what is left (at least 1 s) for this provider's first chunk */
+			int64_t half = (deadline - mono_ms()) / 2;
+			if (half < 1000)
+				half = 1000;
+			if (half < lo.first_timeout_ms)
+				lo.first_timeout_ms = (int)half;
+		}
 		struct rc_link *l = rc_link_new(ps->s.endpoint, &p->key, &lo);
 		if (!l || rc_link_set_provider_key(l, ps->s.provider_key) != RC_OK) {
 			rc_link_free(l);
