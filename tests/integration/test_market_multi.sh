@@ -61,6 +61,28 @@ for g in g2 g1 g2; do
 done
 t_ok "three more requests on either instance open no new session for m-a" test "$(mk_model_sessions m-a | grep -c .)" = "$na"
 
+# requests waiting for a busy session do not hammer Redis: the shared session table is read at
+# most every 250 ms per instance for all waiters (it was read by every waiter on every wake-up:
+# 12 reads per request in the benchmark)
+RPORT=${MK_REDIS_URL##*:}
+RPORT=${RPORT%%/*}
+hgetall() { redis-cli -p "$RPORT" info commandstats | sed -n 's/^cmdstat_hgetall:calls=\([0-9]*\).*/\1/p'; }
+h0=$(hgetall)
+pids=()
+for i in $(seq 16); do
+  g=g$((i % 2 + 1))
+  curl -s -N --max-time 30 -o "$T_DIR/burst$i.out" -w '%{http_code}' -H "Authorization: Bearer $MK_KEY3" \
+    -H 'Content-Type: application/json' -d '{"model":"m-a","stream":true,"messages":[{"role":"user","content":"burst"}]}' \
+    "${MK_G[$g]}/v1/chat/completions" >"$T_DIR/burst$i.code" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+ok=0
+for i in $(seq 16); do [[ $(cat "$T_DIR/burst$i.code") == 200 ]] && grep -q 'data: \[DONE\]' "$T_DIR/burst$i.out" && ok=$((ok + 1)); done
+h1=$(hgetall)
+t_ok "16 concurrent requests on two instances all served ($ok)" test "$ok" = 16
+t_ok "...reading the shared session table $((h1 - h0)) times (at most 2 per request)" test $((h1 - h0)) -le 32
+
 # ---- (c) two openSession transactions from one wallet at once ----------------------------------------
 both m-b g1 m-c g2
 if [[ $S1 == "$want" && $S2 == "$want" ]]; then t_pass "first requests for m-b (g1) and m-c (g2) at once: both served"; else
