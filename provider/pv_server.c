@@ -318,8 +318,8 @@ static int sink_cancelled(void *ud)
 
 /*
  * A session's bid, for its provider and model: fields a bid never changes once created (a new
- * price is a new bid), so they are cached and a prompt costs one chain read (getSession, which
- * must be fresh: closedAt) instead of two. The cache is small and simply stops growing when full.
+ * price is a new bid), so they are cached (and sessions briefly, below): a prompt on a session in
+ * use costs no chain read. The cache is small and simply stops growing when full.
  */
 #define BID_CACHE_MAX 4096
 static struct {
@@ -360,6 +360,53 @@ static int bid_of_session(struct pv_node *n, const uint8_t bid_id[32], struct rc
 	return RC_OK;
 }
 
+/*
+ * Sessions read from the chain for prompts, kept SESSION_FRESH_MS: a consumer sends one prompt
+ * after another on a session, and a chain read per prompt (getSession) cost each one a round
+ * trip to the node. Only open sessions are kept, so a session closed on chain is refused at most
+ * SESSION_FRESH_MS after its close (the reference provider never looks at closedAt at all,
+ * trap 22). Direct-mapped on the session id's first bytes; a collision just reads the chain.
+ */
+#define SESSION_CACHE_SLOTS 1024
+#define SESSION_FRESH_MS 2000
+static struct {
+	pthread_mutex_t mu;
+	struct {
+		struct rc_session_info si;
+		struct timespec at;
+		int used;
+	} v[SESSION_CACHE_SLOTS];
+} session_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t session_slot(const uint8_t id[32])
+{
+	return ((size_t)id[30] << 8 | id[31]) % SESSION_CACHE_SLOTS;
+}
+
+static int session_of(struct pv_node *n, const uint8_t id[32], struct rc_session_info *si,
+                      struct rc_rpc_error *re)
+{
+	size_t k = session_slot(id);
+	pthread_mutex_lock(&session_cache.mu);
+	if (session_cache.v[k].used && !memcmp(session_cache.v[k].si.id, id, 32) &&
+	    mono_ms_since(&session_cache.v[k].at) < SESSION_FRESH_MS) {
+		*si = session_cache.v[k].si;
+		pthread_mutex_unlock(&session_cache.mu);
+		return RC_OK;
+	}
+	pthread_mutex_unlock(&session_cache.mu);
+	int rc = rc_market_get_session(n->market, id, si, re);
+	if (rc || !si->found || si->closed_at != 0)
+		return rc;
+	pthread_mutex_lock(&session_cache.mu);
+	session_cache.v[k].si = *si;
+	memcpy(session_cache.v[k].si.id, id, 32);
+	clock_gettime(CLOCK_MONOTONIC, &session_cache.v[k].at);
+	session_cache.v[k].used = 1;
+	pthread_mutex_unlock(&session_cache.mu);
+	return RC_OK;
+}
+
 static void on_prompt(struct conn *c, const struct rc_morrpc_msg *m)
 {
 	struct pv_node *n = c->node;
@@ -381,7 +428,7 @@ static void on_prompt(struct conn *c, const struct rc_morrpc_msg *m)
 	}
 	hex_of(req.u.prompt_req.session_id, 32, sidhex);
 	memset(&re, 0, sizeof re);
-	rc = rc_market_get_session(n->market, req.u.prompt_req.session_id, &si, &re);
+	rc = session_of(n, req.u.prompt_req.session_id, &si, &re);
 	if (rc) {
 		pv_log_warn("chain", "getSession %s: %s (%s)", sidhex, rc_rpc_strerror(rc),
 		            re.message);
