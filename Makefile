@@ -5,7 +5,7 @@
 #   make asan         the same suite under ASan+UBSan (build/asan/)
 #   make fuzz-smoke   build libFuzzer targets (build/fuzz/) and run each briefly
 #   make bench        benchmarks (build/release/), figures printed side by side
-#   make run          set up and run the gateway on its embedded defaults
+#   make run          set up and run the whole local marketplace (chain, provider, gateway)
 #   make lint, format, format-check, install, clean
 #
 # Sources are discovered: a new router-core/src/*.c joins librouter-core, a new

@@ -322,16 +322,27 @@ static void hex_or_empty(char *dst, size_t cap, const uint8_t *p, size_t n)
 		rc_hex_encode_0x(p, n, dst, cap);
 }
 
+/* Chain strings (model name, endpoint) are untrusted bytes; the key store takes printable text
+ * only, so control bytes become '?' (the row must still be written: it is the restart record). */
+static void printable_copy(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src);
+	for (char *q = dst; *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
+}
+
 void gw_market_session_to_ks(const struct rc_pool_session *s, struct ks_session *o)
 {
 	memset(o, 0, sizeof *o);
 	o->local_id = (int64_t)s->local_id;
 	hex_or_empty(o->id, sizeof o->id, s->id, 32);
-	snprintf(o->model, sizeof o->model, "%s", s->model);
 	rc_hex_encode_0x(s->model_id, 32, o->model_id, sizeof o->model_id);
+	/* a session adopted from the chain whose model is not in the catalogue: its id names it */
+	printable_copy(o->model, sizeof o->model, s->model[0] ? s->model : o->model_id);
 	rc_hex_encode_0x(s->bid_id, 32, o->bid_id, sizeof o->bid_id);
 	rc_addr_format(s->provider, o->provider);
-	snprintf(o->endpoint, sizeof o->endpoint, "%s", s->endpoint);
+	printable_copy(o->endpoint, sizeof o->endpoint, s->endpoint);
 	hex_or_empty(o->provider_key, sizeof o->provider_key, s->provider_key, RC_SECP_PUBKEY_LEN);
 	rc_u256_format_dec(&s->stake, o->stake, sizeof o->stake);
 	rc_u256_format_dec(&s->price_per_second, o->price, sizeof o->price);

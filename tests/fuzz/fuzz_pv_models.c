@@ -22,8 +22,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		for (size_t i = 0; i < m->n; i++) {
 			const struct pv_model *x = &m->models[i];
-			if (!x->name[0] || !x->url || !x->key || strlen(x->id_hex) != 66 ||
-			    (x->api != PV_API_OPENAI && x->api != PV_API_CLAUDEAI) ||
+			if (!x->name[0] || (!x->url && x->api != PV_API_DEMO) || !x->key ||
+			    strlen(x->id_hex) != 66 ||
+			    (x->api != PV_API_OPENAI && x->api != PV_API_CLAUDEAI &&
+			     x->api != PV_API_DEMO) ||
 			    x->slots > PV_MODELS_MAX_SLOTS)
 				abort();
 			if (pv_models_find(m, x->id) != x || pv_models_index(m, x) != i)
