@@ -230,7 +230,7 @@ mk_provider_kill() {
 # ---- key store, wallet, gateway -------------------------------------------------------------------
 mk_keystore() {
   "$MK_CTL" init >/dev/null || return 1
-  "$MK_CTL" tenant create acme --rpm 100000 >/dev/null || return 1
+  "$MK_CTL" tenant create acme --rpm "${MK_TENANT_RPM:-100000}" >/dev/null || return 1
   local i
   for i in 1 2 3 4; do
     printf -v "MK_KEY$i" '%s' "$("$MK_CTL" key create --tenant acme --name "k$i" | sed -n 's/^key: //p')"
