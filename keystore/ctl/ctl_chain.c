@@ -13,7 +13,6 @@
  * instead of signing for the wrong chain.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,45 +29,22 @@
 #include <router-core/rc_network.h>
 
 #include "ctl_chain.h"
+#include "ctl_msg.h"
 
 enum { CX_OK = 0, CX_USAGE = 2, CX_NOTFOUND = 3, CX_CONFLICT = 4 };
 
 /* ---- messages ------------------------------------------------------------------------------- */
 
-static int say(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int say(int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("morgatectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return rc;
-}
-
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("morgatectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs(" (see 'morgatectl --help')\n", stderr);
-	va_end(ap);
-	return CX_USAGE;
-}
-
 /* One line for a failed chain operation, and its exit status. */
 static int chain_fail(const char *what, int rc, const struct rc_rpc_error *e)
 {
 	if (rc == RC_EREVERT && e && e->has_revert)
-		return say(CX_CONFLICT, "%s: the contract refused: %s", what, e->revert_text);
+		return ctl_say(CX_CONFLICT, "%s: the contract refused: %s", what, e->revert_text);
 	if (rc == RC_ETXFAILED && e && e->has_revert)
-		return say(CX_CONFLICT, "%s: transaction failed: %s", what, e->revert_text);
+		return ctl_say(CX_CONFLICT, "%s: transaction failed: %s", what, e->revert_text);
 	if (e && e->message[0])
-		return say(CTL_EXIT_CHAIN, "%s: %s: %s", what, rc_rpc_strerror(rc), e->message);
-	return say(CTL_EXIT_CHAIN, "%s: %s", what, rc_rpc_strerror(rc));
+		return ctl_say(CTL_EXIT_CHAIN, "%s: %s: %s", what, rc_rpc_strerror(rc), e->message);
+	return ctl_say(CTL_EXIT_CHAIN, "%s: %s", what, rc_rpc_strerror(rc));
 }
 
 /* ---- options -------------------------------------------------------------------------------- */
@@ -113,23 +89,23 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		const char *s = argv[i];
 		if (s[0] != '-' || s[1] == '\0') {
 			if (o->npos >= MAX_POS)
-				return usage("unexpected argument '%s'", s);
+				return ctl_usage("unexpected argument '%s'", s);
 			o->pos[o->npos++] = s;
 			continue;
 		}
 		if (s[1] != '-')
-			return usage("unknown option '%s'", s);
+			return ctl_usage("unknown option '%s'", s);
 		const char *name = s + 2, *eq = strchr(name, '=');
 		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
 #define IS(x) (nlen == strlen(x) && memcmp(name, x, nlen) == 0)
 		if (IS("weak-kdf")) {
 			if (eq)
-				return usage("option '--weak-kdf' takes no value");
+				return ctl_usage("option '--weak-kdf' takes no value");
 			o->weak_kdf = 1;
 			continue;
 		}
 		if (IS("private-key") || IS("key"))
-			return usage("a private key is never taken from the command line; use "
+			return ctl_usage("a private key is never taken from the command line; use "
 			             "'wallet import' with the key on stdin");
 		const char *val;
 		if (eq)
@@ -137,16 +113,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		else if (i + 1 < argc)
 			val = argv[++i];
 		else
-			return usage("option '--%.*s' needs a value", (int)nlen, name);
+			return ctl_usage("option '--%.*s' needs a value", (int)nlen, name);
 		if (IS("rpc")) {
 			if (o->nrpc == MAX_RPC)
-				return usage("too many --rpc URLs (at most %d)", MAX_RPC);
+				return ctl_usage("too many --rpc URLs (at most %d)", MAX_RPC);
 			o->rpc[o->nrpc++] = val;
 			continue;
 		}
 		if (IS("tag")) {
 			if (o->ntags == MAX_TAGS)
-				return usage("too many --tag values (at most %d)", MAX_TAGS);
+				return ctl_usage("too many --tag values (at most %d)", MAX_TAGS);
 			o->tags[o->ntags++] = val;
 			continue;
 		}
@@ -155,10 +131,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			d++;
 #undef IS
 		if (!d->name)
-			return usage("unknown option '--%.*s'", (int)nlen, name);
+			return ctl_usage("unknown option '--%.*s'", (int)nlen, name);
 		const char **slot = (const char **)((char *)o + d->off);
 		if (*slot)
-			return usage("option '--%s' given twice", d->name);
+			return ctl_usage("option '--%s' given twice", d->name);
 		*slot = val;
 	}
 	return CX_OK;
@@ -173,7 +149,7 @@ static const char *env(const char *name)
 static int parse_u256(const char *flag, const char *s, struct rc_u256 *out)
 {
 	if (rc_u256_parse_dec(out, s, strlen(s), NULL) != RC_OK)
-		return usage("--%s wants a whole number of wei, not '%s'", flag, s);
+		return ctl_usage("--%s wants a whole number of wei, not '%s'", flag, s);
 	return CX_OK;
 }
 
@@ -181,21 +157,21 @@ static int parse_addr(const char *what, const char *s, uint8_t out[20])
 {
 	struct rc_errinfo ei;
 	if (!s)
-		return usage("%s is missing", what);
+		return ctl_usage("%s is missing", what);
 	int rc = rc_addr_parse(out, s, strlen(s), &ei);
 	if (rc == RC_ECRYPTO)
-		return usage("%s '%s' has a wrong EIP-55 checksum", what, s);
+		return ctl_usage("%s '%s' has a wrong EIP-55 checksum", what, s);
 	if (rc != RC_OK)
-		return usage("%s '%s' is not an address", what, s);
+		return ctl_usage("%s '%s' is not an address", what, s);
 	return CX_OK;
 }
 
 static int parse_b32(const char *what, const char *s, uint8_t out[32])
 {
 	if (!s)
-		return usage("%s is missing", what);
+		return ctl_usage("%s is missing", what);
 	if (rc_hex_decode_exact(s, strlen(s), out, 32, NULL) != RC_OK)
-		return usage("%s '%s' is not 32 bytes of hex", what, s);
+		return ctl_usage("%s '%s' is not 32 bytes of hex", what, s);
 	return CX_OK;
 }
 
@@ -338,17 +314,17 @@ static int passphrase(const struct opts *o, char *buf, size_t cap, size_t *len)
 	if (e && *e && !file) {
 		size_t n = strlen(e);
 		if (n >= cap)
-			return usage("the passphrase is too long");
+			return ctl_usage("the passphrase is too long");
 		memcpy(buf, e, n + 1);
 		*len = n;
 		return CX_OK;
 	}
 	if (!file)
-		return usage("a wallet passphrase is needed: set MORGATE_WALLET_PASSPHRASE or use "
+		return ctl_usage("a wallet passphrase is needed: set MORGATE_WALLET_PASSPHRASE or use "
 		             "--passphrase-file");
 	FILE *f = fopen(file, "r");
 	if (!f)
-		return say(CX_NOTFOUND, "cannot open passphrase file '%s': %s", file,
+		return ctl_say(CX_NOTFOUND, "cannot open passphrase file '%s': %s", file,
 		           strerror(errno));
 	size_t n = fread(buf, 1, cap - 1, f);
 	fclose(f);
@@ -361,7 +337,7 @@ static int passphrase(const struct opts *o, char *buf, size_t cap, size_t *len)
 			buf[--n] = '\0';
 	}
 	if (!n)
-		return usage("passphrase file '%s' is empty", file);
+		return ctl_usage("passphrase file '%s' is empty", file);
 	*len = n;
 	return CX_OK;
 }
@@ -375,7 +351,7 @@ static int open_wallet(const struct opts *o, struct rc_secp_privkey *key, uint8_
 {
 	const char *path = wallet_path(o);
 	if (!path)
-		return usage("this command needs a wallet: --wallet FILE or $MORGATE_WALLET");
+		return ctl_usage("this command needs a wallet: --wallet FILE or $MORGATE_WALLET");
 	char pass[1024];
 	size_t plen = 0;
 	int x = passphrase(o, pass, sizeof pass, &plen);
@@ -387,12 +363,12 @@ static int open_wallet(const struct opts *o, struct rc_secp_privkey *key, uint8_
 	if (rc == RC_OK)
 		return CX_OK;
 	if (rc == RC_EIO && errno == ENOENT)
-		return say(CX_NOTFOUND, "no wallet at '%s'", path);
+		return ctl_say(CX_NOTFOUND, "no wallet at '%s'", path);
 	if (rc == RC_ECRYPTO)
-		return say(CTL_EXIT_CHAIN, "cannot open wallet '%s': wrong passphrase", path);
+		return ctl_say(CTL_EXIT_CHAIN, "cannot open wallet '%s': wrong passphrase", path);
 	if (rc == RC_EPARSE)
-		return say(CTL_EXIT_CHAIN, "wallet '%s' is damaged: %s", path, ei.text);
-	return say(CTL_EXIT_CHAIN, "cannot open wallet '%s': %s", path, rc_strerror(rc));
+		return ctl_say(CTL_EXIT_CHAIN, "wallet '%s' is damaged: %s", path, ei.text);
+	return ctl_say(CTL_EXIT_CHAIN, "cannot open wallet '%s': %s", path, rc_strerror(rc));
 }
 
 /* Connect: RPC, chain id check, market addresses; the wallet's transaction manager if asked,
@@ -414,17 +390,17 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 			urls[n++] = t;
 	}
 	if (!n)
-		return usage("no RPC URL: give --rpc URL or set MORGATE_RPC");
+		return ctl_usage("no RPC URL: give --rpc URL or set MORGATE_RPC");
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(urls[i], "http://", 7) != 0 && strncmp(urls[i], "https://", 8) != 0)
-			return usage("RPC URL '%s' is not http:// or https://", urls[i]);
+			return ctl_usage("RPC URL '%s' is not http:// or https://", urls[i]);
 
 	const char *netname = o->network ? o->network : env("MORGATE_NETWORK");
 	struct rc_network net;
 	bool have_net = false;
 	if (netname) {
 		if (rc_network_find(netname, &net) != RC_OK)
-			return usage("unknown network '%s' (one of " RC_NETWORK_NAMES ")", netname);
+			return ctl_usage("unknown network '%s' (one of " RC_NETWORK_NAMES ")", netname);
 		have_net = true;
 	}
 	uint64_t want_chain = have_net ? net.chain_id : 0;
@@ -432,7 +408,7 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 		struct rc_u256 v;
 		if (rc_u256_parse_dec(&v, o->chain_id, strlen(o->chain_id), NULL) != RC_OK ||
 		    rc_u256_to_u64(&v, &want_chain) != RC_OK || !want_chain)
-			return usage("--chain-id wants a positive number, not '%s'", o->chain_id);
+			return ctl_usage("--chain-id wants a positive number, not '%s'", o->chain_id);
 	}
 	const char *dia = o->diamond ? o->diamond : env("MORGATE_DIAMOND");
 	const char *mor = o->mor ? o->mor : env("MORGATE_MOR");
@@ -454,21 +430,21 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 		c->have_mor = true;
 	}
 	if (need_market && !c->have_diamond)
-		return usage("no Diamond address: give --network or --diamond");
+		return ctl_usage("no Diamond address: give --network or --diamond");
 	if (need_market && need_wallet && !c->have_mor)
-		return usage("no MOR token address: give --network or --mor");
+		return ctl_usage("no MOR token address: give --network or --mor");
 
 	long timeout = 15000;
 	if (o->timeout) {
 		char *end;
 		timeout = strtol(o->timeout, &end, 10);
 		if (*end || timeout <= 0 || timeout > 600000)
-			return usage("--timeout wants milliseconds (1..600000), not '%s'",
+			return ctl_usage("--timeout wants milliseconds (1..600000), not '%s'",
 			             o->timeout);
 	}
 	struct rc_rpc_options ro = {urls, n, timeout < 3000 ? timeout : 3000, timeout, 30000, 0};
 	if (rc_rpc_new(&ro, &c->rpc) != RC_OK)
-		return say(CTL_EXIT_CHAIN, "cannot set up the RPC client");
+		return ctl_say(CTL_EXIT_CHAIN, "cannot set up the RPC client");
 	struct rc_rpc_error e;
 	int rc = rc_rpc_chain_id(c->rpc, &c->chain_id, &e);
 	if (rc != RC_OK) {
@@ -476,7 +452,7 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 		return chain_fail("cannot reach the chain", rc, &e);
 	}
 	if (want_chain && c->chain_id != want_chain) {
-		int r = say(CTL_EXIT_CHAIN,
+		int r = ctl_say(CTL_EXIT_CHAIN,
 		            "node at '%s' is on chain %llu, but %s%s%s is chain %llu", e.url,
 		            (unsigned long long)c->chain_id, have_net ? "network '" : "",
 		            have_net ? net.name : "--chain-id", have_net ? "'" : "",
@@ -488,7 +464,7 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 	if ((c->have_diamond || c->have_mor) &&
 	    rc_market_new(c->rpc, c->diamond, c->mor, &c->mkt) != RC_OK) {
 		chain_close(c);
-		return say(CTL_EXIT_CHAIN, "out of memory");
+		return ctl_say(CTL_EXIT_CHAIN, "out of memory");
 	}
 	if (need_wallet) {
 		struct rc_secp_privkey key;
@@ -504,7 +480,7 @@ static int chain_open_keep(const struct opts *o, bool need_market, bool need_wal
 		rc_secp_privkey_release(&key);
 		if (rc != RC_OK) {
 			chain_close(c);
-			return say(CTL_EXIT_CHAIN, "cannot use the wallet key: %s",
+			return ctl_say(CTL_EXIT_CHAIN, "cannot use the wallet key: %s",
 			           rc_strerror(rc));
 		}
 	}
@@ -533,7 +509,7 @@ static int wallet_write(const struct opts *o, struct rc_secp_privkey *key, int j
 {
 	const char *path = wallet_path(o);
 	if (!path)
-		return usage("give the key file: --wallet FILE");
+		return ctl_usage("give the key file: --wallet FILE");
 	char pass[1024];
 	size_t plen = 0;
 	int x = passphrase(o, pass, sizeof pass, &plen);
@@ -544,9 +520,9 @@ static int wallet_write(const struct opts *o, struct rc_secp_privkey *key, int j
 	int rc = rc_keyfile_write(path, key, pass, plen, &p, 0);
 	sodium_memzero(pass, sizeof pass);
 	if (rc == RC_EIO && errno == EEXIST)
-		return say(CX_CONFLICT, "wallet '%s' exists already", path);
+		return ctl_say(CX_CONFLICT, "wallet '%s' exists already", path);
 	if (rc != RC_OK)
-		return say(CTL_EXIT_CHAIN, "cannot write wallet '%s': %s", path,
+		return ctl_say(CTL_EXIT_CHAIN, "cannot write wallet '%s': %s", path,
 		           rc == RC_EIO ? strerror(errno) : rc_strerror(rc));
 	uint8_t addr[20];
 	rc_secp_privkey_to_address(key, addr);
@@ -558,10 +534,10 @@ static int wallet_address(const struct opts *o, int json)
 {
 	const char *path = wallet_path(o);
 	if (!path)
-		return usage("give the key file: --wallet FILE");
+		return ctl_usage("give the key file: --wallet FILE");
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
+		return ctl_say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
 		           "cannot open wallet '%s': %s", path, strerror(errno));
 	char line[256];
 	uint8_t addr[20];
@@ -574,7 +550,7 @@ static int wallet_address(const struct opts *o, int json)
 		}
 	fclose(f);
 	if (!found)
-		return say(CTL_EXIT_CHAIN, "wallet '%s' is damaged: no address line", path);
+		return ctl_say(CTL_EXIT_CHAIN, "wallet '%s' is damaged: no address line", path);
 	return print_address(addr, json, path);
 }
 
@@ -582,16 +558,16 @@ static int cmd_wallet(struct opts *o, int json)
 {
 	const char *sub = o->npos ? o->pos[0] : NULL;
 	if (!sub)
-		return usage("wallet needs a subcommand: new, import, address, balance");
+		return ctl_usage("wallet needs a subcommand: new, import, address, balance");
 	if (!strcmp(sub, "new") || !strcmp(sub, "import")) {
 		if (o->npos > 1)
-			return usage("unexpected argument '%s'", o->pos[1]);
+			return ctl_usage("unexpected argument '%s'", o->pos[1]);
 		struct rc_secp_privkey key;
 		int rc;
 		if (!strcmp(sub, "new")) {
 			rc = rc_secp_privkey_generate(&key);
 			if (rc != RC_OK)
-				return say(CTL_EXIT_CHAIN, "cannot generate a key");
+				return ctl_say(CTL_EXIT_CHAIN, "cannot generate a key");
 		} else {
 			char buf[256];
 			size_t n = fread(buf, 1, sizeof buf - 1, stdin);
@@ -601,7 +577,7 @@ static int cmd_wallet(struct opts *o, int json)
 			rc = rc_secp_privkey_from_hex(&key, buf, n, NULL);
 			sodium_memzero(buf, sizeof buf);
 			if (rc != RC_OK)
-				return usage("stdin does not hold a private key (64 hex digits)");
+				return ctl_usage("stdin does not hold a private key (64 hex digits)");
 		}
 		int x = wallet_write(o, &key, json);
 		rc_secp_privkey_release(&key);
@@ -609,7 +585,7 @@ static int cmd_wallet(struct opts *o, int json)
 	}
 	if (!strcmp(sub, "address")) {
 		if (o->npos > 1)
-			return usage("unexpected argument '%s'", o->pos[1]);
+			return ctl_usage("unexpected argument '%s'", o->pos[1]);
 		return wallet_address(o, json);
 	}
 	if (!strcmp(sub, "balance")) {
@@ -621,11 +597,11 @@ static int cmd_wallet(struct opts *o, int json)
 		} else {
 			const char *path = wallet_path(o);
 			if (!path)
-				return usage("give an ADDRESS or --wallet FILE");
+				return ctl_usage("give an ADDRESS or --wallet FILE");
 			/* The address line is enough: no passphrase needed to read a balance. */
 			FILE *f = fopen(path, "r");
 			if (!f)
-				return say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
+				return ctl_say(errno == ENOENT ? CX_NOTFOUND : CTL_EXIT_CHAIN,
 				           "cannot open wallet '%s': %s", path, strerror(errno));
 			char line[256];
 			int ok = 0;
@@ -637,7 +613,7 @@ static int cmd_wallet(struct opts *o, int json)
 				}
 			fclose(f);
 			if (!ok)
-				return say(CTL_EXIT_CHAIN, "wallet '%s' is damaged", path);
+				return ctl_say(CTL_EXIT_CHAIN, "wallet '%s' is damaged", path);
 		}
 		struct chain c;
 		if ((x = chain_open(o, false, false, &c)) != CX_OK)
@@ -666,7 +642,7 @@ static int cmd_wallet(struct opts *o, int json)
 		chain_close(&c);
 		return CX_OK;
 	}
-	return usage("unknown wallet subcommand '%s'", sub);
+	return ctl_usage("unknown wallet subcommand '%s'", sub);
 }
 
 /* ---- market --------------------------------------------------------------------------------- */
@@ -743,7 +719,7 @@ static int market_bids(struct chain *c, const char *model, int json)
 		return chain_fail("cannot read the bids", rc, &e);
 	if (!d.model.created_at) {
 		rc_market_discovery_release(&d);
-		return say(CX_NOTFOUND, "no model '%s'", model);
+		return ctl_say(CX_NOTFOUND, "no model '%s'", model);
 	}
 	if (json) {
 		json_t *arr = json_array();
@@ -800,7 +776,7 @@ static int market_provider(struct chain *c, const char *addr_s, int json)
 	if (rc != RC_OK)
 		return chain_fail("cannot read the provider", rc, &e);
 	if (!p.created_at)
-		return say(CX_NOTFOUND, "no provider '%s'", addr_s);
+		return ctl_say(CX_NOTFOUND, "no provider '%s'", addr_s);
 	if (json) {
 		print_json(provider_json(&p));
 	} else {
@@ -829,7 +805,7 @@ static int market_session(struct chain *c, const char *id_s, int json)
 	if (rc != RC_OK)
 		return chain_fail("cannot read the session", rc, &e);
 	if (!s.found)
-		return say(CX_NOTFOUND, "no session '%s'", id_s);
+		return ctl_say(CX_NOTFOUND, "no session '%s'", id_s);
 	const char *status = s.is_active ? "active" : s.closed_at ? "closed" : "inactive";
 	if (json) {
 		print_json(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b, s:b, s:I, s:o}",
@@ -864,14 +840,14 @@ static int cmd_market(struct opts *o, int json)
 {
 	const char *sub = o->npos ? o->pos[0] : NULL;
 	if (!sub)
-		return usage("market needs a subcommand: models, bids, provider, session");
+		return ctl_usage("market needs a subcommand: models, bids, provider, session");
 	int want = !strcmp(sub, "models") ? 1 : 2;
 	if (strcmp(sub, "models") && strcmp(sub, "bids") && strcmp(sub, "provider") &&
 	    strcmp(sub, "session"))
-		return usage("unknown market subcommand '%s'", sub);
+		return ctl_usage("unknown market subcommand '%s'", sub);
 	if (o->npos != want)
-		return want == 1 ? usage("unexpected argument '%s'", o->pos[1])
-		                 : usage("market %s needs one argument", sub);
+		return want == 1 ? ctl_usage("unexpected argument '%s'", o->pos[1])
+		                 : ctl_usage("market %s needs one argument", sub);
 	struct chain c;
 	int x = chain_open(o, true, false, &c);
 	if (x != CX_OK)
@@ -904,13 +880,13 @@ static int done_tx(int json, const char *key, json_t *val, const char *text)
 static int cmd_provider(struct opts *o, int json)
 {
 	if (!o->npos || strcmp(o->pos[0], "register") != 0)
-		return usage("provider needs a subcommand: register");
+		return ctl_usage("provider needs a subcommand: register");
 	if (o->npos > 1)
-		return usage("unexpected argument '%s'", o->pos[1]);
+		return ctl_usage("unexpected argument '%s'", o->pos[1]);
 	if (!o->endpoint)
-		return usage("provider register needs --endpoint HOST:PORT");
+		return ctl_usage("provider register needs --endpoint HOST:PORT");
 	if (strstr(o->endpoint, "://") || !strchr(o->endpoint, ':'))
-		return usage("--endpoint is \"host:port\" without a scheme, not '%s'", o->endpoint);
+		return ctl_usage("--endpoint is \"host:port\" without a scheme, not '%s'", o->endpoint);
 	struct rc_u256 stake;
 	int x;
 	if (o->stake && (x = parse_u256("stake", o->stake, &stake)) != CX_OK)
@@ -939,11 +915,11 @@ static int cmd_provider(struct opts *o, int json)
 static int cmd_model(struct opts *o, int json)
 {
 	if (!o->npos || strcmp(o->pos[0], "register") != 0)
-		return usage("model needs a subcommand: register");
+		return ctl_usage("model needs a subcommand: register");
 	if (o->npos > 1)
-		return usage("unexpected argument '%s'", o->pos[1]);
+		return ctl_usage("unexpected argument '%s'", o->pos[1]);
 	if (!o->name || !*o->name)
-		return usage("model register needs --name NAME");
+		return ctl_usage("model register needs --name NAME");
 	struct rc_market_model_reg reg;
 	memset(&reg, 0, sizeof reg);
 	int x;
@@ -988,21 +964,21 @@ static int cmd_bid(struct opts *o, int json)
 {
 	const char *sub = o->npos ? o->pos[0] : NULL;
 	if (!sub || (strcmp(sub, "post") && strcmp(sub, "delete")))
-		return usage("bid needs a subcommand: post, delete");
+		return ctl_usage("bid needs a subcommand: post, delete");
 	int x;
 	uint8_t id[32];
 	struct rc_u256 price;
 	if (!strcmp(sub, "post")) {
 		if (o->npos > 1)
-			return usage("unexpected argument '%s'", o->pos[1]);
+			return ctl_usage("unexpected argument '%s'", o->pos[1]);
 		if (!o->model || !o->price)
-			return usage("bid post needs --model MODEL_ID and --price WEI_PER_SECOND");
+			return ctl_usage("bid post needs --model MODEL_ID and --price WEI_PER_SECOND");
 		if ((x = parse_b32("--model", o->model, id)) != CX_OK ||
 		    (x = parse_u256("price", o->price, &price)) != CX_OK)
 			return x;
 	} else {
 		if (o->npos != 2)
-			return usage("bid delete needs one BID_ID");
+			return ctl_usage("bid delete needs one BID_ID");
 		if ((x = parse_b32("bid id", o->pos[1], id)) != CX_OK)
 			return x;
 	}
@@ -1025,9 +1001,9 @@ static int cmd_bid(struct opts *o, int json)
 		struct rc_bid b;
 		rc = rc_market_get_bid(c.mkt, id, &b, &e);
 		if (rc == RC_OK && !b.created_at)
-			x = say(CX_NOTFOUND, "no bid '%s'", o->pos[1]);
+			x = ctl_say(CX_NOTFOUND, "no bid '%s'", o->pos[1]);
 		else if (rc == RC_OK && b.deleted_at)
-			x = say(CX_CONFLICT, "bid '%s' is deleted already", o->pos[1]);
+			x = ctl_say(CX_CONFLICT, "bid '%s' is deleted already", o->pos[1]);
 		else if (rc == RC_OK && (rc = rc_market_delete_bid(c.mkt, c.txm, id, &e)) == RC_OK)
 			x = done_tx(json, "deleted", j_b32(id), "deleted");
 		if (rc != RC_OK)
@@ -1054,7 +1030,7 @@ int ctl_chain_main(const char *cmd, int argc, char **argv, int json)
 		return cmd_model(&o, json);
 	if (!strcmp(cmd, "bid"))
 		return cmd_bid(&o, json);
-	return usage("unknown command '%s'", cmd);
+	return ctl_usage("unknown command '%s'", cmd);
 }
 
 /* ---- for other command groups (ctl_chain.h) -------------------------------------------------- */
@@ -1069,7 +1045,7 @@ int ctl_chain_connect(int argc, char **argv, struct ctl_chain_conn *out)
 		return x;
 	if (o.endpoint || o.stake || o.name || o.base_id || o.ipfs || o.fee || o.model || o.price ||
 	    o.ntags || o.weak_kdf)
-		return usage("this command takes only the chain options (--rpc, --network, "
+		return ctl_usage("this command takes only the chain options (--rpc, --network, "
 		             "--chain-id, --diamond, --mor, --wallet, --passphrase-file, --timeout)");
 	struct chain c;
 	if ((x = chain_open_keep(&o, true, true, &c, &out->key)) != CX_OK)

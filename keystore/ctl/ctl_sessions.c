@@ -12,7 +12,6 @@
  * stopped gateway, a stuck session): a running gateway closes its own sessions.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,38 +23,15 @@
 #include <router-core/rc_pool.h>
 
 #include "ctl_chain.h"
+#include "ctl_msg.h"
 #include "ctl_sessions.h"
 
 enum { X_OK = 0, X_USAGE = 2, X_NOTFOUND = 3, X_CONFLICT = 4, X_STORE = 5 };
 
-static int say(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int say(int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("morgatectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return rc;
-}
-
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("morgatectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs(" (see 'morgatectl --help')\n", stderr);
-	va_end(ap);
-	return X_USAGE;
-}
-
 /* The key store's codes as morgatectl's exit statuses (the same mapping as its other commands). */
 static int ks_fail(int rc, const struct ks_err *err)
 {
-	say(0, "%s", err && err->msg[0] ? err->msg : ks_strerror(rc));
+	ctl_say(0, "%s", err && err->msg[0] ? err->msg : ks_strerror(rc));
 	switch (rc) {
 	case KS_EINVAL: return X_USAGE;
 	case KS_ENOTFOUND:
@@ -356,7 +332,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, in
 	if (s[2 + n] != '\0')
 		return NULL;
 	if (*i + 1 >= argc) {
-		*bad = usage("option '--%s' needs a value", name);
+		*bad = ctl_usage("option '--%s' needs a value", name);
 		return NULL;
 	}
 	return argv[++*i];
@@ -371,9 +347,9 @@ static int cmd_list(const struct ks_options *ko, int argc, char **argv, int json
 		if (bad)
 			return bad;
 		if (!v)
-			return usage("unexpected argument '%s' for sessions list", argv[i]);
+			return ctl_usage("unexpected argument '%s' for sessions list", argv[i]);
 		if (state)
-			return usage("option '--state' given twice");
+			return ctl_usage("option '--state' given twice");
 		state = v;
 	}
 	struct ks_store *ks = NULL;
@@ -407,7 +383,7 @@ static int cmd_list(const struct ks_options *ko, int argc, char **argv, int json
 static int cmd_show(const struct ks_options *ko, int argc, char **argv, int json)
 {
 	if (argc != 1 || argv[0][0] == '-')
-		return usage(argc > 1 ? "sessions show takes one session ID"
+		return ctl_usage(argc > 1 ? "sessions show takes one session ID"
 				      : "sessions show needs a session ID (0x... or the local id)");
 	struct ks_store *ks = NULL;
 	int x = open_store(ko, &ks);
@@ -434,7 +410,7 @@ static int hex_field(const char *name, const char *s, uint8_t *out, size_t n)
 	if (!*s)
 		return X_OK;
 	if (rc_hex_decode_exact(s, strlen(s), out, n, NULL) != RC_OK)
-		return say(X_STORE, "the stored session's %s '%.80s' is not %zu bytes of hex", name, s, n);
+		return ctl_say(X_STORE, "the stored session's %s '%.80s' is not %zu bytes of hex", name, s, n);
 	return X_OK;
 }
 
@@ -442,7 +418,7 @@ static int u256_field(const char *name, const char *s, struct rc_u256 *out)
 {
 	memset(out, 0, sizeof *out);
 	if (*s && rc_u256_parse_dec(out, s, strlen(s), NULL) != RC_OK)
-		return say(X_STORE, "the stored session's %s '%.80s' is not an amount", name, s);
+		return ctl_say(X_STORE, "the stored session's %s '%.80s' is not an amount", name, s);
 	return X_OK;
 }
 
@@ -511,7 +487,7 @@ static void from_pool(const struct rc_pool_session *p, struct ks_session *s)
 static int cmd_close(const struct ks_options *ko, int argc, char **argv, int json)
 {
 	if (argc < 1 || argv[0][0] == '-')
-		return usage("sessions close needs a session ID first (0x... or the local id)");
+		return ctl_usage("sessions close needs a session ID first (0x... or the local id)");
 	const char *id = argv[0];
 	/* --dispute-ok is ours; the rest are the chain options, parsed as the chain commands do */
 	char **rest = calloc((size_t)argc, sizeof *rest);
@@ -522,7 +498,7 @@ static int cmd_close(const struct ks_options *ko, int argc, char **argv, int jso
 		if (!strcmp(argv[i], "--dispute-ok")) {
 			if (dispute_ok) {
 				free(rest);
-				return usage("option '--dispute-ok' given twice");
+				return ctl_usage("option '--dispute-ok' given twice");
 			}
 			dispute_ok = 1;
 		} else {
@@ -543,12 +519,12 @@ static int cmd_close(const struct ks_options *ko, int argc, char **argv, int jso
 		goto out;
 	}
 	if (!s.id[0] || !strcmp(s.state, "failed")) {
-		x = say(X_CONFLICT, "session %s is %s: it has no session on chain to close",
+		x = ctl_say(X_CONFLICT, "session %s is %s: it has no session on chain to close",
 			s.id[0] ? s.id : id, s.state);
 		goto out;
 	}
 	if (!strcmp(s.state, "closed")) {
-		x = say(X_CONFLICT, "session %s is closed already", s.id);
+		x = ctl_say(X_CONFLICT, "session %s is closed already", s.id);
 		goto out;
 	}
 	struct rc_pool_session ps;
@@ -557,7 +533,7 @@ static int cmd_close(const struct ks_options *ko, int argc, char **argv, int jso
 	if ((x = ctl_chain_connect(nrest, rest, &conn)) != X_OK)
 		goto out;
 	if (conn.npos) {
-		x = usage("unexpected argument '%s'", conn.pos[0]);
+		x = ctl_usage("unexpected argument '%s'", conn.pos[0]);
 		goto out;
 	}
 	/* the provider has 15 s to answer session.report before it counts as gone */
@@ -573,7 +549,7 @@ static int cmd_close(const struct ks_options *ko, int argc, char **argv, int jso
 	if (rc != RC_OK) {
 		int gone = perr.reason == RC_POOL_NO_PROVIDER || perr.reason == RC_POOL_PROVIDER ||
 			   perr.reason == RC_POOL_TIMEOUT;
-		x = say(rc == RC_EREVERT ? X_CONFLICT : rc == RC_ENOTFOUND ? X_NOTFOUND : CTL_EXIT_CHAIN,
+		x = ctl_say(rc == RC_EREVERT ? X_CONFLICT : rc == RC_ENOTFOUND ? X_NOTFOUND : CTL_EXIT_CHAIN,
 			"cannot close session %s: %s%s", s.id,
 			perr.text[0] ? perr.text : rc_strerror(rc),
 			gone && !dispute_ok ? " (the provider gave no receipt; --dispute-ok closes "
@@ -582,7 +558,7 @@ static int cmd_close(const struct ks_options *ko, int argc, char **argv, int jso
 		goto out;
 	}
 	if (prc != KS_OK) {
-		x = say(X_STORE, "session %s was closed on chain, but the key store was not updated: %s",
+		x = ctl_say(X_STORE, "session %s was closed on chain, but the key store was not updated: %s",
 			s.id, err.msg);
 		goto out;
 	}
@@ -606,7 +582,7 @@ out:
 int ctl_sessions_main(const struct ks_options *ko, int argc, char **argv, int json)
 {
 	if (argc < 1)
-		return usage("sessions needs a subcommand: list, show, close");
+		return ctl_usage("sessions needs a subcommand: list, show, close");
 	const char *sub = argv[0];
 	if (!strcmp(sub, "list"))
 		return cmd_list(ko, argc - 1, argv + 1, json);
@@ -614,5 +590,5 @@ int ctl_sessions_main(const struct ks_options *ko, int argc, char **argv, int js
 		return cmd_show(ko, argc - 1, argv + 1, json);
 	if (!strcmp(sub, "close"))
 		return cmd_close(ko, argc - 1, argv + 1, json);
-	return usage("unknown sessions subcommand '%s'", sub);
+	return ctl_usage("unknown sessions subcommand '%s'", sub);
 }
