@@ -77,7 +77,7 @@ static const struct opt bopts[] = {
 	{"first_byte_timeout_ms", T_LONG, B(first_byte_timeout_ms), 1, 3600000, NULL, 120000},
 	{"idle_timeout_ms", T_LONG, B(idle_timeout_ms), 1, 3600000, NULL, 300000},
 	{"total_timeout_ms", T_LONG, B(total_timeout_ms), 1, 86400000, NULL, 1800000},
-	{"max_connections", T_LONG, B(max_connections), 1, 100000, NULL, 512},
+	{"max_connections", T_LONG, B(max_connections), 1, 100000, NULL, 20000},
 	{"demo_chunk_ms", T_LONG, B(demo_chunk_ms), 0, 60000, NULL, 20},
 };
 #undef B

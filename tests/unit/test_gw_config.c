@@ -28,6 +28,9 @@ static void test_gw_config__defaults_run_the_demo(void **state)
 	assert_int_equal(c->backends[0].kind, GW_BACKEND_DEMO);
 	assert_int_equal(c->keepalive_ms, 15000);
 	assert_int_equal(c->backend_threads, 2);
+	/* a stream holds its upstream connection: the default gate must not cap the thousands of
+	 * concurrent streams the gateway is built to hold (512 queued the 513th stream) */
+	assert_true(c->backends[0].max_connections >= c->max_connections);
 	gw_config_unref(c);
 	struct gw_config_err e;
 	assert_int_equal(parse("{}", &c, &e), GW_CONFIG_OK);
