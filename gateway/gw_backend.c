@@ -360,6 +360,9 @@ static size_t n_gates;
 static pthread_mutex_t engines_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct gw_engine *engines[4 * GW_MAX_ENGINES];
 static size_t n_engines;
+/* Transfers waiting in any engine: a finished transfer looks for waiters only when there are
+ * some, so the common case (no backend at its limit) takes no lock. */
+static atomic_long waiting_total;
 
 static struct gate *gate_for(const char *name)
 {
@@ -506,6 +509,8 @@ static int direct_launch(struct gw_engine *e, struct gw_call *c)
 	return GW_BE_OK;
 }
 
+static void serve_waiters(struct gw_engine *e);
+
 static int direct_start(struct gw_engine *e, struct gw_call *c)
 {
 	struct direct *d = calloc(1, sizeof *d);
@@ -528,6 +533,10 @@ static int direct_start(struct gw_engine *e, struct gw_call *c)
 		e->wait_head = d;
 	e->wait_tail = d;
 	atomic_fetch_add(&e->stats.queued, 1);
+	atomic_fetch_add(&waiting_total, 1);
+	/* a slot freed on another engine between our failed acquire and the count above was not
+	 * offered to us (that engine saw no waiter): look once more now that we are counted */
+	serve_waiters(e);
 	return GW_BE_OK;
 }
 
@@ -554,6 +563,7 @@ static void serve_waiters(struct gw_engine *e)
 			wait_unlink(e, w);
 			w->queued = 0;
 			atomic_fetch_sub(&e->stats.queued, 1);
+			atomic_fetch_sub(&waiting_total, 1);
 			if (direct_launch(e, w->call) != GW_BE_OK) {
 				struct gw_call *wc = w->call;
 				atomic_fetch_sub(&w->gate->active, 1);
@@ -579,6 +589,7 @@ static void direct_release(struct gw_engine *e, struct gw_call *c)
 	if (d->queued) {
 		wait_unlink(e, d);
 		atomic_fetch_sub(&e->stats.queued, 1);
+		atomic_fetch_sub(&waiting_total, 1);
 	} else {
 		if (d->easy) {
 			curl_multi_remove_handle(e->multi, d->easy);
@@ -592,7 +603,7 @@ static void direct_release(struct gw_engine *e, struct gw_call *c)
 	}
 	free(d);
 	c->priv = NULL;
-	if (!freed)
+	if (!freed || atomic_load(&waiting_total) == 0)
 		return;
 	/* a slot is free: our own waiters first, then the other engines' */
 	serve_waiters(e);
