@@ -46,13 +46,6 @@ struct gw_coord {
 	int warned;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int gw_coord_new(const char *redis_url, const uint8_t wallet[20], long timeout_ms, struct gw_coord **out,
 		 char *errbuf, size_t errlen)
 {
@@ -104,7 +97,7 @@ int gw_coord_ok(struct gw_coord *c)
 static void note_failure(struct gw_coord *c, const char *what, const char *detail)
 {
 	pthread_mutex_lock(&c->mu);
-	c->retry_after_ms = mono_ms() + RETRY_MS;
+	c->retry_after_ms = rc_mono_ms() + RETRY_MS;
 	int warn = !c->warned;
 	c->warned = 1;
 	pthread_mutex_unlock(&c->mu);
@@ -122,7 +115,7 @@ static redisContext *take(struct gw_coord *c)
 		pthread_mutex_unlock(&c->mu);
 		return ctx;
 	}
-	int wait = mono_ms() < c->retry_after_ms;
+	int wait = rc_mono_ms() < c->retry_after_ms;
 	pthread_mutex_unlock(&c->mu);
 	if (wait)
 		return NULL;

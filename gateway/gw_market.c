@@ -73,13 +73,6 @@ struct gw_market {
 	atomic_ullong errors[RC_POOL_INTERNAL + 1];
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- pure parts ------------------------------------------------------------------------------ */
 
 int gw_market_frame_chunk(struct rc_buf *out, const char *p, size_t n)
@@ -462,7 +455,7 @@ static int market_start(struct gw_engine *e, struct gw_call *c)
 	m->e = e;
 	m->c = c;
 	m->stream = c->info.stream;
-	m->deadline_ms = mono_ms() + mk->deadline_ms;
+	m->deadline_ms = rc_mono_ms() + mk->deadline_ms;
 	m->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (m->cancel_fd < 0) {
 		mcall_free(m);
@@ -530,7 +523,7 @@ static void market_tick(struct gw_engine *e, struct gw_call *c, int64_t now_ns)
 	(void)now_ns;
 	pthread_mutex_lock(&c->mu);
 	struct mcall *m = c->priv;
-	int expired = m && !m->got_chunk && !m->cancelled && mono_ms() > m->deadline_ms + DEADLINE_GRACE_MS;
+	int expired = m && !m->got_chunk && !m->cancelled && rc_mono_ms() > m->deadline_ms + DEADLINE_GRACE_MS;
 	char model[sizeof c->market_model];
 	if (expired) {
 		m->cancelled = 1;
@@ -630,7 +623,7 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 	memset(&res, 0, sizeof res);
 	memset(&err, 0, sizeof err);
 	int rc;
-	int64_t t0 = mono_ms();
+	int64_t t0 = rc_mono_ms();
 	if (is_cancelled(m)) {
 		err.reason = RC_POOL_CANCELLED;
 		rc = RC_EIO;
@@ -686,7 +679,7 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 		gw_log_debug("market", "rid=%s model=%s provider=%s attempts=%u opened=%d session_wait_ms=%lld "
 			     "chunks=%llu ms=%lld",
 			     c->rid, c->market_model, prov, res.attempts, res.opened, (long long)res.session_wait_ms,
-			     (unsigned long long)m->chunks, (long long)(mono_ms() - t0));
+			     (unsigned long long)m->chunks, (long long)(rc_mono_ms() - t0));
 	} else if (err.reason != RC_POOL_CANCELLED) {
 		char text[300];
 		sanitize(text, sizeof text, err.text);

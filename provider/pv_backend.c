@@ -248,24 +248,17 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 
 /* ---- the demo backend (pv_demo.h): no HTTP, but paced, cancellable and bounded like one ---- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait ms, polling the sink every 100 ms at most (as curl's progress callback does); -1 when the
  * consumer went away or the deadline passed (res says which). */
 static int demo_pause(struct call *c, long ms, int64_t deadline)
 {
-	int64_t until = mono_ms() + ms;
+	int64_t until = rc_mono_ms() + ms;
 	for (;;) {
 		if (c->sink->cancelled && c->sink->cancelled(c->sink->ud)) {
 			set_failed(c, PV_BACKEND_CANCELLED, "consumer went away");
 			return -1;
 		}
-		int64_t now = mono_ms();
+		int64_t now = rc_mono_ms();
 		if (now >= deadline) {
 			set_failed(c, PV_BACKEND_FAILED,
 			           "backend timed out: the demo answer ran past the backend timeout");
@@ -310,7 +303,7 @@ static void demo_call(struct call *c, const char *req, size_t len, long timeout_
 		set_failed(c, PV_BACKEND_FAILED, "out of memory");
 		return;
 	}
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = rc_mono_ms() + timeout_ms;
 	c->res->status = 200;
 	for (;;) {
 		int word = pv_demo_next_is_word(&d);

@@ -1,6 +1,8 @@
 /* router-core error names. */
 #include <router-core/rc_common.h>
 
+#include <time.h>
+
 const char *rc_strerror(int rc)
 {
 	switch (rc) {
@@ -18,4 +20,18 @@ const char *rc_strerror(int rc)
 	case RC_ENOTSUP: return "unsupported version or format";
 	}
 	return "unknown error";
+}
+
+int64_t rc_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t rc_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -441,20 +441,6 @@ struct rc_link {
 	char *in; /* READ_BUF bytes */
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* "host:port" or "[v6]:port" into host and port; 0 on success. */
 static int split_endpoint(const char *ep, char *host, size_t hcap, char *port, size_t pcap)
 {
@@ -588,7 +574,7 @@ static int wait_fd(struct rc_link *l, int fd, short events, int64_t deadline)
 	for (;;) {
 		int t = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - mono_ms();
+			int64_t left = deadline - rc_mono_ms();
 			t = left <= 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
 		}
 		int rc = poll(p, n, t);
@@ -617,7 +603,7 @@ static int dial(struct rc_link *l, int *out, struct rc_link_err *err)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	int64_t deadline = mono_ms() + l->o.dial_timeout_ms;
+	int64_t deadline = rc_mono_ms() + l->o.dial_timeout_ms;
 	int g = getaddrinfo(l->host, l->port, &hints, &res);
 	if (g != 0)
 		return fail(err, RC_ENOTFOUND, RC_LINK_RESOLVE, 0, "cannot resolve '%s': %s",
@@ -685,7 +671,7 @@ static int exchange(struct rc_link *l, struct rc_link_reader *r, int keep, struc
 		return rc;
 	if (keep)
 		keepalive(fd);
-	int64_t t0 = mono_ms(), deadline = t0 + l->o.first_timeout_ms;
+	int64_t t0 = rc_mono_ms(), deadline = t0 + l->o.first_timeout_ms;
 	size_t off = 0;
 	while (off < l->req.len) {
 		ssize_t n = send(fd, l->req.ptr + off, l->req.len - off, MSG_NOSIGNAL);
@@ -738,12 +724,12 @@ static int exchange(struct rc_link *l, struct rc_link_reader *r, int keep, struc
 			goto out;
 		}
 		got_any = 1;
-		deadline = l->o.idle_timeout_ms < 0 ? -1 : mono_ms() + l->o.idle_timeout_ms;
+		deadline = l->o.idle_timeout_ms < 0 ? -1 : rc_mono_ms() + l->o.idle_timeout_ms;
 		uint64_t before = r->stream.chunks;
 		if ((rc = rc_link_reader_feed(r, l->in, (size_t)n, err)) != RC_OK)
 			goto out;
 		if (before == 0 && r->stream.chunks > 0)
-			r->stream.first_ms = (uint64_t)(mono_ms() - t0);
+			r->stream.first_ms = (uint64_t)(rc_mono_ms() - t0);
 		if (r->done) {
 			ok_err(err);
 			rc = RC_OK;
@@ -797,7 +783,7 @@ int rc_link_handshake(struct rc_link *l, struct rc_str id, const uint8_t bid_id[
 	memcpy(b.u.session_req.key, l->user_pub, RC_SECP_PUBKEY_LEN);
 	if (spend)
 		b.u.session_req.spend = *spend;
-	b.u.session_req.timestamp = ts_ms ? ts_ms : wall_ms();
+	b.u.session_req.timestamp = ts_ms ? ts_ms : (uint64_t)rc_wall_ms();
 	memcpy(b.u.session_req.bid_id, bid_id, 32);
 	struct rc_link_expect x = {.op = RC_LINK_OP_HANDSHAKE,
 	                           .id = id,
@@ -841,7 +827,7 @@ int rc_link_prompt(struct rc_link *l, struct rc_str id, const uint8_t session_id
 	b.type = RC_MORRPC_PROMPT_REQ;
 	memcpy(b.u.prompt_req.session_id, session_id, 32);
 	b.u.prompt_req.message = message.ptr ? message : (struct rc_str){"", 0};
-	b.u.prompt_req.timestamp = ts_ms ? ts_ms : wall_ms();
+	b.u.prompt_req.timestamp = ts_ms ? ts_ms : (uint64_t)rc_wall_ms();
 	struct rc_link_expect x = {.op = RC_LINK_OP_PROMPT,
 	                           .id = id,
 	                           .user = &l->user,
@@ -884,7 +870,7 @@ int rc_link_report(struct rc_link *l, struct rc_str id, const uint8_t session_id
 	memset(&b, 0, sizeof b);
 	b.type = RC_MORRPC_REPORT_REQ;
 	b.u.report_req.message = (struct rc_str){sid, 66};
-	b.u.report_req.timestamp = ts_ms ? ts_ms : wall_ms();
+	b.u.report_req.timestamp = ts_ms ? ts_ms : (uint64_t)rc_wall_ms();
 	struct rc_link_expect x = {.op = RC_LINK_OP_REPORT,
 	                           .id = id,
 	                           .provider_pub = l->provider_pub,

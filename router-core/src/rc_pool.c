@@ -108,20 +108,6 @@ const char *rc_pool_reason_name(enum rc_pool_reason r)
 /* ---- small helpers -----------------------------------------------------------------------------
  */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool is_zero(const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -365,7 +351,7 @@ static int close_impl(struct rc_market *m, struct rc_txm *txm, const struct rc_s
 		s->closed_at = info.closed_at;
 	else
 		s->closed_at = now_s;
-	s->updated_ms = wall_ms();
+	s->updated_ms = rc_wall_ms();
 	return RC_OK;
 }
 
@@ -380,7 +366,7 @@ int rc_session_close(struct rc_market *m, struct rc_txm *txm, const struct rc_se
 		return RC_EINVAL;
 	}
 	int nr;
-	uint64_t now = (uint64_t)(wall_ms() / 1000);
+	uint64_t now = (uint64_t)(rc_wall_ms() / 1000);
 	return close_impl(m, txm, key, link, s, allow_dispute, true, now, NULL, err, &nr);
 }
 
@@ -467,7 +453,7 @@ static void plog(struct rc_pool *p, int level, const char *fmt, ...)
 
 static uint64_t chain_now(struct rc_pool *p)
 {
-	int64_t w = wall_ms() / 1000, b = atomic_load(&p->block_ts);
+	int64_t w = rc_wall_ms() / 1000, b = atomic_load(&p->block_ts);
 	return (uint64_t)(w > b ? w : b);
 }
 
@@ -477,7 +463,7 @@ static int tx_lock(struct tx_guard *g)
 		return 0;
 	struct rc_pool *p = g->p;
 	pthread_mutex_lock(&p->tx_mu);
-	int64_t until = mono_ms() + TX_LOCK_TTL_MS + 1000; /* a dead holder's lock has expired */
+	int64_t until = rc_mono_ms() + TX_LOCK_TTL_MS + 1000; /* a dead holder's lock has expired */
 	if (g->deadline && g->deadline < until)
 		until = g->deadline;
 	for (;;) {
@@ -499,7 +485,7 @@ static int tx_lock(struct tx_guard *g)
 			pthread_mutex_unlock(&p->mu);
 			return 0; /* coordination down: in-process only */
 		}
-		if (mono_ms() > until || p->stopping) {
+		if (rc_mono_ms() > until || p->stopping) {
 			pthread_mutex_unlock(&p->tx_mu);
 			return -1;
 		}
@@ -529,7 +515,7 @@ static int save(struct rc_pool *p, struct psess *ps)
 {
 	pthread_mutex_lock(&p->save_mu);
 	pthread_mutex_lock(&p->mu);
-	ps->s.updated_ms = wall_ms();
+	ps->s.updated_ms = rc_wall_ms();
 	struct rc_pool_session copy = ps->s;
 	pthread_mutex_unlock(&p->mu);
 	int rc = 0;
@@ -552,7 +538,7 @@ static uint64_t new_local_id(void)
 	uint64_t v = 0;
 	while (v == 0)
 		if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-			v = (uint64_t)wall_ms() ^ ((uint64_t)mono_ms() << 20);
+			v = (uint64_t)rc_wall_ms() ^ ((uint64_t)rc_mono_ms() << 20);
 	return v;
 }
 
@@ -595,7 +581,7 @@ static struct rc_link_opts link_opts(struct rc_pool *p, int64_t deadline, int ca
 	if (!lo.first_timeout_ms)
 		lo.first_timeout_ms = 90000;
 	if (deadline) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - rc_mono_ms();
 		if (left < 1)
 			left = 1;
 		if (left < lo.dial_timeout_ms)
@@ -691,7 +677,7 @@ static int discovery_get(struct rc_pool *p, const uint8_t model_id[32], bool for
 	for (struct dcache *c = p->dcache; c; c = c->next) {
 		if (memcmp(c->model_id, model_id, 32) != 0)
 			continue;
-		if (!force && mono_ms() - c->at_ms < p->o.discovery_ttl_ms) {
+		if (!force && rc_mono_ms() - c->at_ms < p->o.discovery_ttl_ms) {
 			*d = c->d;
 			d->offers = NULL;
 			if (c->d.noffers) {
@@ -739,7 +725,7 @@ static int discovery_get(struct rc_pool *p, const uint8_t model_id[32], bool for
 	if (c) {
 		rc_market_discovery_release(&c->d);
 		c->d = fresh;
-		c->at_ms = mono_ms();
+		c->at_ms = rc_mono_ms();
 	} else {
 		rc_market_discovery_release(&fresh);
 	}
@@ -854,7 +840,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 	const struct rc_pool_model_cfg *mc = model_cfg(p, model);
 	if (mc && !rc_u256_is_zero(&mc->max_price_per_second))
 		ro.max_price_per_second = mc->max_price_per_second;
-	rc = rc_rank(&d, &ro, &p->health, mono_ms(), &ranked, &nkept);
+	rc = rc_rank(&d, &ro, &p->health, rc_mono_ms(), &ranked, &nkept);
 	if (rc != RC_OK) {
 		set_err(err, RC_POOL_INTERNAL, rc, "out of memory");
 		goto out_d;
@@ -877,7 +863,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			set_err(err, RC_POOL_CANCELLED, RC_EIO, "cancelled");
 			goto out_d;
 		}
-		if (deadline && mono_ms() >= deadline) {
+		if (deadline && rc_mono_ms() >= deadline) {
 			set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
 			        "deadline passed while opening a session for '%s'%s%s", model,
 			        reasons[0] ? ": " : "", reasons);
@@ -904,7 +890,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			more = memcmp(pj, of->bid.provider, 20) != 0 && !avoided(av, pj);
 		}
 		if (more && deadline) {
-			int64_t half = (deadline - mono_ms()) / 2;
+			int64_t half = (deadline - rc_mono_ms()) / 2;
 			if (half < 1000)
 				half = 1000;
 			if (half < lo.first_timeout_ms)
@@ -914,14 +900,14 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		if (!l) {
 			append_reason(reasons, rcap, "%s: bad endpoint", who);
 			avoid_add(av, of->bid.provider);
-			rc_health_failure(&p->health, of->bid.provider, mono_ms());
+			rc_health_failure(&p->health, of->bid.provider, rc_mono_ms());
 			continue;
 		}
 		struct inflight in;
 		link_register(p, &in, l);
 		struct rc_link_session hs;
 		struct rc_link_err le = {0};
-		int64_t t0 = mono_ms();
+		int64_t t0 = rc_mono_ms();
 		rc = rc_link_handshake(l, (struct rc_str){NULL, 0}, of->bid.id, &stake, 0, &hs,
 		                       &le);
 		link_unregister(p, &in);
@@ -941,7 +927,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 				              "%s: approval not for this bid or not signed "
 				              "by the provider",
 				              who);
-				rc_health_abandon(&p->health, of->bid.provider, mono_ms());
+				rc_health_abandon(&p->health, of->bid.provider, rc_mono_ms());
 				avoid_add(av, of->bid.provider);
 				continue;
 			}
@@ -953,10 +939,10 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			append_reason(reasons, rcap, "%s: %s: %s", who,
 			              rc_link_reason_name(le.reason), le.text);
 			if (lying(le.reason)) {
-				rc_health_abandon(&p->health, of->bid.provider, mono_ms());
+				rc_health_abandon(&p->health, of->bid.provider, rc_mono_ms());
 				retire_provider(p, of->bid.provider);
 			} else {
-				rc_health_failure(&p->health, of->bid.provider, mono_ms());
+				rc_health_failure(&p->health, of->bid.provider, rc_mono_ms());
 			}
 			avoid_add(av, of->bid.provider);
 			pthread_mutex_lock(&p->mu);
@@ -966,8 +952,8 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 			     rc_link_reason_name(le.reason));
 			continue;
 		}
-		rc_health_success(&p->health, of->bid.provider, (double)(mono_ms() - t0), -1,
-		                  mono_ms());
+		rc_health_success(&p->health, of->bid.provider, (double)(rc_mono_ms() - t0), -1,
+		                  rc_mono_ms());
 
 		/* (c) record "opening" before anything is sent, then openSession */
 		struct psess *ps = calloc(1, sizeof *ps);
@@ -1004,7 +990,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		struct tx_guard g = {p, false, deadline};
 		uint8_t sid[32];
 		memset(&re, 0, sizeof re);
-		int64_t topen = mono_ms();
+		int64_t topen = rc_mono_ms();
 		if (tx_lock(&g) != 0) {
 			rc = RC_ETIMEOUT;
 			snprintf(re.message, sizeof re.message, "transaction lock not available");
@@ -1083,7 +1069,7 @@ static enum open_res open_session(struct rc_pool *p, const uint8_t model_id[32],
 		plog(p, 0,
 		     "pool: opened session %s with %s for '%s' in %" PRId64 " ms (ends %" PRIu64
 		     ")",
-		     sh, who, model, mono_ms() - topen, ps->s.ends_at);
+		     sh, who, model, rc_mono_ms() - topen, ps->s.ends_at);
 		*out = ps;
 		res = OPEN_OK;
 		goto out_d;
@@ -1128,7 +1114,7 @@ static struct psess *claim_idle(struct rc_pool *p, const uint8_t model_id[32],
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		uint64_t now_s = chain_now(p);
-		int64_t now_mono = mono_ms();
+		int64_t now_mono = rc_mono_ms();
 		struct psess *best = NULL;
 		for (struct psess *ps = p->sessions; ps; ps = ps->next) {
 			if (memcmp(ps->s.model_id, model_id, 32) != 0 ||
@@ -1171,7 +1157,7 @@ static void release(struct rc_pool *p, struct psess *ps, bool served, bool faile
 		ps->s.requests++;
 	if (failed)
 		ps->s.failures++;
-	ps->last_used_ms = mono_ms();
+	ps->last_used_ms = rc_mono_ms();
 	bool leased = ps->leased;
 	ps->leased = false;
 	/* The counters are what `morgatectl sessions` shows; the maintenance thread writes them
@@ -1341,7 +1327,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		set_err(err, RC_POOL_INTERNAL, RC_EINVAL, "bad arguments");
 		return RC_EINVAL;
 	}
-	int64_t start = mono_ms();
+	int64_t start = rc_mono_ms();
 	int64_t deadline = rq->deadline_ms ? rq->deadline_ms : start + 120000;
 
 	/* the model, from the catalogue (never a chain read here) */
@@ -1385,7 +1371,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			rc = RC_EIO;
 			break;
 		}
-		if (mono_ms() >= deadline) {
+		if (rc_mono_ms() >= deadline) {
 			if (queued && !reasons[0])
 				set_err(err, RC_POOL_TIMEOUT, RC_ETIMEOUT,
 				        "every session of '%s' stayed busy until the deadline (at "
@@ -1405,7 +1391,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			 * all waiting requests, not one per request per wake-up (with 50 requests on 8
 			 * busy sessions that was 12 table reads per request) */
 			pthread_mutex_lock(&p->mu);
-			int64_t now = mono_ms();
+			int64_t now = rc_mono_ms();
 			bool read = now - p->shared_read_ms >= SHARED_READ_MS;
 			if (read)
 				p->shared_read_ms = now;
@@ -1422,9 +1408,9 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			 * be known yet: wait for it (10 s at most) rather than open a duplicate */
 			pthread_mutex_lock(&p->mu);
 			bool wait_recovery =
-			        p->started && !p->recovered && mono_ms() - start < 10000;
+			        p->started && !p->recovered && rc_mono_ms() - start < 10000;
 			if (wait_recovery) {
-				int64_t until = mono_ms() + 100;
+				int64_t until = rc_mono_ms() + 100;
 				cv_wait_until(p, until < deadline ? until : deadline);
 			}
 			pthread_mutex_unlock(&p->mu);
@@ -1438,7 +1424,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 				 * release */
 				queued = true;
 				pthread_mutex_lock(&p->mu);
-				int64_t until = mono_ms() + 200;
+				int64_t until = rc_mono_ms() + 200;
 				if (until > deadline)
 					until = deadline;
 				cv_wait_until(p, until);
@@ -1455,7 +1441,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			p->st.reused++;
 			pthread_mutex_unlock(&p->mu);
 		}
-		res->session_wait_ms = mono_ms() - start;
+		res->session_wait_ms = rc_mono_ms() - start;
 		res->attempts++;
 		memcpy(res->session_id, ps->s.id, 32);
 		memcpy(res->provider, ps->s.provider, 20);
@@ -1471,7 +1457,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			}
 			append_reason(reasons, sizeof reasons, "%s: %s: %s", who,
 			              rc_link_reason_name(le.reason), le.text);
-			rc_health_failure(&p->health, ps->s.provider, mono_ms());
+			rc_health_failure(&p->health, ps->s.provider, rc_mono_ms());
 			avoid_add(&av, ps->s.provider);
 			release(p, ps, false, true);
 			continue;
@@ -1481,7 +1467,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		struct rc_link_opts lo = link_opts(p, deadline, rq->cancel_fd);
 		if (alternative_exists(p, model_id, &av, ps->s.provider)) {
 			/* half of what is left (at least 1 s) for this provider's first chunk */
-			int64_t half = (deadline - mono_ms()) / 2;
+			int64_t half = (deadline - rc_mono_ms()) / 2;
 			if (half < 1000)
 				half = 1000;
 			if (half < lo.first_timeout_ms)
@@ -1498,10 +1484,10 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		struct inflight in;
 		link_register(p, &in, l);
 		struct chunk_ctx cc = {.rq = rq};
-		int64_t t0 = mono_ms();
+		int64_t t0 = rc_mono_ms();
 		rc = rc_link_prompt(l, (struct rc_str){NULL, 0}, ps->s.id, rq->message, 0, on_chunk,
 		                    &cc, &res->stream, &le);
-		int64_t took = mono_ms() - t0;
+		int64_t took = rc_mono_ms() - t0;
 		link_unregister(p, &in);
 		rc_link_free(l);
 		res->first_chunk = cc.data_chunks > 0;
@@ -1509,7 +1495,7 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 			double tps =
 			        took > 0 ? (double)res->stream.chunks * 1000.0 / (double)took : -1;
 			rc_health_success(&p->health, ps->s.provider, (double)res->stream.first_ms,
-			                  tps, mono_ms());
+			                  tps, rc_mono_ms());
 			release(p, ps, true, false);
 			break;
 		}
@@ -1522,17 +1508,17 @@ int rc_pool_prompt(struct rc_pool *p, const struct rc_pool_request *rq, struct r
 		if (le.reason == RC_LINK_PROVIDER_ERROR && le.signed_error) {
 			/* the backend's own answer, signed: the request's fault, not the provider's
 			 */
-			rc_health_success(&p->health, ps->s.provider, -1, -1, mono_ms());
+			rc_health_success(&p->health, ps->s.provider, -1, -1, rc_mono_ms());
 			release(p, ps, true, false);
 			set_err(err, RC_POOL_PROVIDER_ERROR, rc, "%s", le.text);
 			break;
 		}
 		if (lying(le.reason)) {
-			rc_health_abandon(&p->health, ps->s.provider, mono_ms());
+			rc_health_abandon(&p->health, ps->s.provider, rc_mono_ms());
 			release(p, ps, false, true);
 			retire_provider(p, ps->s.provider);
 		} else {
-			rc_health_failure(&p->health, ps->s.provider, mono_ms());
+			rc_health_failure(&p->health, ps->s.provider, rc_mono_ms());
 			bool session_gone =
 			        le.reason == RC_LINK_PROVIDER_ERROR &&
 			        (text_has(le.text, "expired") || text_has(le.text, "not found") ||
@@ -1602,7 +1588,7 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 	/* only an unreachable provider counts against its health; a refusal (e.g. "session not
 	 * found" for a session it never served) says nothing about its serving */
 	if (nr == 1)
-		rc_health_failure(&p->health, s.provider, mono_ms());
+		rc_health_failure(&p->health, s.provider, rc_mono_ms());
 	char sh[16];
 	short_hex(s.id, 32, sh);
 	pthread_mutex_lock(&p->mu);
@@ -1621,7 +1607,7 @@ static int pool_close(struct rc_pool *p, struct psess *ps, bool allow_dispute, b
 			p->st.disputes++;
 	} else {
 		if (nr && !ps->no_receipt_since_ms)
-			ps->no_receipt_since_ms = mono_ms();
+			ps->no_receipt_since_ms = rc_mono_ms();
 		/* keep what we learnt (endsAt, provider key), go back to retired: retried later */
 		s.state = before == RC_POOL_S_CLOSING ? RC_POOL_S_RETIRED : before;
 		if (s.state == RC_POOL_S_OPEN)
@@ -1659,8 +1645,8 @@ int rc_pool_close(struct rc_pool *p, const uint8_t id[32], bool allow_dispute,
 	}
 	if (ps->s.state == RC_POOL_S_OPEN)
 		ps->s.state = RC_POOL_S_RETIRED; /* no new requests */
-	int64_t until = mono_ms() + 30000;
-	while (ps->busy && mono_ms() < until)
+	int64_t until = rc_mono_ms() + 30000;
+	while (ps->busy && rc_mono_ms() < until)
 		cv_wait_until(p, until);
 	if (ps->busy) {
 		pthread_mutex_unlock(&p->mu);
@@ -1889,7 +1875,7 @@ static int reconcile(struct rc_pool *p, bool at_start)
 	/* 3. OPENING records with no session on chain: the transaction never made it (at start, or
 	 * 5 minutes after an openSession of unknown outcome) */
 	{
-		int64_t old = wall_ms() - 300000;
+		int64_t old = rc_wall_ms() - 300000;
 		for (;;) {
 			struct psess *todo = NULL;
 			pthread_mutex_lock(&p->mu);
@@ -1963,7 +1949,7 @@ static void refresh_catalog(struct rc_pool *p)
 		pthread_mutex_lock(&p->mu);
 		for (struct dcache *c = p->dcache; c && !in_use; c = c->next)
 			in_use = memcmp(c->model_id, models[i].id, 32) == 0 &&
-			         mono_ms() - c->at_ms < 4 * p->o.catalog_refresh_ms;
+			         rc_mono_ms() - c->at_ms < 4 * p->o.catalog_refresh_ms;
 		pthread_mutex_unlock(&p->mu);
 		unsigned active = 0;
 		struct rc_u256 minp = {{0}};
@@ -2021,7 +2007,7 @@ static void refresh_catalog(struct rc_pool *p)
 		free(p->catalog);
 		p->catalog = cat;
 		p->ncatalog = ncat;
-		p->catalog_wall_ms = wall_ms();
+		p->catalog_wall_ms = rc_wall_ms();
 		p->st.catalog_refreshes++;
 		p->st.catalog_refreshed_ms = p->catalog_wall_ms;
 		cat = NULL;
@@ -2040,7 +2026,7 @@ static void refresh_catalog(struct rc_pool *p)
 /* network.ping to the session's provider, its pong signed by the provider's address. */
 static bool ping_ok(struct rc_pool *p, const struct psess *ps)
 {
-	struct rc_link_opts lo = link_opts(p, mono_ms() + 5000, p->stop_fd);
+	struct rc_link_opts lo = link_opts(p, rc_mono_ms() + 5000, p->stop_fd);
 	struct rc_link *l = rc_link_new(ps->s.endpoint, &p->key, &lo);
 	if (!l)
 		return false;
@@ -2061,7 +2047,7 @@ static void lifecycle(struct rc_pool *p)
 		size_t nret = 0;
 		pthread_mutex_lock(&p->mu);
 		uint64_t now_s = chain_now(p);
-		int64_t now_mono = mono_ms();
+		int64_t now_mono = rc_mono_ms();
 		for (struct psess *ps = p->sessions; ps; ps = ps->next) {
 			if (ps->s.state == RC_POOL_S_OPEN &&
 			    ps->s.ends_at <= now_s + p->o.retire_before_end_s && nret < 32) {
@@ -2113,16 +2099,16 @@ static void lifecycle(struct rc_pool *p)
 		tried[ntried++] = todo;
 		if (key_only) {
 			struct rc_link_err le = {0};
-			if (learn_key(p, todo, mono_ms() + 15000, p->stop_fd, &le) != RC_OK &&
+			if (learn_key(p, todo, rc_mono_ms() + 15000, p->stop_fd, &le) != RC_OK &&
 			    le.reason != RC_LINK_CANCELLED) {
-				rc_health_failure(&p->health, todo->s.provider, mono_ms());
+				rc_health_failure(&p->health, todo->s.provider, rc_mono_ms());
 				pthread_mutex_lock(&p->mu);
 				todo->keyless = true; /* requests will try again */
 				pthread_mutex_unlock(&p->mu);
 			}
 		} else if (probe && ping_ok(p, todo)) {
 			/* it answers after all (it was only not tried since it failed) */
-			rc_health_success(&p->health, todo->s.provider, -1, -1, mono_ms());
+			rc_health_success(&p->health, todo->s.provider, -1, -1, rc_mono_ms());
 		} else {
 			struct rc_pool_err e = {0};
 			pool_close(p, todo, dispute, dispute,
@@ -2156,7 +2142,7 @@ static void warm_up(struct rc_pool *p)
 			adopt_shared(p, id); /* another instance's warm sessions count too */
 		pthread_mutex_lock(&p->mu);
 		uint64_t now_s = chain_now(p);
-		int64_t now_mono = mono_ms();
+		int64_t now_mono = rc_mono_ms();
 		if (found)
 			for (struct psess *ps = p->sessions; ps; ps = ps->next)
 				if (memcmp(ps->s.model_id, id, 32) == 0 &&
@@ -2169,7 +2155,7 @@ static void warm_up(struct rc_pool *p)
 		struct rc_pool_err e = {0};
 		char reasons[400] = "";
 		struct avoid av = {.n = 0};
-		enum open_res r = open_session(p, id, mc->model, mono_ms() + 60000, p->stop_fd, &av,
+		enum open_res r = open_session(p, id, mc->model, rc_mono_ms() + 60000, p->stop_fd, &av,
 		                               &ps, &e, reasons, sizeof reasons);
 		if (r == OPEN_OK) {
 			pthread_mutex_lock(&p->mu);
@@ -2203,7 +2189,7 @@ static void flush_dirty(struct rc_pool *p)
 
 static void prune(struct rc_pool *p)
 {
-	int64_t now = wall_ms();
+	int64_t now = rc_wall_ms();
 	pthread_mutex_lock(&p->mu);
 	for (struct psess **pp = &p->sessions; *pp;) {
 		struct psess *ps = *pp;
@@ -2231,12 +2217,12 @@ static void *maint_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (stop)
 			break;
-		int64_t t0 = mono_ms();
+		int64_t t0 = rc_mono_ms();
 		refresh_clock(p);
 		if (!p->catalog_mono_ms ||
-		    mono_ms() - p->catalog_mono_ms >= p->o.catalog_refresh_ms) {
+		    rc_mono_ms() - p->catalog_mono_ms >= p->o.catalog_refresh_ms) {
 			refresh_catalog(p);
-			p->catalog_mono_ms = mono_ms();
+			p->catalog_mono_ms = rc_mono_ms();
 			if (!p->catalog_wall_ms)
 				p->catalog_mono_ms -=
 				        p->o.catalog_refresh_ms - 2000; /* retry in 2 s */
@@ -2248,7 +2234,7 @@ static void *maint_main(void *arg)
 				p->recovered = true;
 				pthread_cond_broadcast(&p->cv);
 				pthread_mutex_unlock(&p->mu);
-				p->reconcile_mono_ms = mono_ms();
+				p->reconcile_mono_ms = rc_mono_ms();
 				plog(p, 0, "pool: recovery done");
 			} else {
 				plog(p, 1, "pool: recovery failed, retrying: %s", rc_strerror(rc));
@@ -2257,13 +2243,13 @@ static void *maint_main(void *arg)
 			pthread_mutex_lock(&p->mu);
 			bool soon = p->reconcile_soon;
 			pthread_mutex_unlock(&p->mu);
-			int64_t since = mono_ms() - p->reconcile_mono_ms;
+			int64_t since = rc_mono_ms() - p->reconcile_mono_ms;
 			if (since > RECONCILE_MS || (soon && since > 30000)) {
 				pthread_mutex_lock(&p->mu);
 				p->reconcile_soon = false;
 				pthread_mutex_unlock(&p->mu);
 				if (reconcile(p, false) == RC_OK)
-					p->reconcile_mono_ms = mono_ms();
+					p->reconcile_mono_ms = rc_mono_ms();
 				else if (soon) {
 					pthread_mutex_lock(&p->mu);
 					p->reconcile_soon = true;
@@ -2279,7 +2265,7 @@ static void *maint_main(void *arg)
 		prune(p);
 		pthread_mutex_lock(&p->mu);
 		int64_t until = t0 + p->o.maintenance_ms;
-		while (!p->stopping && mono_ms() < until)
+		while (!p->stopping && rc_mono_ms() < until)
 			cv_wait_until(p, until);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -2314,7 +2300,7 @@ void rc_pool_free(struct rc_pool *p)
 		pthread_join(p->thread, NULL);
 	pthread_mutex_lock(&p->mu);
 	while (p->active)
-		cv_wait_until(p, mono_ms() + 100);
+		cv_wait_until(p, rc_mono_ms() + 100);
 	pthread_mutex_unlock(&p->mu);
 	flush_dirty(p);
 	while (p->sessions) {

@@ -463,13 +463,6 @@ static void curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int rc_rpc_new(const struct rc_rpc_options *o, struct rc_rpc **out)
 {
 	*out = NULL;
@@ -663,7 +656,7 @@ static int send_failover(struct rc_rpc *c, const char *body, size_t blen, parse_
 			if (tried[i])
 				continue;
 			pthread_mutex_lock(&c->mu);
-			bool bad = c->urls[i].bad_until_ms > now_ms();
+			bool bad = c->urls[i].bad_until_ms > rc_mono_ms();
 			pthread_mutex_unlock(&c->mu);
 			if (pass == 0 && bad)
 				continue;
@@ -675,7 +668,7 @@ static int send_failover(struct rc_rpc *c, const char *body, size_t blen, parse_
 				goto out;
 			if (rc == RC_EIO || rc == RC_ETIMEOUT || rc == RC_EPROTO) {
 				pthread_mutex_lock(&c->mu);
-				c->urls[i].bad_until_ms = now_ms() + c->bad_url_ms;
+				c->urls[i].bad_until_ms = rc_mono_ms() + c->bad_url_ms;
 				pthread_mutex_unlock(&c->mu);
 				continue;
 			}

@@ -301,13 +301,6 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Replay a failed call at the latest block to learn its revert reason. */
 static void replay_reason(struct rc_txm *m, const struct rc_txm_call *call,
                           struct rc_rpc_error *err)
@@ -330,7 +323,7 @@ int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms, struc
 {
 	if (timeout_ms <= 0)
 		timeout_ms = m->o.receipt_timeout_ms;
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = rc_mono_ms() + timeout_ms;
 	memset(r, 0, sizeof *r);
 	for (;;) {
 		bool found;
@@ -349,7 +342,7 @@ int rc_txm_wait(struct rc_txm *m, const uint8_t hash[32], long timeout_ms, struc
 			}
 			return RC_OK;
 		}
-		if (mono_ms() >= deadline) {
+		if (rc_mono_ms() >= deadline) {
 			rc_txm_resync(m);
 			if (err) {
 				err->rc = RC_ETIMEOUT;

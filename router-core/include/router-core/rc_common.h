@@ -43,4 +43,9 @@ struct rc_errinfo {
 /* Name of an RC_E* code ("invalid input", ...). Thread-safe; unknown codes give "unknown error". */
 const char *rc_strerror(int rc);
 
+/* Milliseconds of CLOCK_MONOTONIC (deadlines, intervals) and of the wall clock (protocol
+ * timestamps, which are Unix milliseconds, §7 trap 4). */
+int64_t rc_mono_ms(void);
+int64_t rc_wall_ms(void);
+
 #endif
