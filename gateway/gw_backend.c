@@ -102,9 +102,17 @@ void gw_call_unref(struct gw_call *c)
 	rc_buf_release(&c->body);
 	rc_buf_release(&c->out);
 	gw_sse_release(&c->sse);
+	free(c->be_err);
 	gw_config_unref(c->cfg);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+struct gw_call_error *gw_call_error_of(struct gw_call *c)
+{
+	if (!c->be_err && !(c->be_err = calloc(1, sizeof *c->be_err)))
+		abort();
+	return c->be_err;
 }
 
 /* Under c->mu: let the front end run again if it waits. */
@@ -305,7 +313,8 @@ void gw_engine_post_done(struct gw_engine *e, struct gw_call *c, int err, const 
 {
 	pthread_mutex_lock(&c->mu);
 	c->post_err = err;
-	snprintf(c->post_msg, sizeof c->post_msg, "%s", msg ? msg : "");
+	if (!c->done) /* the engine hands it back to gw_engine_on_done */
+		snprintf(c->errmsg, sizeof c->errmsg, "%s", msg ? msg : "");
 	pthread_mutex_unlock(&c->mu);
 	atomic_fetch_add(&c->refs, 1); /* released by the engine once it has looked at the call */
 	pthread_mutex_lock(&e->cmd_mu);
@@ -497,9 +506,10 @@ static int direct_launch(struct gw_engine *e, struct gw_call *c)
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, b->idle_timeout_ms < 1000 ? 1L : b->idle_timeout_ms / 1000);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-	/* 4 KiB receive buffer per transfer (libcurl's default is 16): thousands of open streams
-	 * each hold one, and SSE chunks are small */
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 4096L);
+	/* receive buffer per transfer: a stream holds its buffer for as long as it is open and
+	 * thousands may be (SSE events are a few hundred bytes), so streams take curl's minimum;
+	 * a plain answer is read once, into a larger one */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, c->info.stream ? 1024L : 16384L);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -907,8 +917,8 @@ static void take_commands(struct gw_engine *e)
 		if (c->in_engine) {
 			pthread_mutex_lock(&c->mu);
 			int err = c->post_err;
-			char msg[sizeof c->post_msg];
-			memcpy(msg, c->post_msg, sizeof msg);
+			char msg[sizeof c->errmsg];
+			memcpy(msg, c->errmsg, sizeof msg);
 			pthread_mutex_unlock(&c->mu);
 			gw_engine_on_done(e, c, err, msg);
 		}

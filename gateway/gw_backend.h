@@ -110,11 +110,11 @@ struct gw_call {
 	int done;           /* no more bytes will come */
 	int err;            /* enum gw_be_err when done */
 	char errmsg[160];   /* for logs only (no secrets, no upstream URL with credentials) */
-	struct gw_call_error be_err; /* optional precise error for the client (see above) */
+	struct gw_call_error *be_err; /* optional precise error for the client (see above); NULL
+	                                 until gw_call_error_of() makes it */
 	int64_t fast_ka_ns; /* non-zero: keep-alive interval until the next data (a cold start) */
 	int error_event_sent; /* the backend wrote its own SSE error event and [DONE] */
-	int post_err;       /* gw_engine_post_done() hand-over */
-	char post_msg[160];
+	int post_err;       /* gw_engine_post_done() hand-over (its message waits in errmsg) */
 	/* accounting (engine-owned until done, then read-only) */
 	struct gw_sse sse;
 	int64_t t_start_ns, t_head_ns, t_first_byte_ns, t_done_ns;
@@ -154,6 +154,8 @@ struct gw_backend *gw_backend_for(const struct gw_backend_cfg *b);
 /* New call with refs = 1 (the caller's), empty buffers, client_fd -1. NULL on ENOMEM. */
 struct gw_call *gw_call_new(void);
 void gw_call_unref(struct gw_call *c);
+/* Under c->mu: the call's precise error record, allocated (zeroed) on first use. */
+struct gw_call_error *gw_call_error_of(struct gw_call *c);
 
 /* --- the engine ----------------------------------------------------------------------------- */
 

@@ -466,12 +466,13 @@ static int market_start(struct gw_engine *e, struct gw_call *c)
 		pthread_mutex_unlock(&mk->mu);
 		mcall_free(m);
 		pthread_mutex_lock(&c->mu);
-		snprintf(c->be_err.type, sizeof c->be_err.type, "server_error");
-		snprintf(c->be_err.code, sizeof c->be_err.code, "overloaded");
-		snprintf(c->be_err.message, sizeof c->be_err.message,
+		struct gw_call_error *ce = gw_call_error_of(c);
+		snprintf(ce->type, sizeof ce->type, "server_error");
+		snprintf(ce->code, sizeof ce->code, "overloaded");
+		snprintf(ce->message, sizeof ce->message,
 			 "too many marketplace requests are waiting; retry shortly");
-		c->be_err.retry_after_s = 1;
-		c->be_err.status = 503;
+		ce->retry_after_s = 1;
+		ce->status = 503;
 		pthread_mutex_unlock(&c->mu);
 		return GW_BE_EUNAVAILABLE;
 	}
@@ -483,7 +484,7 @@ static int market_start(struct gw_engine *e, struct gw_call *c)
 	memset(&te, 0, sizeof te);
 	te.reason = RC_POOL_TIMEOUT;
 	int be;
-	gw_market_map_error(&te, c->market_model, &c->be_err, &be);
+	gw_market_map_error(&te, c->market_model, gw_call_error_of(c), &be);
 	pthread_mutex_unlock(&c->mu);
 	atomic_fetch_add(&c->refs, 1); /* the worker's */
 	if (mk->tail)
@@ -703,7 +704,7 @@ static void run_call(struct gw_market *mk, struct mcall *m)
 		}
 		if (!sent) {
 			pthread_mutex_lock(&c->mu);
-			c->be_err = ce;
+			*gw_call_error_of(c) = ce;
 			pthread_mutex_unlock(&c->mu);
 		}
 	}

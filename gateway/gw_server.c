@@ -73,6 +73,12 @@ static void engines_cancel_all(struct gw_server *s)
 
 enum phase { PH_NEW, PH_BODY, PH_ADMIT, PH_WAIT, PH_DONE };
 
+/* A marketplace model a request asked for: its on-chain name and a model entry naming it. */
+struct mkt_model {
+	char name[GW_MODEL_MAX + 1];
+	struct gw_model_cfg cfg;
+};
+
 struct req {
 	struct gw_server *s;
 	struct gw_config *cfg;
@@ -86,13 +92,15 @@ struct req {
 	struct rc_buf body;
 	int too_large;
 	int authed;
-	struct ks_key_info ki;
+	/* the key's record, only until admission (a stream then holds just the two names below:
+	 * the record is 1.2 KB and thousands of streams may be open) */
+	struct ks_key_info *ki;
+	char key_id[KS_KEY_ID_LEN + 1];
+	char tenant[KS_NAME_MAX + 1];
 	struct gw_body_info info;
 	const struct gw_model_cfg *model;
 	int model_idx;
-	int is_market;               /* model is a marketplace model: mkt_cfg below */
-	char mkt_name[GW_MODEL_MAX + 1]; /* its on-chain name */
-	struct gw_model_cfg mkt_cfg; /* name -> mkt_name */
+	struct mkt_model *mkt;       /* a marketplace model (allocated only for those) */
 	struct gw_call *call;
 	int status;
 	uint64_t bytes;
@@ -341,10 +349,10 @@ static enum MHD_Result serve_admin(struct req *r, struct MHD_Connection *conn)
 
 static int model_allowed(const struct req *r, const struct gw_model_cfg *m, const char *asked, size_t len)
 {
-	if (r->ki.models_len == 0)
+	if (r->ki->models_len == 0)
 		return 1;
-	return ks_info_allows_model(&r->ki, asked, len) ||
-	       ks_info_allows_model(&r->ki, m->name, strlen(m->name));
+	return ks_info_allows_model(r->ki, asked, len) ||
+	       ks_info_allows_model(r->ki, m->name, strlen(m->name));
 }
 
 static void model_json(struct rc_buf *b, const struct gw_model_cfg *m, long created)
@@ -357,10 +365,10 @@ static void model_json(struct rc_buf *b, const struct gw_model_cfg *m, long crea
 
 static int market_allowed(const struct req *r, const char *name, const char *alias_of)
 {
-	if (r->ki.models_len == 0)
+	if (r->ki->models_len == 0)
 		return 1;
-	return ks_info_allows_model(&r->ki, name, strlen(name)) ||
-	       (alias_of && ks_info_allows_model(&r->ki, alias_of, strlen(alias_of)));
+	return ks_info_allows_model(r->ki, name, strlen(name)) ||
+	       (alias_of && ks_info_allows_model(r->ki, alias_of, strlen(alias_of)));
 }
 
 static const struct rc_pool_model *catalog_find(const struct rc_pool_model *cat, size_t n, const char *name)
@@ -476,10 +484,15 @@ static enum MHD_Result check_auth(struct req *r, struct MHD_Connection *conn)
 				     "WWW-Authenticate", "Bearer",
 				     "malformed credentials: expected 'Authorization: Bearer <key>'");
 	}
-	rc = ks_key_verify(r->s->ks, key, len, &r->ki);
+	r->ki = malloc(sizeof *r->ki);
+	if (!r->ki)
+		abort();
+	rc = ks_key_verify(r->s->ks, key, len, r->ki);
 	switch (rc) {
 	case KS_OK:
 		gw_metrics_keycheck(GW_KC_OK);
+		memcpy(r->key_id, r->ki->key_id, sizeof r->key_id);
+		memcpy(r->tenant, r->ki->tenant, sizeof r->tenant);
 		r->authed = 1;
 		return MHD_YES;
 	case KS_EMALFORMED:
@@ -543,9 +556,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 /* Under c->mu, the call done and not streaming: answer with the upstream's result. */
 static enum MHD_Result respond_backend(struct req *r, struct MHD_Connection *conn, struct gw_call *c)
 {
-	if (c->err != GW_BE_OK && c->err != GW_BE_ECANCELLED && c->be_err.status) {
+	if (c->err != GW_BE_OK && c->err != GW_BE_ECANCELLED && c->be_err && c->be_err->status) {
 		/* the backend's own words (the marketplace's reasons) */
-		const struct gw_call_error *be = &c->be_err;
+		const struct gw_call_error *be = c->be_err;
 		char ra[16];
 		snprintf(ra, sizeof ra, "%d", be->retry_after_s);
 		return respond_error(r, conn, be->status, be->type, be->code, NULL,
@@ -599,8 +612,11 @@ static enum MHD_Result resume_wait(struct req *r, struct MHD_Connection *conn)
 	enum MHD_Result rc;
 	pthread_mutex_lock(&c->mu);
 	if (c->streaming && c->head_ready) {
+		/* block size 512: a chunked response is read straight into the connection's own write
+		 * buffer, so MHD's block (calloc'ed per response) only serves HTTP/1.0 clients; 4 KiB of
+		 * it per stream was 20 MB at 5,000 open streams */
 		struct MHD_Response *resp =
-			MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
+			MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 512, stream_reader, r, NULL);
 		pthread_mutex_unlock(&c->mu);
 		if (!resp)
 			return MHD_NO;
@@ -687,11 +703,12 @@ static int resolve_market(struct req *r, struct MHD_Connection *conn, const char
 				    (unsigned long long)r->cfg->market.chain_id);
 		return 1;
 	}
-	snprintf(r->mkt_name, sizeof r->mkt_name, "%s", chain_name);
-	r->mkt_cfg.name = r->mkt_name;
-	r->mkt_cfg.owned_by = (char *)"morpheus";
-	r->model = &r->mkt_cfg;
-	r->is_market = 1;
+	if (!(r->mkt = calloc(1, sizeof *r->mkt)))
+		abort();
+	snprintf(r->mkt->name, sizeof r->mkt->name, "%s", chain_name);
+	r->mkt->cfg.name = r->mkt->name;
+	r->mkt->cfg.owned_by = (char *)"morpheus";
+	r->model = &r->mkt->cfg;
 	return 0;
 }
 
@@ -732,7 +749,7 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 				     "the gateway is shutting down; retry on another instance");
 	/* Admission: the limiter may answer at once (local decision) or later from its I/O thread
 	 * (Redis); in the second case the connection waits suspended and admit_cb resumes it. */
-	struct gw_rl_request rq = {&r->ki,
+	struct gw_rl_request rq = {r->ki,
 				   r->info.prompt_estimate + (r->info.max_tokens ? r->info.max_tokens : 256)};
 	r->conn = conn;
 	r->admit_thread = pthread_self();
@@ -786,6 +803,8 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	}
 	r->ticket = d->ticket;
 	r->have_ticket = 1;
+	free(r->ki); /* admitted: nothing reads the record any more */
+	r->ki = NULL;
 	gw_metrics_ratelimit(d->local && gw_rl_has_redis(s->rl) ? GW_RL_M_DEGRADED : GW_RL_M_ALLOWED);
 
 	struct gw_call *c = r->call = gw_call_new();
@@ -798,10 +817,10 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	c->client_fd = ci ? ci->connect_fd : -1;
 	c->cfg = gw_config_ref(r->cfg);
-	if (r->is_market) {
+	if (r->mkt) {
 		c->bcfg = gw_market_backend_cfg(s->market);
 		c->backend = gw_market_backend(s->market);
-		memcpy(c->market_model, r->mkt_name, sizeof c->market_model);
+		memcpy(c->market_model, r->mkt->name, sizeof c->market_model);
 	} else {
 		c->bcfg = &r->cfg->backends[r->model->backend];
 		c->backend = gw_backend_for(c->bcfg);
@@ -948,7 +967,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		}
 		if (r->status == 0 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			r->status = 499; /* client closed the request (nginx's convention, logs only) */
-		ks_usage_record(s->ks, r->ki.key_id, r->model->name, prompt, completion);
+		ks_usage_record(s->ks, r->key_id, r->model->name, prompt, completion);
 	}
 	if (r->have_ticket)
 		gw_rl_finish(s->rl, &r->ticket, prompt + completion);
@@ -964,14 +983,16 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		int n = snprintf(line, sizeof line,
 				 "rid=%s method=%s path=%s status=%d tenant=%s key=%s model=%s stream=%d bytes=%llu "
 				 "upstream_ms=%.3f total_ms=%.3f tokens_in=%lld tokens_out=%lld usage=%s%s",
-				 r->rid, r->method, r->path, r->status, r->authed ? r->ki.tenant : "-",
-				 r->authed ? r->ki.key_id : "-", model, r->info.stream, (unsigned long long)r->bytes,
+				 r->rid, r->method, r->path, r->status, r->authed ? r->tenant : "-",
+				 r->authed ? r->key_id : "-", model, r->info.stream, (unsigned long long)r->bytes,
 				 (double)backend_ns / 1e6, (double)(now - r->t0) / 1e6, (long long)prompt,
 				 (long long)completion, have_usage ? "upstream" : c ? "estimated" : "none",
 				 cancelled ? " cancelled=1" : "");
 		gw_log_access(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
 	}
 	gw_call_unref(c);
+	free(r->ki);
+	free(r->mkt);
 	rc_buf_release(&r->body);
 	gw_config_unref(r->cfg);
 	pthread_mutex_destroy(&r->amu);
@@ -1025,7 +1046,7 @@ static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, 
 		MHD_OPTION_THREAD_POOL_SIZE, admin ? 1u : threads, MHD_OPTION_CONNECTION_LIMIT,
 		admin ? 64u : (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)cfg->max_header_bytes + 4096, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+		(size_t)cfg->max_header_bytes + 2048, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
 		MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!d)
