@@ -63,7 +63,7 @@ enum gw_be_err {
 struct gw_engine;
 struct gw_backend;
 
-#define GW_MAX_ENGINES 16 /* backend I/O threads at most (config "backend_threads") */
+#define GW_MAX_ENGINES 64 /* worker threads at most (config "threads") */
 
 /* A backend's own words for a failed call (e.g. the marketplace's 503 "no provider offers model
  * X right now"): when status is non-zero the front end answers with it instead of the generic
@@ -165,11 +165,24 @@ struct gw_engine_stats {
 	atomic_int queued; /* direct transfers waiting for a backend connection slot */
 };
 
-/* Start the engine thread. keepalive_ms: SSE comment interval while a stream is silent. */
-int gw_engine_new(long keepalive_ms, struct gw_engine **out);
+/* Start the engine thread. keepalive_ms: SSE comment interval while a stream is silent. d
+ * (optional): a libmicrohttpd daemon started in external epoll mode (MHD_USE_EPOLL, no internal
+ * thread) that this thread runs alongside its transfers (a front-end worker). */
+int gw_engine_new(long keepalive_ms, struct MHD_Daemon *d, struct gw_engine **out);
+/* Any thread, after MHD_resume_connection() on a connection of e's daemon: make e's thread run
+ * the daemon (it has no wake-up channel of its own in external mode). NULL is a no-op. */
+void gw_engine_kick(struct gw_engine *e);
+/* The engine of the calling thread, NULL when it is not an engine thread. */
+struct gw_engine *gw_engine_current(void);
+/* Make the engine's daemon stop accepting connections (MHD_quiesce_daemon on its thread); waits
+ * up to wait_ms. 0 when done (or no daemon), -1 on timeout. The caller closes the socket. */
+int gw_engine_quiesce(struct gw_engine *e, long wait_ms);
+/* Cancel every call, stop the thread (it no longer runs its daemon); the engine stays valid
+ * for gw_engine_cancel() from completion callbacks until gw_engine_free(). Idempotent. */
+void gw_engine_stop(struct gw_engine *e);
 /* Change the keep-alive interval (reload). Thread-safe. */
 void gw_engine_set_keepalive(struct gw_engine *e, long keepalive_ms);
-/* Cancel every call, stop the thread, free. NULL is a no-op. */
+/* gw_engine_stop, then free. NULL is a no-op. */
 void gw_engine_free(struct gw_engine *e);
 /* Submit a call (takes a reference). Thread-safe; returns at once. */
 void gw_engine_start(struct gw_engine *e, struct gw_call *c);

@@ -35,7 +35,6 @@ static const struct opt opts[] = {
 	{"listen", T_STR, O(listen), 0, 0, "127.0.0.1:8080", 0},
 	{"admin_listen", T_STR, O(admin_listen), 0, 0, "", 0},
 	{"threads", T_LONG, O(threads), 1, 64, NULL, 2},
-	{"backend_threads", T_LONG, O(backend_threads), 1, 16, NULL, 2},
 	{"log_level", T_STR, O(log_level), 0, 0, "info", 0},
 	{"access_log", T_BOOL, O(access_log), 0, 1, NULL, 1},
 	{"keystore", T_SECTION, 0, 0, 0, NULL, 0},
@@ -1027,7 +1026,6 @@ int gw_config_apply_env(struct gw_config *c, const char *(*getenv_fn)(const char
 		   {"MORGATE_DB", "keystore.path"},
 		   {"MORGATE_PEPPER_FILE", "keystore.pepper_file"},
 		   {"MORGATE_THREADS", "threads"},
-		   {"MORGATE_BACKEND_THREADS", "backend_threads"},
 		   {"MORGATE_LOG_LEVEL", "log_level"},
 		   {"MORGATE_REDIS_URL", "redis_url"},
 		   {"MORGATE_KEEPALIVE_MS", "streaming.keepalive_ms"},
@@ -1168,7 +1166,7 @@ const struct gw_model_cfg *gw_config_find_model(const struct gw_config *c, const
 /* Options read once at start-up (listeners, threads, the key store, the limiter's Redis). */
 static int restart_only(const char *path)
 {
-	static const char *const p[] = {"listen", "admin_listen", "threads", "backend_threads",
+	static const char *const p[] = {"listen", "admin_listen", "threads",
 					 "keystore.path",
 					 "keystore.pepper_file", "keystore.poll_ms",
 					 "limits.max_header_bytes", "limits.max_connections",

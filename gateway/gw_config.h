@@ -96,7 +96,6 @@ struct gw_config {
 	char *listen;       /* "host:port" */
 	char *admin_listen; /* "" or NULL: /healthz, /readyz, /metrics on the main listener */
 	long threads;       /* MHD worker threads */
-	long backend_threads; /* backend engine threads (libcurl multi loops) */
 	char *log_level;
 	int access_log;
 	char *keystore_path;

@@ -38,11 +38,14 @@
 #include "gw_parse.h"
 
 struct gw_server {
-	struct MHD_Daemon *d, *admin;
+	/* Worker i runs daemon d[i] (external epoll mode) and engine i on one thread: a request is
+	 * parsed, admitted, proxied and answered there. The daemons share one listening socket. */
+	struct MHD_Daemon *d[GW_MAX_ENGINES], *admin;
+	MHD_socket listen_fd; /* d[0]'s, shared; MHD_INVALID_SOCKET once closed */
 	pthread_mutex_t cfg_mu;
 	struct gw_config *cfg;
 	struct ks_store *ks;
-	struct gw_engine *engines[GW_MAX_ENGINES]; /* backend I/O threads; calls spread round-robin */
+	struct gw_engine *engines[GW_MAX_ENGINES];
 	int n_engines;
 	atomic_uint next_engine;
 	struct gw_rl *rl;
@@ -51,8 +54,13 @@ struct gw_server {
 	long created;
 };
 
+/* The calling worker's own engine (the request's connection lives on its daemon); round-robin
+ * from any other thread. */
 static struct gw_engine *pick_engine(struct gw_server *s)
 {
+	struct gw_engine *e = gw_engine_current();
+	if (e)
+		return e;
 	return s->engines[atomic_fetch_add_explicit(&s->next_engine, 1, memory_order_relaxed) %
 			  (unsigned)s->n_engines];
 }
@@ -113,6 +121,7 @@ struct req {
 	int admit_ready;
 	struct gw_rl_decision dec;
 	struct MHD_Connection *conn;
+	struct gw_engine *engine; /* the worker whose daemon holds the connection (NULL: admin) */
 	const char *model_param; /* /v1/models/{id} */
 };
 
@@ -651,6 +660,7 @@ static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 	r->dec = *d;
 	r->admit_ready = 1;
 	MHD_resume_connection(r->conn);
+	gw_engine_kick(r->engine);
 	pthread_mutex_unlock(&r->amu);
 }
 
@@ -896,6 +906,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		r->s = s;
 		r->t0 = gw_now_ns();
 		r->cfg = cfg_get(s);
+		r->engine = gw_engine_current();
 		pthread_mutex_init(&r->amu, NULL);
 		*req_cls = r;
 		atomic_fetch_add(&s->in_flight, 1);
@@ -1026,8 +1037,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --- lifecycle ------------------------------------------------------------------------------------ */
 
-static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, unsigned threads,
-				       const struct gw_config *cfg, int admin, char *errbuf, size_t errlen)
+/* admin: the admin listener, on an internal thread of its own. Otherwise a worker's daemon in
+ * external epoll mode, listening on listen_fd when it is valid (the first worker's socket). */
+static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, MHD_socket listen_fd,
+				       unsigned max_conns, const struct gw_config *cfg, int admin,
+				       char *errbuf, size_t errlen)
 {
 	char host[64];
 	unsigned port;
@@ -1039,12 +1053,13 @@ static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, 
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
 	inet_pton(AF_INET, host, &sa.sin_addr);
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
+	unsigned flags = (admin ? MHD_USE_EPOLL_INTERNAL_THREAD : MHD_USE_EPOLL) | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		flags, (uint16_t)port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &sa,
-		MHD_OPTION_THREAD_POOL_SIZE, admin ? 1u : threads, MHD_OPTION_CONNECTION_LIMIT,
-		admin ? 64u : (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+		flags, (uint16_t)port, NULL, NULL, access_handler, s,
+		listen_fd != MHD_INVALID_SOCKET ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+		listen_fd != MHD_INVALID_SOCKET ? (void *)(intptr_t)listen_fd : (void *)&sa,
+		MHD_OPTION_CONNECTION_LIMIT, admin ? 64u : max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)cfg->max_header_bytes + 2048, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
@@ -1072,6 +1087,7 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 	s->ks = ks;
 	s->market = market;
 	s->created = (long)time(NULL);
+	s->listen_fd = MHD_INVALID_SOCKET;
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
 	char lerr[256] = "";
@@ -1090,20 +1106,24 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 		snprintf(errbuf, errlen, "rate limiter: %s", lerr);
 		goto fail;
 	}
-	s->n_engines = cfg->backend_threads < 1 ? 1
-		       : cfg->backend_threads > GW_MAX_ENGINES ? GW_MAX_ENGINES
-							 : (int)cfg->backend_threads;
-	for (int i = 0; i < s->n_engines; i++)
-		if (gw_engine_new(cfg->keepalive_ms, &s->engines[i])) {
-			s->n_engines = i;
-			snprintf(errbuf, errlen, "cannot start the backend engine");
+	int n = cfg->threads < 1 ? 1 : cfg->threads > GW_MAX_ENGINES ? GW_MAX_ENGINES : (int)cfg->threads;
+	unsigned per = (unsigned)((cfg->max_connections + n - 1) / n);
+	for (int i = 0; i < n; i++) {
+		s->d[i] = start_daemon(s, cfg->listen, s->listen_fd, per, cfg, 0, errbuf, errlen);
+		if (!s->d[i])
+			goto fail;
+		if (i == 0) {
+			const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d[0], MHD_DAEMON_INFO_LISTEN_FD);
+			s->listen_fd = di ? di->listen_fd : MHD_INVALID_SOCKET;
+		}
+		if (gw_engine_new(cfg->keepalive_ms, s->d[i], &s->engines[i])) {
+			snprintf(errbuf, errlen, "cannot start worker thread %d", i);
 			goto fail;
 		}
-	s->d = start_daemon(s, cfg->listen, (unsigned)cfg->threads, cfg, 0, errbuf, errlen);
-	if (!s->d)
-		goto fail;
+		s->n_engines = i + 1;
+	}
 	if (cfg->admin_listen[0]) {
-		s->admin = start_daemon(s, cfg->admin_listen, 1, cfg, 1, errbuf, errlen);
+		s->admin = start_daemon(s, cfg->admin_listen, MHD_INVALID_SOCKET, 64, cfg, 1, errbuf, errlen);
 		if (!s->admin)
 			goto fail;
 	}
@@ -1143,10 +1163,13 @@ int gw_server_in_flight(struct gw_server *s)
 int gw_server_drain(struct gw_server *s, long deadline_ms)
 {
 	atomic_store(&s->draining, 1);
-	if (s->d) {
-		MHD_socket ls = MHD_quiesce_daemon(s->d);
-		if (ls != MHD_INVALID_SOCKET)
-			close(ls);
+	/* every worker stops accepting, then the shared socket closes: new connections are refused */
+	int quiet = 1;
+	for (int i = 0; i < s->n_engines; i++)
+		quiet &= gw_engine_quiesce(s->engines[i], 2000) == 0;
+	if (quiet && s->listen_fd != MHD_INVALID_SOCKET) {
+		close(s->listen_fd);
+		s->listen_fd = MHD_INVALID_SOCKET;
 	}
 	int64_t end = gw_now_ns() + (int64_t)deadline_ms * 1000000;
 	while (engines_in_flight(s) > 0 && gw_now_ns() < end)
@@ -1176,8 +1199,18 @@ void gw_server_free(struct gw_server *s)
 	gw_market_stop(s->market);
 	if (s->admin)
 		MHD_stop_daemon(s->admin);
-	if (s->d)
-		MHD_stop_daemon(s->d);
+	/* the threads stop running their daemons, then the daemons stop from here (their completion
+	 * callbacks may still post cancels to the stopped engines, which gw_engine_free releases);
+	 * each daemon gives the shared socket back first so that only one close happens */
+	for (int i = 0; i < s->n_engines; i++)
+		gw_engine_stop(s->engines[i]);
+	for (int i = 0; i < GW_MAX_ENGINES; i++)
+		if (s->d[i]) {
+			MHD_quiesce_daemon(s->d[i]);
+			MHD_stop_daemon(s->d[i]);
+		}
+	if (s->listen_fd != MHD_INVALID_SOCKET)
+		close(s->listen_fd);
 	for (int i = 0; i < s->n_engines; i++)
 		gw_engine_free(s->engines[i]);
 	gw_rl_free(s->rl);

@@ -27,7 +27,6 @@ static void test_gw_config__defaults_run_the_demo(void **state)
 	assert_string_equal(c->models[0].name, "demo");
 	assert_int_equal(c->backends[0].kind, GW_BACKEND_DEMO);
 	assert_int_equal(c->keepalive_ms, 15000);
-	assert_int_equal(c->backend_threads, 2);
 	/* a stream holds its upstream connection: the default gate must not cap the thousands of
 	 * concurrent streams the gateway is built to hold (512 queued the 513th stream) */
 	assert_true(c->backends[0].max_connections >= c->max_connections);
@@ -72,8 +71,6 @@ static void test_gw_config__errors_name_the_field(void **state)
 		{"{\"listen\":5}", "listen", "string"},
 		{"{\"listen\":\"nowhere\"}", "listen", "HOST:PORT"},
 		{"{\"listne\":\"x\"}", "listne", "unknown option"},
-		{"{\"backend_threads\":0}", "backend_threads", "out of range"},
-		{"{\"backend_threads\":17}", "backend_threads", "out of range"},
 		{"{\"limits\":{\"max_body_bytes\":1}}", "limits.max_body_bytes", "out of range"},
 		{"{\"limits\":{\"bogus\":1}}", "limits.bogus", "unknown"},
 		{"{\"streaming\":[]}", "streaming", "object"},
