@@ -64,6 +64,11 @@ static void vec_push(struct vec *v, struct gw_call *c)
 	v->v[v->n++] = c;
 }
 
+struct fncall {
+	void (*fn)(void *);
+	void *arg;
+};
+
 struct gw_engine {
 	pthread_t thread;
 	int ep, wakefd;
@@ -84,6 +89,9 @@ struct gw_engine {
 	struct MHD_Daemon *d;     /* the front-end daemon this thread runs (NULL: none) */
 	atomic_int mhd_kick;      /* a connection of ours was resumed: run MHD before sleeping */
 	atomic_int quiesce;       /* 1: asked to stop accepting; 2: done */
+	struct fncall *fns, *tmp_fns; /* gw_engine_post_fn() (under cmd_mu) */
+	size_t n_fns, cap_fns, cap_tmp_fns;
+	atomic_int fn_poked;      /* the wake-up for posted functions is written already */
 	int stopped;              /* the thread has been joined */
 };
 
@@ -926,9 +934,42 @@ static void check_done(struct gw_engine *e)
 	}
 }
 
-static void take_commands(struct gw_engine *e)
+void gw_engine_post_fn(struct gw_engine *e, void (*fn)(void *), void *arg)
 {
 	pthread_mutex_lock(&e->cmd_mu);
+	if (e->n_fns == e->cap_fns) {
+		size_t nc = e->cap_fns ? e->cap_fns * 2 : 64;
+		struct fncall *v = realloc(e->fns, nc * sizeof *v);
+		if (!v)
+			abort();
+		e->fns = v;
+		e->cap_fns = nc;
+	}
+	e->fns[e->n_fns++] = (struct fncall){fn, arg};
+	pthread_mutex_unlock(&e->cmd_mu);
+	/* a burst (one Redis reply admits many requests) costs one wake-up */
+	if (tls_engine != e && !atomic_exchange(&e->fn_poked, 1))
+		poke(e);
+}
+
+static void take_commands(struct gw_engine *e)
+{
+	/* posted functions first: they may start calls, taken just below */
+	atomic_store(&e->fn_poked, 0);
+	pthread_mutex_lock(&e->cmd_mu);
+	if (e->n_fns) {
+		struct fncall *f = e->fns;
+		size_t n = e->n_fns, cap = e->cap_fns;
+		e->fns = e->tmp_fns;
+		e->cap_fns = e->cap_tmp_fns;
+		e->n_fns = 0;
+		pthread_mutex_unlock(&e->cmd_mu);
+		for (size_t i = 0; i < n; i++)
+			f[i].fn(f[i].arg);
+		pthread_mutex_lock(&e->cmd_mu);
+		e->tmp_fns = f;
+		e->cap_tmp_fns = cap;
+	}
 	struct vec s = e->starts, k = e->cancels, d = e->dones;
 	e->starts = e->tmp_starts;
 	e->cancels = e->tmp_cancels;
@@ -1185,6 +1226,8 @@ void gw_engine_free(struct gw_engine *e)
 	for (size_t i = 0; i < e->dones.n; i++)
 		gw_call_unref(e->dones.v[i]); /* posted after the thread stopped */
 	free(e->dones.v);
+	free(e->fns);
+	free(e->tmp_fns);
 	free(e->tmp_dones.v);
 	free(e->active.v);
 	pthread_mutex_destroy(&e->cmd_mu);

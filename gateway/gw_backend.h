@@ -172,6 +172,9 @@ int gw_engine_new(long keepalive_ms, struct MHD_Daemon *d, struct gw_engine **ou
 /* Any thread, after MHD_resume_connection() on a connection of e's daemon: make e's thread run
  * the daemon (it has no wake-up channel of its own in external mode). NULL is a no-op. */
 void gw_engine_kick(struct gw_engine *e);
+/* Any thread: run fn(arg) on e's thread, before its next look at submitted calls. The caller
+ * keeps arg alive until then (gw_server's admissions: a suspended connection cannot end). */
+void gw_engine_post_fn(struct gw_engine *e, void (*fn)(void *), void *arg);
 /* The engine of the calling thread, NULL when it is not an engine thread. */
 struct gw_engine *gw_engine_current(void);
 /* Make the engine's daemon stop accepting connections (MHD_quiesce_daemon on its thread); waits

@@ -51,6 +51,7 @@ struct gw_server {
 	struct gw_rl *rl;
 	struct gw_market *market; /* borrowed; NULL: no marketplace */
 	atomic_int connections, in_flight, draining;
+	atomic_int admitting; /* connections suspended while the limiter decides */
 	long created;
 };
 
@@ -646,7 +647,16 @@ static enum MHD_Result resume_wait(struct req *r, struct MHD_Connection *conn)
 	return MHD_YES;
 }
 
-static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn);
+static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, int suspended);
+
+/* Worker thread, the connection suspended since admission began: start the call. */
+static void admitted_on_worker(void *arg)
+{
+	struct req *r = arg;
+	struct gw_server *s = r->s;
+	after_admit(r, r->conn, 1);
+	atomic_fetch_sub(&s->admitting, 1);
+}
 
 static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 {
@@ -659,8 +669,14 @@ static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 	pthread_mutex_lock(&r->amu); /* held by the handler only until it has suspended */
 	r->dec = *d;
 	r->admit_ready = 1;
-	MHD_resume_connection(r->conn);
-	gw_engine_kick(r->engine);
+	if (d->outcome == GW_RL_ALLOWED && r->engine) {
+		/* admitted: the worker starts the upstream call with the connection still suspended,
+		 * which saves libmicrohttpd a resume and a suspend (two epoll_ctl and a recv) */
+		gw_engine_post_fn(r->engine, admitted_on_worker, r);
+	} else {
+		MHD_resume_connection(r->conn);
+		gw_engine_kick(r->engine);
+	}
 	pthread_mutex_unlock(&r->amu);
 }
 
@@ -767,15 +783,17 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 	int sync = gw_rl_admit(s->rl, &rq, admit_cb, r);
 	if (!sync) {
 		r->phase = PH_ADMIT;
+		atomic_fetch_add(&s->admitting, 1);
 		MHD_suspend_connection(conn);
 		pthread_mutex_unlock(&r->amu);
 		return MHD_YES;
 	}
 	pthread_mutex_unlock(&r->amu);
-	return after_admit(r, conn);
+	return after_admit(r, conn, 0);
 }
 
-static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
+/* suspended: the connection is suspended already (admitted from the limiter's thread). */
+static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, int suspended)
 {
 	struct gw_server *s = r->s;
 	const struct gw_rl_decision *d = &r->dec;
@@ -843,7 +861,8 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn)
 	r->phase = PH_WAIT;
 	pthread_mutex_lock(&c->mu);
 	c->waiting = 1;
-	MHD_suspend_connection(conn);
+	if (!suspended)
+		MHD_suspend_connection(conn);
 	pthread_mutex_unlock(&c->mu);
 	gw_engine_start(c->engine = pick_engine(s), c);
 	return MHD_YES;
@@ -932,7 +951,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		pthread_mutex_unlock(&r->amu);
 		if (!ready)
 			return MHD_YES; /* cannot happen: resumed only by admit_cb */
-		return after_admit(r, conn);
+		atomic_fetch_sub(&s->admitting, 1);
+		return after_admit(r, conn, 0);
 	}
 	if (r->phase == PH_WAIT)
 		return resume_wait(r, conn);
@@ -1172,7 +1192,7 @@ int gw_server_drain(struct gw_server *s, long deadline_ms)
 		s->listen_fd = MHD_INVALID_SOCKET;
 	}
 	int64_t end = gw_now_ns() + (int64_t)deadline_ms * 1000000;
-	while (engines_in_flight(s) > 0 && gw_now_ns() < end)
+	while ((engines_in_flight(s) > 0 || atomic_load(&s->admitting) > 0) && gw_now_ns() < end)
 		usleep(10000);
 	int cut = engines_in_flight(s);
 	engines_cancel_all(s);
@@ -1188,12 +1208,14 @@ void gw_server_free(struct gw_server *s)
 {
 	if (!s)
 		return;
-	engines_cancel_all(s);
-	/* MHD_stop_daemon with suspended connections is an API violation: the engine resumes every
-	 * waiting connection when it cancels the calls; give the workers a moment to see it. */
-	int64_t end = gw_now_ns() + 2000000000LL;
-	while (engines_in_flight(s) > 0 && gw_now_ns() < end)
+	/* MHD_stop_daemon with suspended connections is an API violation: admissions still out come
+	 * back (the limiter answers or times out), the engine resumes every waiting connection when
+	 * it cancels the calls; give the workers a moment to see it. */
+	int64_t end = gw_now_ns() + 3000000000LL;
+	do {
+		engines_cancel_all(s);
 		usleep(2000);
+	} while ((engines_in_flight(s) > 0 || atomic_load(&s->admitting) > 0) && gw_now_ns() < end);
 	/* marketplace workers post to the engine: they stop (their calls were cancelled above, so
 	 * they return at once) before the engine goes */
 	gw_market_stop(s->market);
