@@ -1009,7 +1009,9 @@ static void take_commands(struct gw_engine *e)
 static void run_mhd(struct gw_engine *e)
 {
 	atomic_store(&e->mhd_kick, 0); /* before the run: a resume after it kicks again */
+	gw_rl_defer_begin(); /* the turn's admissions and settlements: one limiter wake-up */
 	MHD_run(e->d);
+	gw_rl_defer_end();
 	if (atomic_load(&e->quiesce) == 1) {
 		/* the listening socket is shared by every worker's daemon; the server closes it */
 		MHD_quiesce_daemon(e->d);
@@ -1029,7 +1031,7 @@ static void *engine_main(void *arg)
 		int64_t now = gw_now_ns();
 		int timeout = e->active.n ? SCAN_MS : 1000;
 		if (e->active.n) {
-			int64_t until = (next_scan - now) / 1000000;
+			int64_t until = (next_scan - now + 999999) / 1000000; /* up: no spin before it */
 			timeout = until < 0 ? 0 : (int)until;
 		}
 		if (e->curl_timer_ns >= 0) {

@@ -1873,6 +1873,32 @@ void gw_rl_free(struct gw_rl *rl)
 	free(rl);
 }
 
+/* gw_rl_defer_begin/end: this thread holds its wake-ups; the limiter it queued to, if any. */
+static __thread int tl_defer;
+static __thread struct gw_rl *tl_deferred;
+
+static void wake_io(struct gw_rl *rl)
+{
+	uint64_t one = 1;
+	ssize_t w = write(rl->efd, &one, sizeof one);
+	(void)w;
+}
+
+void gw_rl_defer_begin(void)
+{
+	tl_defer = 1;
+}
+
+void gw_rl_defer_end(void)
+{
+	struct gw_rl *rl = tl_deferred;
+	tl_defer = 0;
+	tl_deferred = NULL;
+	/* as in enqueue: an I/O thread marked busy takes the queue after clearing the mark */
+	if (rl && !atomic_load(&rl->io_busy))
+		wake_io(rl);
+}
+
 static void enqueue(struct gw_rl *rl, struct job *j)
 {
 	j->next = NULL;
@@ -1887,11 +1913,14 @@ static void enqueue(struct gw_rl *rl, struct job *j)
 	/* The I/O thread drains everything queued when it wakes. While it is busy (a batch out),
 	 * it takes the queue after clearing io_busy, so a job pushed before that clear is seen
 	 * without a wake-up, and one pushed after it reads io_busy == 0 here and wakes it. */
-	if (was_empty && !atomic_load(&rl->io_busy)) {
-		uint64_t one = 1;
-		ssize_t w = write(rl->efd, &one, sizeof one);
-		(void)w;
+	if (tl_defer && (!tl_deferred || tl_deferred == rl)) {
+		/* woken at gw_rl_defer_end, whether or not the queue was empty: another deferring
+		 * thread that found it empty may still be in its bracket */
+		tl_deferred = rl;
+		return;
 	}
+	if (was_empty && !atomic_load(&rl->io_busy))
+		wake_io(rl);
 }
 
 int gw_rl_admit(struct gw_rl *rl, const struct gw_rl_request *req, gw_rl_admit_cb *cb, void *ctx)

@@ -202,6 +202,17 @@ typedef void gw_rl_admit_cb(void *ctx, const struct gw_rl_decision *d);
  */
 int gw_rl_admit(struct gw_rl *rl, const struct gw_rl_request *req, gw_rl_admit_cb *cb, void *ctx);
 
+/*
+ * Event-loop threads that admit and finish requests in bursts: between gw_rl_defer_begin() and
+ * gw_rl_defer_end() on one thread, the work this thread queues (admissions, settlements,
+ * renewals) does not wake the I/O thread; gw_rl_defer_end() wakes it once if anything was
+ * queued. A burst of N requests then costs one wake-up and goes out as one script run, instead
+ * of one wake-up and a small batch each. Keep the bracket short (one turn of the loop): queued
+ * work waits for its end. Not nestable.
+ */
+void gw_rl_defer_begin(void);
+void gw_rl_defer_end(void);
+
 /* Blocking convenience wrapper around gw_rl_admit, for simple callers and tests: waits at most
  * about timeout_ms (then decides locally). Never call it from a callback. */
 void gw_rl_admit_wait(struct gw_rl *rl, const struct gw_rl_request *req,

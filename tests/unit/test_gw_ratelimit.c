@@ -1092,6 +1092,42 @@ static void test_gw_ratelimit__a_lone_release_reaches_redis_promptly(void **stat
 	gw_rl_free(rl);
 }
 
+/* A worker's burst between gw_rl_defer_begin and gw_rl_defer_end goes out as one script run
+ * when the bracket closes (not one wake-up and small batch per admission), and every request in
+ * it still gets its own exact answer. */
+static void test_gw_ratelimit__a_deferred_burst_goes_out_as_one_run(void **state)
+{
+	(void)state;
+	struct gw_rl *rl = redis_limiter("t19:", 1000, 0);
+	struct ks_key_info k = key_info(31, "DDDDDDDDDDDD");
+	k.limits.rpm = 15;
+	struct collected c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct collect_ctx x[20];
+	struct gw_rl_request req = {&k, 0};
+	struct gw_rl_stats s0, s1;
+	/* an admission just answered: the I/O thread's 100 ms idle timer restarts now, so it cannot
+	 * fire (and take the queue on its own) inside the burst below */
+	struct ks_key_info k2 = key_info(32, "DDDDDDDDDDDE");
+	k2.limits.rpm = 100;
+	assert_int_equal(admit(rl, &k2, 0).outcome, GW_RL_ALLOWED);
+	gw_rl_stats(rl, &s0);
+	gw_rl_defer_begin();
+	for (int i = 0; i < 20; i++) {
+		x[i] = (struct collect_ctx){&c, i};
+		assert_int_equal(gw_rl_admit(rl, &req, collect_cb, &x[i]), 0);
+	}
+	gw_rl_defer_end();
+	collect_wait(&c, 20);
+	gw_rl_stats(rl, &s1);
+	/* one run for the twenty (without the bracket: one for the first, one for the rest) */
+	assert_int_equal(s1.redis_roundtrips - s0.redis_roundtrips, 1);
+	int allowed = 0;
+	for (int i = 0; i < 20; i++)
+		allowed += c.d[i].outcome == GW_RL_ALLOWED;
+	assert_int_equal(allowed, 15);
+	gw_rl_free(rl);
+}
+
 /* Redis dies while a batch is out: each of its requests is decided by the local limiter at once
  * (not after timeout_ms), exactly. */
 static void test_gw_ratelimit__a_batch_cut_by_redis_dying_fails_over_locally(void **state)
@@ -1173,6 +1209,7 @@ int main(void)
 	        cmocka_unit_test(test_gw_ratelimit__password_db_and_unix_socket_urls),
 	        cmocka_unit_test(test_gw_ratelimit__redis_stalled_falls_back_within_the_timeout),
 	        cmocka_unit_test(test_gw_ratelimit__redis_killed_then_restarted),
+	        cmocka_unit_test(test_gw_ratelimit__a_deferred_burst_goes_out_as_one_run),
 	        cmocka_unit_test(test_gw_ratelimit__fail_closed_refuses_while_redis_is_down),
 	};
 	int rc = cmocka_run_group_tests_name("local", local_tests, NULL, NULL);
