@@ -1013,8 +1013,9 @@ static void run_mhd(struct gw_engine *e)
 	MHD_run(e->d);
 	gw_rl_defer_end();
 	if (atomic_load(&e->quiesce) == 1) {
-		/* the listening socket is shared by every worker's daemon; the server closes it */
-		MHD_quiesce_daemon(e->d);
+		MHD_socket fd = MHD_quiesce_daemon(e->d); /* ours now: close it, refusing newcomers */
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
 		atomic_store(&e->quiesce, 2);
 	}
 }

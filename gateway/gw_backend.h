@@ -177,8 +177,9 @@ void gw_engine_kick(struct gw_engine *e);
 void gw_engine_post_fn(struct gw_engine *e, void (*fn)(void *), void *arg);
 /* The engine of the calling thread, NULL when it is not an engine thread. */
 struct gw_engine *gw_engine_current(void);
-/* Make the engine's daemon stop accepting connections (MHD_quiesce_daemon on its thread); waits
- * up to wait_ms. 0 when done (or no daemon), -1 on timeout. The caller closes the socket. */
+/* Make the engine's daemon stop accepting connections (MHD_quiesce_daemon on its thread, which
+ * then closes the listening socket); waits up to wait_ms. 0 when done (or no daemon), -1 on
+ * timeout. */
 int gw_engine_quiesce(struct gw_engine *e, long wait_ms);
 /* Cancel every call, stop the thread (it no longer runs its daemon); the engine stays valid
  * for gw_engine_cancel() from completion callbacks until gw_engine_free(). Idempotent. */

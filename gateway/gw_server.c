@@ -39,9 +39,10 @@
 
 struct gw_server {
 	/* Worker i runs daemon d[i] (external epoll mode) and engine i on one thread: a request is
-	 * parsed, admitted, proxied and answered there. The daemons share one listening socket. */
+	 * parsed, admitted, proxied and answered there. Each daemon has its own listening socket
+	 * on the one address (SO_REUSEPORT): the kernel spreads new connections evenly, where one
+	 * shared socket let whichever worker woke first take a whole burst of them. */
 	struct MHD_Daemon *d[GW_MAX_ENGINES], *admin;
-	MHD_socket listen_fd; /* d[0]'s, shared; MHD_INVALID_SOCKET once closed */
 	pthread_mutex_t cfg_mu;
 	struct gw_config *cfg;
 	struct ks_store *ks;
@@ -1057,35 +1058,62 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --- lifecycle ------------------------------------------------------------------------------------ */
 
+/* Whether another socket listens on sa already. SO_REUSEPORT would let our workers' sockets join
+ * one of another process of ours (same user) without a word, so a plain bind tries first. */
+static int address_taken(const struct sockaddr_in *sa)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	int taken = bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0;
+	close(fd);
+	return taken;
+}
+
 /* admin: the admin listener, on an internal thread of its own. Otherwise a worker's daemon in
- * external epoll mode, listening on listen_fd when it is valid (the first worker's socket). */
-static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, MHD_socket listen_fd,
+ * external epoll mode on its own SO_REUSEPORT socket; *port (in/out) is the port to bind, 0 for
+ * any: the first worker's pick is then given to the others. */
+static struct MHD_Daemon *start_daemon(struct gw_server *s, const char *listen, unsigned *port,
 				       unsigned max_conns, const struct gw_config *cfg, int admin,
 				       char *errbuf, size_t errlen)
 {
 	char host[64];
-	unsigned port;
-	if (gw_config_split_listen(listen, host, &port)) {
+	unsigned cfg_port;
+	if (gw_config_split_listen(listen, host, &cfg_port)) {
 		snprintf(errbuf, errlen, "invalid listen address '%s'", listen);
 		return NULL;
 	}
 	struct sockaddr_in sa = {0};
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
+	sa.sin_port = htons((uint16_t)(admin || !*port ? cfg_port : *port));
 	inet_pton(AF_INET, host, &sa.sin_addr);
+	if (!admin && !*port && cfg_port && address_taken(&sa)) { /* the first worker's */
+		snprintf(errbuf, errlen, "cannot listen on '%s' (address in use or not permitted)", listen);
+		return NULL;
+	}
 	unsigned flags = (admin ? MHD_USE_EPOLL_INTERNAL_THREAD : MHD_USE_EPOLL) | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		flags, (uint16_t)port, NULL, NULL, access_handler, s,
-		listen_fd != MHD_INVALID_SOCKET ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
-		listen_fd != MHD_INVALID_SOCKET ? (void *)(intptr_t)listen_fd : (void *)&sa,
+		flags, ntohs(sa.sin_port), NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &sa,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, admin ? 0u : 1u,
 		MHD_OPTION_CONNECTION_LIMIT, admin ? 64u : max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)cfg->max_header_bytes + 2048, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
 		MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-	if (!d)
+	if (!d) {
 		snprintf(errbuf, errlen, "cannot listen on '%s' (address in use or not permitted)", listen);
+		return NULL;
+	}
+	if (!admin && !*port) { /* the others join the first worker's port (its pick for port 0) */
+		const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+		struct sockaddr_in got = {0};
+		socklen_t gl = sizeof got;
+		if (di && getsockname(di->listen_fd, (struct sockaddr *)&got, &gl) == 0)
+			*port = ntohs(got.sin_port);
+	}
 	return d;
 }
 
@@ -1107,7 +1135,6 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 	s->ks = ks;
 	s->market = market;
 	s->created = (long)time(NULL);
-	s->listen_fd = MHD_INVALID_SOCKET;
 	for (size_t i = 0; i < cfg->n_models; i++)
 		gw_metrics_model(cfg->models[i].name);
 	char lerr[256] = "";
@@ -1128,14 +1155,11 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 	}
 	int n = cfg->threads < 1 ? 1 : cfg->threads > GW_MAX_ENGINES ? GW_MAX_ENGINES : (int)cfg->threads;
 	unsigned per = (unsigned)((cfg->max_connections + n - 1) / n);
+	unsigned port = 0; /* the first worker binds the configured port; the others join it */
 	for (int i = 0; i < n; i++) {
-		s->d[i] = start_daemon(s, cfg->listen, s->listen_fd, per, cfg, 0, errbuf, errlen);
+		s->d[i] = start_daemon(s, cfg->listen, &port, per, cfg, 0, errbuf, errlen);
 		if (!s->d[i])
 			goto fail;
-		if (i == 0) {
-			const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d[0], MHD_DAEMON_INFO_LISTEN_FD);
-			s->listen_fd = di ? di->listen_fd : MHD_INVALID_SOCKET;
-		}
 		if (gw_engine_new(cfg->keepalive_ms, s->d[i], &s->engines[i])) {
 			snprintf(errbuf, errlen, "cannot start worker thread %d", i);
 			goto fail;
@@ -1143,7 +1167,7 @@ int gw_server_new(struct gw_config *cfg, struct ks_store *ks, struct gw_market *
 		s->n_engines = i + 1;
 	}
 	if (cfg->admin_listen[0]) {
-		s->admin = start_daemon(s, cfg->admin_listen, MHD_INVALID_SOCKET, 64, cfg, 1, errbuf, errlen);
+		s->admin = start_daemon(s, cfg->admin_listen, NULL, 64, cfg, 1, errbuf, errlen);
 		if (!s->admin)
 			goto fail;
 	}
@@ -1183,14 +1207,10 @@ int gw_server_in_flight(struct gw_server *s)
 int gw_server_drain(struct gw_server *s, long deadline_ms)
 {
 	atomic_store(&s->draining, 1);
-	/* every worker stops accepting, then the shared socket closes: new connections are refused */
-	int quiet = 1;
+	/* every worker stops accepting and closes its socket: new connections are refused */
 	for (int i = 0; i < s->n_engines; i++)
-		quiet &= gw_engine_quiesce(s->engines[i], 2000) == 0;
-	if (quiet && s->listen_fd != MHD_INVALID_SOCKET) {
-		close(s->listen_fd);
-		s->listen_fd = MHD_INVALID_SOCKET;
-	}
+		if (gw_engine_quiesce(s->engines[i], 2000))
+			gw_log_warn("drain", "worker %d did not stop accepting within 2 s", i);
 	int64_t end = gw_now_ns() + (int64_t)deadline_ms * 1000000;
 	while ((engines_in_flight(s) > 0 || atomic_load(&s->admitting) > 0) && gw_now_ns() < end)
 		usleep(10000);
@@ -1222,17 +1242,12 @@ void gw_server_free(struct gw_server *s)
 	if (s->admin)
 		MHD_stop_daemon(s->admin);
 	/* the threads stop running their daemons, then the daemons stop from here (their completion
-	 * callbacks may still post cancels to the stopped engines, which gw_engine_free releases);
-	 * each daemon gives the shared socket back first so that only one close happens */
+	 * callbacks may still post cancels to the stopped engines, which gw_engine_free releases) */
 	for (int i = 0; i < s->n_engines; i++)
 		gw_engine_stop(s->engines[i]);
 	for (int i = 0; i < GW_MAX_ENGINES; i++)
-		if (s->d[i]) {
-			MHD_quiesce_daemon(s->d[i]);
+		if (s->d[i])
 			MHD_stop_daemon(s->d[i]);
-		}
-	if (s->listen_fd != MHD_INVALID_SOCKET)
-		close(s->listen_fd);
 	for (int i = 0; i < s->n_engines; i++)
 		gw_engine_free(s->engines[i]);
 	gw_rl_free(s->rl);

@@ -79,6 +79,12 @@ GW_PID=$T_LAST_PID
 wait_http "$G/healthz" || { t_fail "gateway starts" "$(cat "$T_DIR/gw.err")"; t_done; exit 1; }
 t_pass "gateway starts on its config"
 
+# The workers listen with SO_REUSEPORT: a second gateway on the same address must still refuse
+# to start (not quietly take half of the connections).
+timeout 5 "$GW" --config "$T_DIR/gw.json" >"$T_DIR/gw2.out" 2>"$T_DIR/gw2.err"
+t_ok "a second gateway on the same address refuses to start" test $? = 1
+t_ok "and says the address is in use" grep -q "cannot listen on '127.0.0.1:$GPORT' (address in use" "$T_DIR/gw2.err"
+
 # req METHOD PATH BODY [curl args...]: sets CODE, BODY (response), HDRS
 req() {
   local m=$1 p=$2 b=$3
