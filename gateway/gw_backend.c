@@ -28,6 +28,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +95,7 @@ struct gw_engine {
 	size_t n_fns, cap_fns, cap_tmp_fns;
 	atomic_int fn_poked;      /* the wake-up for posted functions is written already */
 	int stopped;              /* the thread has been joined */
+	struct vec flushing;      /* done direct calls waiting for their socket (one ref each) */
 };
 
 static void poke(struct gw_engine *e);
@@ -139,6 +142,7 @@ void gw_call_unref(struct gw_call *c)
 		return;
 	rc_buf_release(&c->body);
 	rc_buf_release(&c->out);
+	rc_buf_release(&c->dpend);
 	gw_sse_release(&c->sse);
 	free(c->be_err);
 	gw_config_unref(c->cfg);
@@ -209,9 +213,19 @@ void gw_engine_on_head(struct gw_engine *e, struct gw_call *c, int status, const
 	pthread_mutex_unlock(&c->mu);
 }
 
+static void direct_flush(struct gw_engine *e, struct gw_call *c);
+
+/* Under c->mu, engine thread or not: new body bytes are in out. */
+static void deliver(struct gw_engine *e, struct gw_call *c)
+{
+	if (c->direct && tls_engine == e)
+		direct_flush(e, c);
+	else
+		wake(c);
+}
+
 void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, size_t n)
 {
-	(void)e;
 	int64_t now = gw_now_ns();
 	pthread_mutex_lock(&c->mu);
 	if (c->done) {
@@ -230,7 +244,7 @@ void gw_engine_on_data(struct gw_engine *e, struct gw_call *c, const char *p, si
 				gw_sse_feed(&c->sse, p, n);
 			out_append(c, p, n);
 			c->last_out_ns = now;
-			wake(c);
+			deliver(e, c);
 		}
 	} else if (c->out.len + n <= OUT_MAX) {
 		out_append(c, p, n);
@@ -253,9 +267,9 @@ static void watch_client(struct gw_engine *e, struct gw_call *c)
 		c->client_fd = -1;
 }
 
-static void engine_forget(struct gw_engine *e, struct gw_call *c)
+static void engine_forget(struct gw_engine *e, struct gw_call *c, int keep_watch)
 {
-	if (c->client_fd >= 0 && c->watched) {
+	if (c->client_fd >= 0 && c->watched && !keep_watch) {
 		epoll_ctl(e->ep, EPOLL_CTL_DEL, c->client_fd, NULL);
 		c->client_fd = -1;
 	}
@@ -266,6 +280,128 @@ static void engine_forget(struct gw_engine *e, struct gw_call *c)
 		last->in_engine = (int)i + 1;
 		c->in_engine = 0;
 	}
+}
+
+/* The client socket's events in the engine's set: RDHUP always once watched, OUT while direct
+ * bytes are pending. */
+static void watch_set(struct gw_engine *e, struct gw_call *c, int out)
+{
+	if (c->client_fd < 0)
+		return;
+	if (!c->watched)
+		watch_client(e, c);
+	if (c->client_fd < 0 || c->direct_out == out)
+		return;
+	struct epoll_event ev = {0};
+	ev.events = EPOLLRDHUP | (out ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (epoll_ctl(e->ep, EPOLL_CTL_MOD, c->client_fd, &ev) == 0)
+		c->direct_out = out;
+}
+
+/* Engine thread, under c->mu: direct mode over; MHD writes the rest (if any) and the end. */
+static void direct_end(struct gw_engine *e, struct gw_call *c)
+{
+	c->direct = 0;
+	c->direct_closing = 0;
+	rc_buf_release(&c->dpend);
+	c->dpend_off = 0;
+	if (c->direct_out)
+		watch_set(e, c, 0);
+	wake(c);
+}
+
+/*
+ * Engine thread, under c->mu, c->direct: write what out holds to the client as one chunk
+ * ("<hex size>\r\n" data "\r\n", what MHD's reader would have produced), straight from the buffer
+ * with one sendmsg; what the socket does not take waits in dpend for EPOLLOUT. Returns with
+ * nothing pending, or with EPOLLOUT asked for, or broken (client gone: bytes dropped, the call
+ * ends as MHD finds the socket dead).
+ */
+static void direct_flush(struct gw_engine *e, struct gw_call *c)
+{
+	int fd = c->client_fd;
+	while (!c->direct_broken) {
+		ssize_t w;
+		if (c->dpend_off < c->dpend.len) {
+			w = send(fd, c->dpend.ptr + c->dpend_off, c->dpend.len - c->dpend_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w > 0) {
+				c->dpend_off += (size_t)w;
+				c->direct_bytes += (uint64_t)w;
+				continue;
+			}
+		} else {
+			size_t avail = c->out.len - c->out_off;
+			if (!avail)
+				break;
+			char hdr[24];
+			int h = snprintf(hdr, sizeof hdr, "%zX\r\n", avail); /* as MHD writes it */
+			struct iovec iov[3] = {{hdr, (size_t)h}, {c->out.ptr + c->out_off, avail}, {(void *)"\r\n", 2}};
+			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
+			w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			size_t total = (size_t)h + avail + 2;
+			if (w >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+				size_t took = w > 0 ? (size_t)w : 0;
+				c->direct_bytes += took;
+				if (took < total) { /* keep the untaken rest of this frame */
+					rc_buf_reset(&c->dpend);
+					c->dpend_off = 0;
+					for (int i = 0; i < 3; i++) {
+						size_t skip = took < iov[i].iov_len ? took : iov[i].iov_len;
+						took -= skip;
+						if (rc_buf_append(&c->dpend, (char *)iov[i].iov_base + skip, iov[i].iov_len - skip))
+							abort();
+					}
+				}
+				c->out_off = c->out.len;
+				if (c->out_off == c->out.len) {
+					rc_buf_reset(&c->out);
+					c->out_off = 0;
+				}
+				continue;
+			}
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			watch_set(e, c, 1);
+			return;
+		}
+		c->direct_broken = 1; /* EPIPE, ECONNRESET: the client is gone */
+	}
+	if (c->direct_broken || c->dpend_off == c->dpend.len) {
+		rc_buf_reset(&c->dpend);
+		c->dpend_off = 0;
+		if (c->direct_out)
+			watch_set(e, c, 0);
+	}
+}
+
+/* Engine thread: a done direct call's socket can take more (or is gone: broken). Once nothing is
+ * pending, MHD gets the connection back and the call leaves e->flushing. */
+static void direct_finish(struct gw_engine *e, struct gw_call *c, int broken)
+{
+	pthread_mutex_lock(&c->mu);
+	if (broken)
+		c->direct_broken = 1;
+	direct_flush(e, c);
+	int fin = c->direct_broken || c->dpend_off == c->dpend.len;
+	if (fin)
+		direct_end(e, c);
+	pthread_mutex_unlock(&c->mu);
+	if (!fin)
+		return;
+	if (c->client_fd >= 0 && c->watched) {
+		epoll_ctl(e->ep, EPOLL_CTL_DEL, c->client_fd, NULL);
+		c->client_fd = -1;
+	}
+	for (size_t i = 0; i < e->flushing.n; i++)
+		if (e->flushing.v[i] == c) {
+			e->flushing.v[i] = e->flushing.v[--e->flushing.n];
+			break;
+		}
+	gw_call_unref(c);
 }
 
 static void append_error_event(struct gw_call *c, int err, const char *msg)
@@ -282,7 +418,6 @@ static void append_error_event(struct gw_call *c, int err, const char *msg)
 
 void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const char *msg)
 {
-	engine_forget(e, c);
 	pthread_mutex_lock(&c->mu);
 	if (err == GW_BE_OK && c->status && (c->status < 200 || c->status >= 300) && c->committed) {
 		err = GW_BE_EUPSTREAM;
@@ -301,8 +436,24 @@ void gw_engine_on_done(struct gw_engine *e, struct gw_call *c, int err, const ch
 	c->t_done_ns = gw_now_ns();
 	c->done = 1;
 	c->head_ready = 1;
-	wake(c);
+	int flushing = 0;
+	if (c->direct) {
+		if (err == GW_BE_ECANCELLED)
+			c->direct_broken = 1; /* the client left (or shutdown): nothing more to write */
+		direct_flush(e, c);
+		if (!c->direct_broken && c->dpend_off < c->dpend.len)
+			flushing = c->direct_closing = 1; /* EPOLLOUT ends it: direct_finish */
+		else
+			direct_end(e, c);
+	} else {
+		wake(c);
+	}
 	pthread_mutex_unlock(&c->mu);
+	engine_forget(e, c, flushing);
+	if (flushing) {
+		atomic_fetch_add(&c->refs, 1); /* e->flushing's */
+		vec_push(&e->flushing, c);
+	}
 	if (c->info.stream)
 		atomic_fetch_sub(&e->stats.open_streams, 1);
 	atomic_fetch_sub(&e->stats.in_flight, 1);
@@ -895,7 +1046,7 @@ static void scan(struct gw_engine *e, int64_t now)
 				out_append(c, ": keep-alive\n\n", 14);
 				c->last_out_ns = now;
 				atomic_fetch_add(&e->stats.keepalives, 1);
-				wake(c);
+				deliver(e, c);
 			}
 			pthread_mutex_unlock(&c->mu);
 		}
@@ -1073,9 +1224,21 @@ static void *engine_main(void *arg)
 				curl_multi_socket_action(e->multi, (curl_socket_t)(tag >> 2), flags, &running);
 				continue;
 			}
-			/* a client socket: the peer hung up */
+			/* a client socket: it takes direct bytes again (OUT), or the peer hung up */
 			struct gw_call *c = evs[i].data.ptr;
-			if (c->in_engine) {
+			uint32_t cev = evs[i].events;
+			int gone = (cev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+			if (c->direct_closing) {
+				direct_finish(e, c, gone);
+				continue;
+			}
+			if ((cev & EPOLLOUT) && c->in_engine) {
+				pthread_mutex_lock(&c->mu);
+				if (c->direct)
+					direct_flush(e, c);
+				pthread_mutex_unlock(&c->mu);
+			}
+			if (gone && c->in_engine) {
 				atomic_fetch_add(&e->stats.cancelled_by_client, 1);
 				gw_log_info("engine", "rid=%s client disconnected: upstream request cancelled", c->rid);
 				cancel_call(e, c, GW_BE_ECANCELLED, "client disconnected");
@@ -1104,6 +1267,8 @@ static void *engine_main(void *arg)
 	take_commands(e);
 	while (e->active.n)
 		cancel_call(e, e->active.v[0], GW_BE_ECANCELLED, "shutting down");
+	while (e->flushing.n)
+		direct_finish(e, e->flushing.v[0], 1);
 	return NULL;
 }
 
@@ -1231,6 +1396,7 @@ void gw_engine_free(struct gw_engine *e)
 	free(e->dones.v);
 	free(e->fns);
 	free(e->tmp_fns);
+	free(e->flushing.v);
 	free(e->tmp_dones.v);
 	free(e->active.v);
 	pthread_mutex_destroy(&e->cmd_mu);

@@ -119,6 +119,20 @@ struct gw_call {
 	struct gw_sse sse;
 	int64_t t_start_ns, t_head_ns, t_first_byte_ns, t_done_ns;
 	int64_t bytes_in;
+	/* Direct streaming (HTTP/1.1 chunked, engine-thread backends): once MHD has sent everything
+	 * it had and found no more (its reader suspends the connection), the engine writes each new
+	 * piece of the body to the client socket itself, chunk-framed, instead of resuming the
+	 * connection for it: no resume pass over every suspended connection, no epoll_ctl pair, per
+	 * SSE event. At the end it flushes what is pending and resumes the connection once, and
+	 * MHD writes the last chunk. */
+	int direct_ok;       /* front end: this response may go direct (set before start) */
+	int direct;          /* under mu: the engine writes the body (front end sets it, engine ends it) */
+	int direct_closing;  /* done, waiting for the socket to take the pending bytes */
+	int direct_broken;   /* a write failed: the client is gone; the rest is dropped */
+	int direct_out;      /* EPOLLOUT asked for on client_fd */
+	struct rc_buf dpend; /* framed bytes the socket has not taken yet */
+	size_t dpend_off;
+	uint64_t direct_bytes; /* body bytes written direct (the access log's byte count) */
 	/* engine-private */
 	void *priv;
 	int64_t last_out_ns; /* last time bytes reached out (keep-alive) */

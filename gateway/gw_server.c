@@ -95,6 +95,7 @@ struct req {
 	int route;
 	int phase;
 	int is_post;
+	int http11;  /* HTTP/1.1: libmicrohttpd sends a stream chunked (also with Connection: close) */
 	char method[8];
 	char path[96];
 	char rid[68];
@@ -559,6 +560,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 					       : MHD_CONTENT_READER_END_OF_STREAM;
 	}
 	c->waiting = 1;
+	/* MHD calls this only once it has sent everything it had: from here the engine writes the
+	 * body itself until the call is done (gw_backend.h, direct streaming) */
+	if (c->direct_ok)
+		c->direct = 1;
 	MHD_suspend_connection(c->conn);
 	pthread_mutex_unlock(&c->mu);
 	return 0;
@@ -845,6 +850,9 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, i
 	c->conn = conn;
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	c->client_fd = ci ? ci->connect_fd : -1;
+	/* direct streaming where MHD frames the body as HTTP/1.1 chunks and the producer is the
+	 * engine's own thread (not the marketplace's workers) */
+	c->direct_ok = r->info.stream && !r->mkt && r->http11 && c->client_fd >= 0;
 	c->cfg = gw_config_ref(r->cfg);
 	if (r->mkt) {
 		c->bcfg = gw_market_backend_cfg(s->market);
@@ -918,7 +926,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 {
 	struct gw_server *s = cls;
 	struct req *r = *req_cls;
-	(void)version;
 	if (!r) {
 		r = calloc(1, sizeof *r);
 		if (!r)
@@ -930,6 +937,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		pthread_mutex_init(&r->amu, NULL);
 		*req_cls = r;
 		atomic_fetch_add(&s->in_flight, 1);
+		r->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
 		return first_call(r, conn, url, method);
 	}
 	if (r->phase == PH_BODY) {
@@ -990,6 +998,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			completion = c->sse.events;
 		}
 		backend_ns = (done ? c->t_done_ns : now) - c->t_start_ns;
+		r->bytes += c->direct_bytes;
 		if (c->t_first_byte_ns)
 			ttfb_ns = c->t_first_byte_ns - c->t_start_ns;
 		pthread_mutex_unlock(&c->mu);

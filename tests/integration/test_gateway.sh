@@ -46,6 +46,7 @@ write_config() { # extra models JSON
     {"name": "mock-slow", "backend": "mock"}, {"name": "mock-drip", "backend": "mock"},
     {"name": "mock-fail", "backend": "mock"}, {"name": "mock-hang", "backend": "mock"},
     {"name": "mock-echo", "backend": "mock"}, {"name": "mock-bytes", "backend": "mock"},
+    {"name": "mock-flood", "backend": "mock"},
     {"name": "mock-status-500", "backend": "mock"}, {"name": "mock-status-401", "backend": "mock"},
     {"name": "mock-status-503", "backend": "mock"}, {"name": "mock-status-400", "backend": "mock"},
     {"name": "unreachable", "backend": "dead"}, {"name": "demo", "backend": "demo", "aliases": ["demo-alias"]}
@@ -126,7 +127,7 @@ t_ok "embeddings on the demo backend" test "$CODE" = 200 -a "$(json 'o.data[0].o
 req POST /v1/chat/completions '{"model":"demo-alias","messages":[]}' "${auth[@]}"
 expect "a model alias routes to its model" 200 ""
 req GET /v1/models "" "${auth[@]}"
-t_ok "model list has every configured model" test "$(json 'o.data.length' <<<"$BODY")" = 14
+t_ok "model list has every configured model" test "$(json 'o.data.length' <<<"$BODY")" = 15
 req GET /v1/models "" -H "Authorization: Bearer $NARROW"
 t_ok "model list is filtered by the key's allow-list" test "$(json 'o.data.map(m=>m.id).join()' <<<"$BODY")" = mock-chat
 req GET /v1/models/mock-chat "" "${auth[@]}"
@@ -198,6 +199,12 @@ curl -sN "http://127.0.0.1:$MPORT/v1/chat/completions" -d '{"model":"mock-bytes"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-bytes","stream":true}' -D "$T_DIR/sse.hdrs" -o "$T_DIR/gw.sse"
 t_ok "SSE passes through byte for byte (CRLF, comments, UTF-8, split events)" cmp -s "$T_DIR/direct.sse" "$T_DIR/gw.sse"
 t_ok "SSE response headers" grep -qi '^content-type: text/event-stream' "$T_DIR/sse.hdrs"
+# a client reading slowly: the gateway's socket fills and its writes back up (direct streaming
+# keeps the untaken rest of a chunk and waits for the socket), yet every byte arrives in order
+curl -sN "http://127.0.0.1:$MPORT/v1/chat/completions" -d '{"model":"mock-flood","stream":true}' -o "$T_DIR/flood.direct"
+curl -sN --limit-rate 4M "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-flood","stream":true}' -o "$T_DIR/flood.gw"
+t_ok "an 8 MB stream to a slow reader arrives byte for byte" cmp -s "$T_DIR/flood.direct" "$T_DIR/flood.gw"
+t_ok "and it was 8 MB" test "$(stat -c %s "$T_DIR/flood.gw")" -gt 8000000
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-nousage","stream":true}' -o "$T_DIR/nousage.sse"
 t_ok "a stream ends with data: [DONE]" test "$(tail -c 14 "$T_DIR/nousage.sse")" = "data: [DONE]"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-fail","stream":true}' -o "$T_DIR/fail.sse"

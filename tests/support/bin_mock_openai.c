@@ -13,6 +13,8 @@
  *   mock-hang       never answers (until the client goes away)
  *   mock-echo       answers with the request body, byte for byte
  *   mock-bytes      stream of awkward bytes (CRLF, comments, UTF-8, events split across writes)
+ *   mock-flood      stream: one event, 300 ms of silence, then 8 MB of numbered 1 KiB events as
+ *                   fast as the socket takes them (a slow client makes the gateway's writes back up)
  *   mock-status-N   answers status N with an OpenAI-shaped error body
  *
  * GET /stats answers {"requests":N,"cancelled":N,"open":N}: "cancelled" counts requests whose
@@ -188,6 +190,16 @@ static int handle(int fd, const char *method, const char *path, const char *body
 			if (!rc && wait_or_gone(fd, 30))
 				rc = -1;
 		}
+	} else if (!strcmp(model, "mock-flood")) {
+		char ev[1100];
+		for (int i = 0; i < 8000 && !rc; i++) {
+			int n = snprintf(ev, sizeof ev, "data: {\"i\":%d,\"pad\":\"%0*d\"}\n\n", i, 1000, i);
+			rc = send_chunk(fd, ev, (size_t)n);
+			if (!rc && i == 0) /* a pause first: the gateway has sent all it had, then the flood */
+				rc = wait_or_gone(fd, 300);
+		}
+		if (!rc)
+			rc = send_chunk(fd, "data: [DONE]\n\n", 14);
 	} else if (!strcmp(model, "mock-slow")) {
 		rc = wait_or_gone(fd, 2500) || chat_chunk(fd, "late") || send_chunk(fd, "data: [DONE]\n\n", 14);
 	} else if (!strcmp(model, "mock-fail")) {
