@@ -7,13 +7,18 @@
  * answer, so a request crosses no thread (on the 2-core benchmark machine every hand-off was a
  * futex or eventfd write plus a context switch, ~6 syscalls per request that are now gone).
  *
+ * Streams: once MHD has written what it had, the engine writes the rest of a stream itself
+ * (direct_flush: chunk framing as MHD's, EPOLLOUT when the socket is full) and gives the
+ * connection back at the end; MHD 0.9.75 walks every suspended connection on each resume pass,
+ * so resuming for every SSE event cost O(open streams) per event.
+ *
  * Why client sockets live here: libmicrohttpd does not watch a suspended connection, so a client
  * that hangs up while its request waits on the upstream would go unnoticed until the upstream
  * finished (platform-notes). The peer's FIN or RST shows up as RDHUP/HUP/ERR on our epoll set;
  * the engine then cancels the upstream request at once (the curl handle is removed, which
  * closes that upstream connection and frees the slot) and resumes the connection so MHD tears
- * it down. Only RDHUP is asked for, so a pipelined next request (EPOLLIN) is not mistaken for a
- * hang-up.
+ * it down. Only RDHUP (and OUT while direct bytes wait) is asked for, so a pipelined next
+ * request (EPOLLIN) is not mistaken for a hang-up.
  *
  * Keep-alives and first-byte timeouts are found by a scan of the in-flight calls every
  * SCAN_MS: O(calls) every 50 ms is cheap even at 10k streams, and keeps per-chunk work O(1).

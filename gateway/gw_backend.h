@@ -5,12 +5,16 @@
  * parsed fields), hands it to a backend through the vtable (struct gw_backend_ops), and reads
  * the response half under call->mu: the upstream status and content type once "head_ready",
  * then bytes appended to `out` as they arrive, then "done". Backends run their I/O on the
- * engine thread (struct gw_engine: one libcurl multi loop that also times keep-alives and
- * watches client sockets for disconnects); they never block a front-end worker.
+ * engine (struct gw_engine: one libcurl multi loop that also times keep-alives and watches
+ * client sockets for disconnects). Each front-end worker thread is an engine that also runs its
+ * libmicrohttpd daemon, so a call normally lives on the thread that holds its connection.
  *
  * Wake-ups: when the front end finds nothing to do it sets call->waiting and suspends its MHD
- * connection while holding call->mu; whoever changes the call (the engine) clears waiting and
- * resumes the connection under the same lock. So a resume is never lost and never doubled.
+ * connection while holding call->mu; whoever changes the call clears waiting, resumes the
+ * connection under the same lock and kicks the worker that runs its daemon (gw_engine_kick: an
+ * external-mode daemon has no wake-up channel of its own). So a resume is never lost and never
+ * doubled. A stream in direct mode (see the call's direct fields) is written by the engine
+ * without resuming, until it ends.
  *
  * Lifetime: a call is reference counted (gw_call_unref); the front end holds one reference, the
  * engine one while the call is in flight. gw_call_cancel() is safe at any time and idempotent:

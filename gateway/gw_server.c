@@ -1,14 +1,22 @@
 /*
- * The HTTP front end. One request's life (the MHD access handler is called repeatedly):
+ * The HTTP front end. `threads` workers, each one thread running a libmicrohttpd daemon in
+ * external epoll mode (its own SO_REUSEPORT socket on the listen address) together with a
+ * backend engine (gw_backend.h), so a request stays on the thread that accepted it. One
+ * request's life (the MHD access handler is called repeatedly):
  *
  *   1st call   route, soft connection limit, auth (key checked before any body byte is read),
  *              Content-Length against the body limit.
  *   body calls append up to limits.max_body_bytes; beyond, discard and answer 413 at the end.
- *   last call  parse the few fields we need, model lookup (404), allow-list (403), rate limit
- *              (429), then hand a struct gw_call to the engine and suspend the connection.
+ *   last call  parse the few fields we need, model lookup (404), allow-list (403), then the rate
+ *              limiter: decided at once (local), or the connection suspends while Redis decides;
+ *              an admission then starts the call from the limiter's reply on the worker
+ *              (admitted_on_worker) with the connection still suspended, a refusal resumes it
+ *              for the 429. Admitted at once: hand the call to the engine and suspend.
  *   resumed    non-streaming: the whole upstream answer is there, queue it. Streaming: queue a
- *              chunked response whose reader takes bytes from the call as they arrive and
- *              suspends when there are none (the engine resumes it on the next bytes).
+ *              chunked response whose reader takes bytes from the call as they arrive; when
+ *              there are none it suspends and the engine writes the rest of the stream itself
+ *              (direct streaming), resuming the connection once at the end for MHD to close
+ *              the chunked body.
  *   completed  (MHD_OPTION_NOTIFY_COMPLETED) cancel the backend if it still runs (the client
  *              left), record usage, settle the rate limiter, metrics, the access log line.
  *
