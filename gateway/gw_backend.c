@@ -150,6 +150,7 @@ void gw_call_unref(struct gw_call *c)
 	rc_buf_release(&c->dpend);
 	gw_sse_release(&c->sse);
 	free(c->be_err);
+	free(c->market_model);
 	gw_config_unref(c->cfg);
 	pthread_mutex_destroy(&c->mu);
 	free(c);

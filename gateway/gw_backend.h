@@ -87,13 +87,19 @@ struct gw_call {
 	int route;                 /* enum gw_route */
 	char rid[68];              /* request id */
 	struct rc_buf body;        /* owned: the body exactly as the client sent it */
-	struct gw_body_info info;  /* parsed fields */
+	struct {                   /* the parsed fields a call needs (not the model name: see
+	                              market_model; a held stream should not carry 200 bytes twice) */
+		int stream;
+		int64_t max_tokens;
+		int include_usage;
+		int64_t prompt_estimate;
+	} info;
 	struct MHD_Connection *conn;
 	int client_fd;             /* watched for disconnects (-1: cannot be) */
 	int watched;               /* engine: client_fd is in the engine's epoll set */
 	const struct gw_backend_cfg *bcfg; /* borrowed from the config snapshot held below (or from
 	                                      the backend itself, which outlives its calls) */
-	char market_model[GW_MODEL_MAX + 1]; /* marketplace calls: the on-chain model name */
+	char *market_model;        /* marketplace calls: the on-chain model name (owned); else NULL */
 	struct gw_config *cfg;     /* owned reference (keeps bcfg alive) */
 	struct gw_backend *backend;
 	struct gw_engine *engine;  /* the engine running it (the front end cancels through it) */

@@ -525,14 +525,14 @@ static void market_tick(struct gw_engine *e, struct gw_call *c, int64_t now_ns)
 	pthread_mutex_lock(&c->mu);
 	struct mcall *m = c->priv;
 	int expired = m && !m->got_chunk && !m->cancelled && rc_mono_ms() > m->deadline_ms + DEADLINE_GRACE_MS;
-	char model[sizeof c->market_model];
+	char model[GW_MODEL_MAX + 1];
 	if (expired) {
 		m->cancelled = 1;
 		m->timed_out = 1;
 		uint64_t one = 1;
 		ssize_t w = write(m->cancel_fd, &one, sizeof one);
 		(void)w;
-		memcpy(model, c->market_model, sizeof model);
+		snprintf(model, sizeof model, "%s", c->market_model ? c->market_model : "");
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (!expired)

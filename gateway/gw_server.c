@@ -854,7 +854,10 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, i
 	memcpy(c->rid, r->rid, sizeof c->rid);
 	c->body = r->body; /* moved */
 	rc_buf_init(&r->body);
-	c->info = r->info;
+	c->info.stream = r->info.stream;
+	c->info.max_tokens = r->info.max_tokens;
+	c->info.include_usage = r->info.include_usage;
+	c->info.prompt_estimate = r->info.prompt_estimate;
 	c->conn = conn;
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	c->client_fd = ci ? ci->connect_fd : -1;
@@ -865,7 +868,8 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, i
 	if (r->mkt) {
 		c->bcfg = gw_market_backend_cfg(s->market);
 		c->backend = gw_market_backend(s->market);
-		memcpy(c->market_model, r->mkt->name, sizeof c->market_model);
+		if (!(c->market_model = strdup(r->mkt->name)))
+			abort();
 	} else {
 		c->bcfg = &r->cfg->backends[r->model->backend];
 		c->backend = gw_backend_for(c->bcfg);
