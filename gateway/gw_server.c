@@ -116,7 +116,12 @@ struct req {
 	struct ks_key_info *ki;
 	char key_id[KS_KEY_ID_LEN + 1];
 	char tenant[KS_NAME_MAX + 1];
-	struct gw_body_info info;
+	struct {      /* the parsed body's numbers (the model name is resolved into model below) */
+		int stream;
+		int64_t max_tokens;
+		int include_usage;
+		int64_t prompt_estimate;
+	} info;
 	const struct gw_model_cfg *model;
 	int model_idx;
 	struct mkt_model *mkt;       /* a marketplace model (allocated only for those) */
@@ -759,7 +764,8 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 		return respond_error(r, conn, 413, "invalid_request_error", "request_too_large", NULL, NULL, NULL,
 				     "request body larger than %ld bytes", r->cfg->max_body_bytes);
 	struct gw_perr perr;
-	int prc = gw_body_parse(r->body.ptr ? r->body.ptr : "", r->body.len, 1, &r->info, &perr);
+	struct gw_body_info bi;
+	int prc = gw_body_parse(r->body.ptr ? r->body.ptr : "", r->body.len, 1, &bi, &perr);
 	if (prc == GW_PARSE_ENOMEM)
 		return MHD_NO;
 	if (prc != GW_PARSE_OK)
@@ -767,21 +773,25 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 				     prc == GW_PARSE_EJSON ? "invalid_json" : "invalid_value",
 				     perr.param[0] ? perr.param : NULL, NULL, NULL, "%s", perr.msg);
 	if (r->route == GW_ROUTE_EMBEDDINGS)
-		r->info.stream = 0;
-	r->model = gw_config_find_model(r->cfg, r->info.model, r->info.model_len);
+		bi.stream = 0;
+	r->info.stream = bi.stream;
+	r->info.max_tokens = bi.max_tokens;
+	r->info.include_usage = bi.include_usage;
+	r->info.prompt_estimate = bi.prompt_estimate;
+	r->model = gw_config_find_model(r->cfg, bi.model, bi.model_len);
 	if (!r->model && s->market && r->cfg->market.enabled) {
 		enum MHD_Result mrc;
-		if (resolve_market(r, conn, r->info.model, r->info.model_len, &mrc))
+		if (resolve_market(r, conn, bi.model, bi.model_len, &mrc))
 			return mrc;
 	}
 	if (!r->model) {
 		char shown[80];
-		copy_printable(shown, sizeof shown, r->info.model);
+		copy_printable(shown, sizeof shown, bi.model);
 		return respond_error(r, conn, 404, "invalid_request_error", "model_not_found", "model", NULL, NULL,
 				     "the model '%s' does not exist", shown);
 	}
 	r->model_idx = gw_metrics_model(r->model->name);
-	if (!model_allowed(r, r->model, r->info.model, r->info.model_len))
+	if (!model_allowed(r, r->model, bi.model, bi.model_len))
 		return respond_error(r, conn, 403, "permission_error", "model_not_allowed", "model", NULL, NULL,
 				     "this API key may not use model '%s'", r->model->name);
 	if (atomic_load(&s->draining))
