@@ -91,6 +91,13 @@ static void engines_cancel_all(struct gw_server *s)
 
 enum phase { PH_NEW, PH_BODY, PH_ADMIT, PH_WAIT, PH_DONE };
 
+/* The limiter's decision, as much of it as the answer needs (struct gw_rl_decision is 280 bytes;
+ * the headers' states and the ticket are kept in the request beside it). */
+struct admit_result {
+	int outcome, refused, local;
+	int64_t retry_after_s;
+};
+
 /* A marketplace model a request asked for: its on-chain name and a model entry naming it. */
 struct mkt_model {
 	char name[GW_MODEL_MAX + 1];
@@ -135,7 +142,7 @@ struct req {
 	pthread_mutex_t amu;  /* admission: the limiter's callback vs the handler */
 	pthread_t admit_thread;
 	int admit_ready;
-	struct gw_rl_decision dec;
+	struct admit_result dec;
 	struct MHD_Connection *conn;
 	struct gw_engine *engine; /* the worker whose daemon holds the connection (NULL: admin) */
 	const char *model_param; /* /v1/models/{id} */
@@ -677,16 +684,27 @@ static void admitted_on_worker(void *arg)
 	atomic_fetch_sub(&s->admitting, 1);
 }
 
+static void take_decision(struct req *r, const struct gw_rl_decision *d)
+{
+	r->dec.outcome = d->outcome;
+	r->dec.refused = d->refused;
+	r->dec.local = d->local;
+	r->dec.retry_after_s = d->retry_after_s;
+	r->ticket = d->ticket;
+	r->rl_req = gw_rl_requests_state(d);
+	r->rl_tok = gw_rl_tokens_state(d);
+}
+
 static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 {
 	struct req *r = ctx;
 	if (pthread_equal(r->admit_thread, pthread_self())) {
-		r->dec = *d; /* synchronous: the handler reads it when gw_rl_admit returns */
+		take_decision(r, d); /* synchronous: the handler reads it when gw_rl_admit returns */
 		r->admit_ready = 1;
 		return;
 	}
 	pthread_mutex_lock(&r->amu); /* held by the handler only until it has suspended */
-	r->dec = *d;
+	take_decision(r, d);
 	r->admit_ready = 1;
 	if (d->outcome == GW_RL_ALLOWED && r->engine) {
 		/* admitted: the worker starts the upstream call with the connection still suspended,
@@ -820,9 +838,7 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, int suspended)
 {
 	struct gw_server *s = r->s;
-	const struct gw_rl_decision *d = &r->dec;
-	r->rl_req = gw_rl_requests_state(d);
-	r->rl_tok = gw_rl_tokens_state(d);
+	const struct admit_result *d = &r->dec;
 	r->have_rl = 1;
 	if (d->outcome != GW_RL_ALLOWED) {
 		char ra[24];
@@ -853,7 +869,6 @@ static enum MHD_Result after_admit(struct req *r, struct MHD_Connection *conn, i
 					     "1", "rate limiting is unavailable; retry shortly");
 		}
 	}
-	r->ticket = d->ticket;
 	r->have_ticket = 1;
 	free(r->ki); /* admitted: nothing reads the record any more */
 	r->ki = NULL;
