@@ -816,7 +816,8 @@ static enum MHD_Result start_inference(struct req *r, struct MHD_Connection *con
 		return respond_error(r, conn, 503, "server_error", "shutting_down", NULL, "Retry-After", "1",
 				     "the gateway is shutting down; retry on another instance");
 	/* Admission: the limiter may answer at once (local decision) or later from its I/O thread
-	 * (Redis); in the second case the connection waits suspended and admit_cb resumes it. */
+	 * (Redis); in the second case the connection waits suspended, and admit_cb either has the
+	 * worker start the call (admitted) or resumes the connection for the refusal. */
 	struct gw_rl_request rq = {r->ki,
 				   r->info.prompt_estimate + (r->info.max_tokens ? r->info.max_tokens : 256)};
 	r->conn = conn;
