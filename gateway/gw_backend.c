@@ -334,7 +334,6 @@ static void direct_flush(struct gw_engine *e, struct gw_call *c)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (w > 0) {
 				c->dpend_off += (size_t)w;
-				c->direct_bytes += (uint64_t)w;
 				continue;
 			}
 		} else {
@@ -349,7 +348,7 @@ static void direct_flush(struct gw_engine *e, struct gw_call *c)
 			size_t total = (size_t)h + avail + 2;
 			if (w >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
 				size_t took = w > 0 ? (size_t)w : 0;
-				c->direct_bytes += took;
+				c->direct_bytes += avail; /* body bytes, as the reader counts them */
 				if (took < total) { /* keep the untaken rest of this frame */
 					rc_buf_reset(&c->dpend);
 					c->dpend_off = 0;

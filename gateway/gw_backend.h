@@ -142,7 +142,7 @@ struct gw_call {
 	int direct_out;      /* EPOLLOUT asked for on client_fd */
 	struct rc_buf dpend; /* framed bytes the socket has not taken yet */
 	size_t dpend_off;
-	uint64_t direct_bytes; /* body bytes written direct (the access log's byte count) */
+	uint64_t direct_bytes; /* body bytes handed to the socket direct (framing not counted) */
 	/* engine-private */
 	void *priv;
 	int64_t last_out_ns; /* last time bytes reached out (keep-alive) */
