@@ -46,7 +46,7 @@ write_config() { # extra models JSON
     {"name": "mock-slow", "backend": "mock"}, {"name": "mock-drip", "backend": "mock"},
     {"name": "mock-fail", "backend": "mock"}, {"name": "mock-hang", "backend": "mock"},
     {"name": "mock-echo", "backend": "mock"}, {"name": "mock-bytes", "backend": "mock"},
-    {"name": "mock-flood", "backend": "mock"},
+    {"name": "mock-flood", "backend": "mock"}, {"name": "mock-long", "backend": "mock"},
     {"name": "mock-status-500", "backend": "mock"}, {"name": "mock-status-401", "backend": "mock"},
     {"name": "mock-status-503", "backend": "mock"}, {"name": "mock-status-400", "backend": "mock"},
     {"name": "unreachable", "backend": "dead"}, {"name": "demo", "backend": "demo", "aliases": ["demo-alias"]}
@@ -127,7 +127,7 @@ t_ok "embeddings on the demo backend" test "$CODE" = 200 -a "$(json 'o.data[0].o
 req POST /v1/chat/completions '{"model":"demo-alias","messages":[]}' "${auth[@]}"
 expect "a model alias routes to its model" 200 ""
 req GET /v1/models "" "${auth[@]}"
-t_ok "model list has every configured model" test "$(json 'o.data.length' <<<"$BODY")" = 15
+t_ok "model list has every configured model" test "$(json 'o.data.length' <<<"$BODY")" = 16
 req GET /v1/models "" -H "Authorization: Bearer $NARROW"
 t_ok "model list is filtered by the key's allow-list" test "$(json 'o.data.map(m=>m.id).join()' <<<"$BODY")" = mock-chat
 req GET /v1/models/mock-chat "" "${auth[@]}"
@@ -214,6 +214,12 @@ t_ok "the chunks before the failure arrived" grep -q '"two"' "$T_DIR/fail.sse"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-slow","stream":true}' -o "$T_DIR/slow.sse"
 t_ok "keep-alive comments every 1 s while the backend is silent" test "$(grep -c '^: keep-alive' "$T_DIR/slow.sse")" -ge 2
 t_ok "the late chunk and [DONE] still arrive" bash -c "grep -q late '$T_DIR/slow.sse' && grep -q 'data: \[DONE\]' '$T_DIR/slow.sse'"
+# a stream longer than client_timeout_s (3 s): the connection waits suspended while the engine
+# writes, and must not be timed out when it is handed back for the end of the chunked body
+curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-long","stream":true}' -o "$T_DIR/long.sse"
+long_rc=$? # curl says 18 when a chunked body is cut before its last chunk
+t_ok "a 5 s stream outlives the 3 s client timeout and ends cleanly" \
+  bash -c "test $long_rc = 0 && test \$(grep -c '^data: {' '$T_DIR/long.sse') = 6 && test \"\$(tail -c 14 '$T_DIR/long.sse')\" = 'data: [DONE]'"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-hang","stream":true}' -o "$T_DIR/hang.sse"
 t_ok "a hanging backend on a stream: keep-alive first, then a timeout error event and [DONE]" \
   bash -c "grep -q '^: keep-alive' '$T_DIR/hang.sse' && grep -q upstream_timeout '$T_DIR/hang.sse' && grep -q 'data: \[DONE\]' '$T_DIR/hang.sse'"

@@ -9,6 +9,7 @@
  *   mock-slow       stream: headers at once, then 2.5 s of silence, then one chunk and [DONE]
  *   mock-drip       stream: 10 chunks 200 ms apart
  *   mock-hold       stream: one chunk at once, then one a second for 20 s (benchmarks hold many)
+ *   mock-long       stream: 5 chunks 1 s apart (outlasts a short client timeout)
  *   mock-fail       stream: 2 chunks, then the connection is cut (no [DONE])
  *   mock-hang       never answers (until the client goes away)
  *   mock-echo       answers with the request body, byte for byte
@@ -208,7 +209,8 @@ static int handle(int fd, const char *method, const char *path, const char *body
 		return -1; /* cut: no terminating chunk */
 	} else {
 		int drip = !strcmp(model, "mock-drip"), hold = !strcmp(model, "mock-hold");
-		int n = drip ? 10 : hold ? 20 : 5, ms = drip ? 200 : hold ? 1000 : 10;
+		int lng = !strcmp(model, "mock-long");
+		int n = drip ? 10 : hold ? 20 : 5, ms = drip ? 200 : hold || lng ? 1000 : 10;
 		for (int i = 0; i < n && !rc; i++) {
 			char w[16];
 			snprintf(w, sizeof w, "w%d ", i);
