@@ -305,13 +305,19 @@ static void watch_set(struct gw_engine *e, struct gw_call *c, int out)
 		c->direct_out = out;
 }
 
-/* Engine thread, under c->mu: direct mode over; MHD writes the rest (if any) and the end. */
+/* Engine thread, under c->mu: direct mode over; MHD writes the rest (if any) and the end. After
+ * a failed or timed-out write the stream cannot go on (a chunk may be cut in the middle): nothing
+ * is handed back, and the reader closes the connection (direct_broken). */
 static void direct_end(struct gw_engine *e, struct gw_call *c)
 {
 	c->direct = 0;
 	c->direct_closing = 0;
 	rc_buf_release(&c->dpend);
 	c->dpend_off = 0;
+	if (c->direct_broken) {
+		rc_buf_reset(&c->out);
+		c->out_off = 0;
+	}
 	if (c->direct_out)
 		watch_set(e, c, 0);
 	wake(c);
@@ -334,6 +340,7 @@ static void direct_flush(struct gw_engine *e, struct gw_call *c)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (w > 0) {
 				c->dpend_off += (size_t)w;
+				c->direct_stall_ns = 0;
 				continue;
 			}
 		} else {
@@ -349,6 +356,8 @@ static void direct_flush(struct gw_engine *e, struct gw_call *c)
 			if (w >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
 				size_t took = w > 0 ? (size_t)w : 0;
 				c->direct_bytes += avail; /* body bytes, as the reader counts them */
+				if (took)
+					c->direct_stall_ns = 0;
 				if (took < total) { /* keep the untaken rest of this frame */
 					rc_buf_reset(&c->dpend);
 					c->dpend_off = 0;
@@ -359,17 +368,16 @@ static void direct_flush(struct gw_engine *e, struct gw_call *c)
 							abort();
 					}
 				}
-				c->out_off = c->out.len;
-				if (c->out_off == c->out.len) {
-					rc_buf_reset(&c->out);
-					c->out_off = 0;
-				}
+				rc_buf_reset(&c->out); /* all of it is sent or in dpend */
+				c->out_off = 0;
 				continue;
 			}
 		}
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->direct_stall_ns)
+				c->direct_stall_ns = gw_now_ns();
 			watch_set(e, c, 1);
 			return;
 		}
@@ -1018,9 +1026,23 @@ static void start_call(struct gw_engine *e, struct gw_call *c)
 	}
 }
 
+/* A direct stream whose client has taken nothing for limits.client_timeout_s (MHD's rule for
+ * a connection it writes itself). */
+static int direct_stalled(const struct gw_call *c, int64_t now)
+{
+	return c->direct_stall_ns && now - c->direct_stall_ns > (int64_t)c->cfg->client_timeout_s * 1000000000;
+}
+
 static void scan(struct gw_engine *e, int64_t now)
 {
 	int64_t ka = (int64_t)atomic_load(&e->keepalive_ms) * 1000000;
+	for (size_t i = 0; i < e->flushing.n;) {
+		struct gw_call *c = e->flushing.v[i];
+		if (direct_stalled(c, now))
+			direct_finish(e, c, 1); /* swaps c out */
+		else
+			i++;
+	}
 	for (size_t i = 0; i < e->active.n;) {
 		struct gw_call *c = e->active.v[i];
 		size_t n_before = e->active.n;
@@ -1034,6 +1056,12 @@ static void scan(struct gw_engine *e, int64_t now)
 		}
 		if (!c->watched)
 			watch_client(e, c);
+		if (direct_stalled(c, now)) {
+			atomic_fetch_add(&e->stats.cancelled_by_client, 1);
+			gw_log_info("engine", "rid=%s client stopped reading: upstream request cancelled", c->rid);
+			cancel_call(e, c, GW_BE_ECANCELLED, "client stopped reading");
+			continue;
+		}
 		if (c->rl && c->renew_every_ns > 0 && now >= c->next_renew_ns) {
 			gw_rl_renew(c->rl, &c->ticket);
 			c->next_renew_ns = now + c->renew_every_ns;

@@ -143,6 +143,8 @@ struct gw_call {
 	struct rc_buf dpend; /* framed bytes the socket has not taken yet */
 	size_t dpend_off;
 	uint64_t direct_bytes; /* body bytes handed to the socket direct (framing not counted) */
+	int64_t direct_stall_ns; /* since when the socket takes nothing (0: it does): a client that
+	                            stops reading is cut after limits.client_timeout_s, as MHD would */
 	/* engine-private */
 	void *priv;
 	int64_t last_out_ns; /* last time bytes reached out (keep-alive) */

@@ -564,6 +564,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	struct gw_call *c = r->call;
 	(void)pos;
 	pthread_mutex_lock(&c->mu);
+	if (c->direct_broken) { /* the engine's write failed or timed out mid-stream: close */
+		pthread_mutex_unlock(&c->mu);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	size_t avail = c->out.len - c->out_off;
 	if (avail) {
 		size_t n = avail < max ? avail : max;

@@ -205,6 +205,26 @@ curl -sN "http://127.0.0.1:$MPORT/v1/chat/completions" -d '{"model":"mock-flood"
 curl -sN --limit-rate 4M "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-flood","stream":true}' -o "$T_DIR/flood.gw"
 t_ok "an 8 MB stream to a slow reader arrives byte for byte" cmp -s "$T_DIR/flood.direct" "$T_DIR/flood.gw"
 t_ok "and it was 8 MB" test "$(stat -c %s "$T_DIR/flood.gw")" -gt 8000000
+# a client that stops reading a stream altogether is cut after client_timeout_s (3 s), as
+# libmicrohttpd cuts one it writes to itself (what the sockets held arrives, then the close)
+STALL=$(node -e '
+const [port, key] = process.argv.slice(1);
+const body = JSON.stringify({ model: "mock-flood", stream: true });
+const s = require("net").connect(+port, "127.0.0.1", () => {
+  s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  s.pause();
+  setTimeout(() => {
+    let n = 0;
+    s.on("data", d => n += d.length);
+    s.on("close", () => { console.log(`closed ${n}`); process.exit(0); });
+    s.resume();
+    setTimeout(() => { console.log(`open ${n}`); process.exit(0); }, 5000);
+  }, 6000);
+});
+s.on("error", () => {});' "$GPORT" "$KEY")
+t_ok "a client that stops reading a stream is cut after the client timeout" \
+  bash -c "[[ '$STALL' == closed* ]] && (( \$(cut -d' ' -f2 <<<'$STALL') < 8000000 ))"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-nousage","stream":true}' -o "$T_DIR/nousage.sse"
 t_ok "a stream ends with data: [DONE]" test "$(tail -c 14 "$T_DIR/nousage.sse")" = "data: [DONE]"
 curl -sN "$G/v1/chat/completions" "${auth[@]}" -d '{"model":"mock-fail","stream":true}' -o "$T_DIR/fail.sse"
