@@ -115,8 +115,9 @@ struct gw_engine *gw_engine_current(void)
 
 /* libmicrohttpd has no wake-up channel of its own in external mode: whoever resumes one of our
  * connections tells us, with one eventfd write per burst at most (none from our own thread). */
-void gw_engine_kick(struct gw_engine *e)
+void gw_engine_resume(struct gw_engine *e, struct MHD_Connection *conn)
 {
+	MHD_resume_connection(conn);
 	if (!e || !e->d)
 		return;
 	if (tls_engine == e)
@@ -168,8 +169,7 @@ static void wake(struct gw_call *c)
 {
 	if (c->waiting) {
 		c->waiting = 0;
-		MHD_resume_connection(c->conn);
-		gw_engine_kick(c->engine);
+		gw_engine_resume(c->engine, c->conn);
 	}
 }
 
@@ -1236,7 +1236,7 @@ static void *engine_main(void *arg)
 			}
 		}
 		int n = epoll_wait(e->ep, evs, 256, timeout);
-		int mhd_ready = atomic_load(&e->mhd_kick) || atomic_load(&e->quiesce) == 1;
+		int mhd_ready = atomic_load(&e->quiesce) == 1; /* kicks are read after the events */
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == TAG_MHD) {

@@ -11,7 +11,7 @@
  *
  * Wake-ups: when the front end finds nothing to do it sets call->waiting and suspends its MHD
  * connection while holding call->mu; whoever changes the call clears waiting, resumes the
- * connection under the same lock and kicks the worker that runs its daemon (gw_engine_kick: an
+ * connection under the same lock and kicks the worker that runs its daemon (gw_engine_resume: an
  * external-mode daemon has no wake-up channel of its own). So a resume is never lost and never
  * doubled. A stream in direct mode (see the call's direct fields) is written by the engine
  * without resuming, until it ends.
@@ -195,9 +195,10 @@ struct gw_engine_stats {
  * (optional): a libmicrohttpd daemon started in external epoll mode (MHD_USE_EPOLL, no internal
  * thread) that this thread runs alongside its transfers (a front-end worker). */
 int gw_engine_new(long keepalive_ms, struct MHD_Daemon *d, struct gw_engine **out);
-/* Any thread, after MHD_resume_connection() on a connection of e's daemon: make e's thread run
- * the daemon (it has no wake-up channel of its own in external mode). NULL is a no-op. */
-void gw_engine_kick(struct gw_engine *e);
+/* Any thread: MHD_resume_connection(conn), conn being a connection of e's daemon, and make e's
+ * thread run the daemon (it has no wake-up channel of its own in external mode). Every resume
+ * goes through here. e NULL (the admin daemon, with its own thread): only the resume. */
+void gw_engine_resume(struct gw_engine *e, struct MHD_Connection *conn);
 /* Any thread: run fn(arg) on e's thread, before its next look at submitted calls. The caller
  * keeps arg alive until then (gw_server's admissions: a suspended connection cannot end). */
 void gw_engine_post_fn(struct gw_engine *e, void (*fn)(void *), void *arg);

@@ -715,8 +715,7 @@ static void admit_cb(void *ctx, const struct gw_rl_decision *d)
 		 * which saves libmicrohttpd a resume and a suspend (two epoll_ctl and a recv) */
 		gw_engine_post_fn(r->engine, admitted_on_worker, r);
 	} else {
-		MHD_resume_connection(r->conn);
-		gw_engine_kick(r->engine);
+		gw_engine_resume(r->engine, r->conn);
 	}
 	pthread_mutex_unlock(&r->amu);
 }
